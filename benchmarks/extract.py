@@ -1,0 +1,103 @@
+"""Throughput of `featx extract` against the bare model forward, measured in one run.
+
+    python benchmarks/extract.py [--images 384] [--backbone alexnet] [--layers conv4,conv5]
+
+Writes VOC-sized JPEGs (500x375, quality 90) made from scikit-image's sample photos to a
+temporary folder, then measures
+  * bare: the torchvision model's own forward up to the last requested layer (the same
+    modules featx runs), on an already-decoded, already-normalised batch: the ceiling, in the
+    default NCHW memory format and in channels_last (which featx uses);
+  * featx: the whole stage, iter_extract (decode in workers, forward, float16 HDF5 writes),
+    model loading included;
+and prints images/s of each and the ratios featx / bare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from featx.backbones import get_backbone, load_model
+from featx.extract import ExtractConfig, extract_shards
+from featx.images import folder_source
+
+
+def make_photos(folder: Path, n: int, seed: int = 0) -> None:
+    from skimage import data
+
+    photos = [data.chelsea(), data.astronaut(), data.coffee(), data.rocket(), data.cat(),
+              data.stereo_motorcycle()[0]]
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        img = Image.fromarray(photos[i % len(photos)])
+        w, h = img.size
+        x0, y0 = rng.integers(0, w // 5), rng.integers(0, h // 5)
+        img = img.crop((x0, y0, x0 + 4 * w // 5, y0 + 4 * h // 5)).resize((500, 375))
+        img.save(folder / f"{i:05d}.jpg", quality=90)
+
+
+def bare_forward(backbone: str, layers: list[str], n: int, batch: int, channels_last: bool,
+                 repeats: int = 2) -> float:
+    """Images/s of the truncated torchvision forward on one pre-normalised batch."""
+    bb = get_backbone(backbone)
+    model, _ = load_model(bb, "none")
+    last = bb.layers[bb.check_layers(layers)[-1]]
+    # the forward up to and including the module of the last layer: for Sequential features
+    # this is the plain slice the user would write by hand
+    head, idx = last.split(".")[0], int(last.split(".")[1]) if "." in last else None
+    net = getattr(model, head)[: idx + 1] if idx is not None else model
+    x = torch.randn(batch, 3, bb.input_size, bb.input_size)
+    if channels_last:
+        net, x = net.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    best = 0.0
+    with torch.inference_mode():
+        net(x)
+        for _ in range(repeats):
+            t = time.perf_counter()
+            for _ in range(n // batch):
+                net(x)
+            best = max(best, (n // batch) * batch / (time.perf_counter() - t))
+    return best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--images", type=int, default=768)
+    ap.add_argument("--backbone", default="alexnet")
+    ap.add_argument("--layers", default="conv4,conv5")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--workers", type=int, default=None)
+    args = ap.parse_args()
+    layers = args.layers.split(",")
+    with tempfile.TemporaryDirectory() as tmp:
+        photos = Path(tmp) / "photos"
+        photos.mkdir()
+        make_photos(photos, args.images)
+        bare = bare_forward(args.backbone, layers, args.images, args.batch_size, False)
+        bare_cl = bare_forward(args.backbone, layers, args.images, args.batch_size, True)
+        # a weights file, as in real use (ImageNet weights are not reachable offline)
+        weights = Path(tmp) / "weights.pt"
+        torch.save(load_model(get_backbone(args.backbone), "none")[0].state_dict(), weights)
+        cfg = ExtractConfig(backbone=args.backbone, layers=layers, weights=str(weights),
+                            batch_size=args.batch_size, workers=args.workers,
+                            show_progress=False)
+        t = time.perf_counter()
+        extract_shards(folder_source(photos), Path(tmp) / "acts", cfg)
+        ours = args.images / (time.perf_counter() - t)
+    print(f"{args.backbone} {args.layers}, {args.images} JPEGs 500x375, batch {args.batch_size}, "
+          f"{torch.get_num_threads()} torch threads")
+    rows = [("bare forward, NCHW (decoded, normalised batch)", bare),
+            ("bare forward, channels_last (ditto)", bare_cl),
+            ("featx extract (decode + forward + write)", ours)]
+    print(f"{'what':<50}{'images/s':>10}{'featx / this':>14}")
+    for name, rate in rows:
+        print(f"{name:<50}{rate:>10.1f}{ours / rate:>14.2f}")
+
+if __name__ == "__main__":
+    main()

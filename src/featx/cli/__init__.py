@@ -1,0 +1,45 @@
+"""The ``featx`` command group: logging set up once, errors turned into one-line messages."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+from rich.logging import RichHandler
+
+import featx
+from featx.errors import FeatxError
+from featx.runtime import stderr
+
+
+class FeatxGroup(click.Group):
+    """Reports a :class:`FeatxError` as ``Error: message`` and exit status 1, no traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except FeatxError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+@click.group(cls=FeatxGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(featx.__version__, prog_name="featx")
+@click.option("-v", "--verbose", count=True, help="More log output on stderr (-vv for debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr; no progress bars.")
+@click.pass_context
+def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
+    """Image representations from CNN activations: extract, fit, encode, train, evaluate.
+
+    Every command prints the paths it wrote on stdout, one per line, and its logs and progress
+    on stderr, so commands chain in pipes.
+    """
+    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose + 1, 2)]
+    logging.basicConfig(level=level, format="%(message)s", force=True,
+                        handlers=[RichHandler(console=stderr, show_path=False, show_time=False)])
+    ctx.obj = {"quiet": quiet}
+
+
+from featx.cli import extract as _extract, layers as _layers  # noqa: E402
+
+main.add_command(_extract.extract)
+main.add_command(_layers.layers)

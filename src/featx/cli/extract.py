@@ -1,0 +1,55 @@
+"""``featx extract``: activations of a backbone over images, written as HDF5 shards."""
+
+from __future__ import annotations
+
+import click
+
+from featx.backbones import BACKBONES
+from featx.cli.options import batch_size_opt, command_line, device_opt, emit, inputs_arg
+from featx.cli.options import out_opt, overwrite_opt, seed_opt
+from featx.extract import DTYPES, ExtractConfig, iter_extract
+from featx.images import open_source
+
+
+@click.command()
+@inputs_arg
+@out_opt
+@click.option("--backbone", type=click.Choice(list(BACKBONES)), default="alexnet",
+              show_default=True)
+@click.option("--weights", default="imagenet", show_default=True,
+              help="imagenet, none (random, from --seed) or a state-dict file.")
+@click.option("--layers", default=None,
+              help="Comma-separated layer aliases (see `featx layers BACKBONE`); "
+                   "default: the backbone's cross-layer pair.")
+@click.option("--views", default="whole", show_default=True,
+              help="Comma-separated: whole, blocks[:MxN] (rows x cols, default 2x2), jitter.")
+@click.option("--input-size", type=click.IntRange(32), help="Default: the backbone's (227/224).")
+@batch_size_opt
+@device_opt
+@click.option("--workers", type=click.IntRange(0), help="Decoding processes (default: min(4, CPUs)).")
+@click.option("--shard-size", default=1000, show_default=True, type=click.IntRange(1),
+              help="Images per shard.")
+@click.option("--dtype", type=click.Choice(list(DTYPES)), default="float16", show_default=True)
+@seed_opt
+@click.option("--skip-bad", is_flag=True, help="Skip undecodable images (recorded in the shard).")
+@overwrite_opt
+@click.pass_context
+def extract(ctx: click.Context, inputs, out, backbone, weights, layers, views, input_size,
+            batch_size, device, workers, shard_size, dtype, seed, skip_bad, overwrite) -> None:
+    """Run BACKBONE over INPUTS (folders, image files, lists of paths, or - for stdin).
+
+    Prints each shard path on stdout as it is completed. Rerunning the same command resumes.
+    """
+    from featx.backbones import get_backbone
+
+    bb = get_backbone(backbone)
+    layer_list = layers.split(",") if layers else list(bb.cross_layer or list(bb.layers)[-1:])
+    cfg = ExtractConfig(
+        backbone=backbone, layers=[s.strip() for s in layer_list], weights=weights,
+        views=[v.strip() for v in views.split(",")], input_size=input_size,
+        batch_size=batch_size, device=device, workers=workers, shard_size=shard_size,
+        dtype=dtype, seed=seed, skip_bad=skip_bad, overwrite=overwrite,
+        show_progress=not ctx.obj["quiet"], command=command_line(),
+    )
+    for path in iter_extract(open_source(inputs), out, cfg):
+        emit(path)

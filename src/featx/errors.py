@@ -1,0 +1,37 @@
+"""The exceptions featx raises on bad input, rooted at :class:`FeatxError`.
+
+Every message is one line that says what is wrong and how to fix it; the CLI prints it as
+``Error: <message>`` and exits with status 1.
+"""
+
+
+class FeatxError(Exception):
+    """Base of every error featx reports to a user."""
+
+
+class InputError(FeatxError):
+    """The inputs cannot be used: empty, missing, unreadable, or of the wrong kind."""
+
+
+class ImageDecodeError(InputError):
+    """An image file could not be decoded."""
+
+
+class LayerError(FeatxError):
+    """A layer alias is not known to the backbone."""
+
+
+class WeightsError(FeatxError):
+    """Model weights cannot be obtained or do not fit the architecture."""
+
+
+class OutputExistsError(FeatxError):
+    """The output already holds results that this run would replace."""
+
+
+class ProvenanceError(FeatxError):
+    """An input was produced under settings that do not fit this stage."""
+
+
+class NonFiniteError(FeatxError):
+    """NaN or Inf values appeared where finite numbers are required."""

@@ -1,0 +1,261 @@
+"""The extract stage: run a backbone over the views of each image and write activation shards.
+
+Decoding and view rendering run in DataLoader workers, overlapped with the forward passes; all
+views of a batch of images go through the network in one forward pass that stops at the last
+requested layer. Shards are written atomically and a rerun resumes: a shard whose file already
+holds the same images under the same settings is kept and not recomputed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+import featx
+from featx.backbones import ActivationExtractor, get_backbone, layer_shapes, load_model
+from featx.errors import ImageDecodeError, InputError, NonFiniteError, OutputExistsError
+from featx.errors import ProvenanceError
+from featx.images import ImageSource, ViewSpec, decode, normalize
+from featx.runtime import progress_bar, rank_and_world, resolve_device
+from featx.shards import ShardWriter, check_provenance, prepare_output, read_shard_header
+from featx.shards import shard_name
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"float16": torch.float16, "float32": torch.float32}
+
+
+@dataclass
+class ExtractConfig:
+    """Settings of one extraction; ``batch_size`` counts CNN inputs (views), not images."""
+
+    backbone: str = "alexnet"
+    layers: Sequence[str] = ("conv4", "conv5")
+    views: Sequence[str] = ("whole",)
+    weights: str = "imagenet"
+    input_size: int | None = None
+    batch_size: int = 64
+    device: str = "auto"
+    workers: int | None = None
+    shard_size: int = 1000
+    dtype: str = "float16"
+    seed: int = 0
+    skip_bad: bool = False
+    overwrite: bool = False
+    show_progress: bool = True
+    command: str = ""
+    extra_attrs: dict = field(default_factory=dict)
+
+
+class _ViewDataset(Dataset):
+    """Decodes image ``i`` and renders its views; a decode failure is returned, not raised."""
+
+    def __init__(self, paths: list[str], views: list[ViewSpec], size: int, jitter_size: int):
+        self.paths, self.views, self.size, self.jitter = paths, views, size, jitter_size
+        w = max(v.min_decode_size(size, jitter_size)[0] for v in views)
+        h = max(v.min_decode_size(size, jitter_size)[1] for v in views)
+        self.min_size = (w, h)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        try:
+            img = decode(self.paths[i], self.min_size)
+        except ImageDecodeError as exc:
+            return i, None, str(exc)
+        return i, torch.cat([v.render(img, self.size, self.jitter) for v in self.views]), None
+
+
+def _as_list(batch):
+    return batch
+
+
+def _parse_views(views: Sequence[str]) -> list[ViewSpec]:
+    specs = [ViewSpec.parse(v) for v in views]
+    kinds = [s.kind for s in specs]
+    if not specs or len(set(kinds)) != len(kinds):
+        raise InputError(f"views must be distinct and non-empty, got {', '.join(views) or 'none'}")
+    return specs
+
+
+def iter_extract(source: ImageSource, out: str | Path, cfg: ExtractConfig,
+                 on_commit: Callable[[Path], None] | None = None) -> Iterator[Path]:
+    """Extract activations of ``source`` into shards under ``out``; yield each shard's path.
+
+    Shards already present from an earlier run with the same settings and images are yielded
+    without recomputation. Under torchrun, rank r handles shards r, r + world, ...
+    """
+    bb = get_backbone(cfg.backbone)
+    layers = bb.check_layers(list(cfg.layers))
+    views = _parse_views(cfg.views)
+    size = cfg.input_size or bb.input_size
+    if cfg.dtype not in DTYPES:
+        raise InputError(f"unknown dtype {cfg.dtype!r}; valid: {', '.join(DTYPES)}")
+    if cfg.shard_size < 1 or cfg.batch_size < 1:
+        raise InputError("--shard-size and --batch-size must be at least 1")
+    shapes = layer_shapes(bb, size)
+
+    labels = [r.labels for r in source.records]
+    labelled = None
+    if all(isinstance(x, tuple) for x in labels):
+        labelled = "multi"
+    elif all(isinstance(x, int) for x in labels):
+        labelled = "single"
+
+    signature = {
+        "kind": "activations", "backbone": bb.name, "layers": list(layers),
+        "views": [str(v) for v in views], "input_size": size, "dtype": cfg.dtype,
+        "shard_size": cfg.shard_size, "mean": list(bb.mean), "std": list(bb.std), "bgr": bb.bgr,
+        "jitter_size": bb.jitter_size,
+    }
+    out = prepare_output(out, cfg.overwrite)
+    rank, world = rank_and_world()
+    chunks = [source.records[i:i + cfg.shard_size]
+              for i in range(0, len(source.records), cfg.shard_size)]
+    mine = [k for k in range(len(chunks)) if k % world == rank]
+
+    # Decide which shards exist already (resume) before loading any weights.
+    todo, done = [], {}
+    for k in mine:
+        path = out / shard_name(k)
+        if not path.exists():
+            todo.append(k)
+            continue
+        head = read_shard_header(path)
+        try:
+            check_provenance(head, {**signature, "weights_arg": cfg.weights}, f"existing {path}")
+        except ProvenanceError as exc:
+            raise OutputExistsError(f"{exc}; pass --overwrite to replace it, or use another -o") from None
+        if set(head["ids"]) | set(head["skipped_ids"]) != {r.id for r in chunks[k]}:
+            raise OutputExistsError(
+                f"existing {path} holds other images than this run puts there (did the input "
+                "change?); pass --overwrite to replace it, or use another -o")
+        done[k] = path
+    if done:
+        log.info("resuming: %d of %d shards already complete in %s", len(done), len(mine), out)
+
+    if not todo:
+        yield from (done[k] for k in mine)
+        return
+
+    device = resolve_device(cfg.device)
+    model, weights_desc = load_model(bb, cfg.weights, cfg.seed)
+    # channels_last is faster for these convolutions on CPU (oneDNN) and on GPU (cuDNN)
+    model = model.to(device, memory_format=torch.channels_last)
+    extractor = ActivationExtractor(model, bb, layers, DTYPES[cfg.dtype])
+
+    attrs = {
+        **signature, "weights": weights_desc, "weights_arg": cfg.weights,
+        "featx_version": featx.__version__, "command": cfg.command, "seed": cfg.seed,
+        "classes": list(source.classes), "split": source.split, "source": source.description,
+        "layer_shapes": {k: list(shapes[k]) for k in layers}, **cfg.extra_attrs,
+    }
+    records = [(k, r) for k in todo for r in chunks[k]]
+    per_image = sum(v.count() for v in views)
+    workers = (os.cpu_count() or 1) if cfg.workers is None else cfg.workers
+    loader = DataLoader(
+        _ViewDataset([r.path for _, r in records], views, size, bb.jitter_size),
+        batch_size=max(1, cfg.batch_size // per_image), num_workers=workers,
+        collate_fn=_as_list, pin_memory=device.type == "cuda",
+        prefetch_factor=4 if workers else None, worker_init_fn=_low_priority if workers else None,
+    )
+    splits = np.cumsum([0] + [v.count() for v in views])
+
+    def forward(batch: list) -> dict[str, np.ndarray]:
+        """{layer: (B, views, ...) array in the storage dtype} for the decoded images of batch."""
+        x = torch.cat([x for _, x, _ in batch]).to(device, non_blocking=True)
+        x = normalize(x, bb.mean, bb.std, bb.bgr)
+        with torch.autocast("cuda", enabled=device.type == "cuda"):
+            feats = extractor(x)
+        acts = {}
+        for name, t in feats.items():
+            t = t.reshape(len(batch), per_image, *t.shape[1:])
+            bad = ~torch.isfinite(t).flatten(1).all(1)
+            if bad.any():
+                ids = [records[batch[j][0]][1].id for j in bad.nonzero()[:, 0].tolist()]
+                hint = "; try --dtype float32" if cfg.dtype == "float16" else ""
+                raise NonFiniteError(f"non-finite {name} activations ({cfg.dtype}) for "
+                                     f"{', '.join(ids[:5])}{hint}")
+            acts[name] = t.contiguous().cpu().numpy()
+        return acts
+
+    def new_writer(k: int) -> ShardWriter:
+        w = ShardWriter(out / shard_name(k), {**attrs, "shard_index": k}, labelled=labelled,
+                        num_classes=len(source.classes))
+        for v in views:
+            w.group_attrs(f"acts/{v.kind}", {"view": str(v), "count": v.count()})
+        return w
+
+    writer: ShardWriter | None = None
+    pending = iter(mine)  # shard order, so resumed shards are yielded in their place
+    progress = progress_bar("img", cfg.show_progress)
+    try:
+        with progress, torch.inference_mode():
+            task = progress.add_task(f"extract {bb.name}", total=len(records))
+            for batch in loader:
+                for i, _, err in batch:
+                    if err is None:
+                        continue
+                    if not cfg.skip_bad:
+                        raise ImageDecodeError(f"{err} (pass --skip-bad to skip such images)")
+                    log.warning("skipped: %s", err)
+                good = [item for item in batch if item[2] is None]
+                acts = forward(good) if good else {}
+                # a batch can straddle shards: write it as runs of one shard each
+                rows = [(records[i][0], j) for j, (i, _, _) in enumerate(good)]
+                for k in sorted({records[i][0] for i, _, _ in batch}):
+                    if writer is None or writer.index != k:
+                        if writer is not None:
+                            committed, writer = writer, None
+                            yield _commit(committed, on_commit)
+                        for j in pending:
+                            if j == k:
+                                break
+                            yield done[j]
+                        writer = new_writer(k)
+                        writer.index = k
+                    for i, _, err in batch:
+                        if err is not None and records[i][0] == k:
+                            writer.skip(records[i][1].id, err)
+                    sel = [j for kk, j in rows if kk == k]
+                    if not sel:
+                        continue
+                    recs = [records[good[j][0]][1] for j in sel]
+                    arrays = {f"acts/{v.kind}/{name}": a[sel, splits[n]:splits[n + 1]]
+                              for name, a in acts.items() for n, v in enumerate(views)}
+                    labels = np.asarray([r.labels for r in recs]) if labelled else None
+                    writer.append([r.id for r in recs], arrays, labels)
+                progress.advance(task, len(batch))
+        if writer is not None:
+            last, writer = writer, None
+            yield _commit(last, on_commit)
+        yield from (done[j] for j in pending)
+    finally:
+        if writer is not None:
+            writer.abort()
+
+
+def _low_priority(worker_id: int) -> None:
+    """Decode at the lowest CPU priority: on a machine whose cores the forward pass fills, the
+    decoders then run in its gaps and while it waits, instead of stalling its parallel loops."""
+    os.nice(19)
+
+
+def _commit(writer: ShardWriter, on_commit: Callable[[Path], None] | None) -> Path:
+    path = writer.commit()
+    if on_commit is not None:
+        on_commit(path)
+    return path
+
+
+def extract_shards(source: ImageSource, out: str | Path, cfg: ExtractConfig) -> list[Path]:
+    """Run :func:`iter_extract` to the end and return every shard path, in order."""
+    return list(iter_extract(source, out, cfg))
