@@ -214,8 +214,8 @@ def iter_extract(source: ImageSource, out: str | Path, cfg: ExtractConfig,
                 for k in sorted({records[i][0] for i, _, _ in batch}):
                     if writer is None or writer.index != k:
                         if writer is not None:
-                            committed, writer = writer, None
-                            yield _commit(committed, on_commit)
+                            path, writer = _commit(writer, on_commit), None
+                            yield path
                         for j in pending:
                             if j == k:
                                 break
@@ -235,8 +235,8 @@ def iter_extract(source: ImageSource, out: str | Path, cfg: ExtractConfig,
                     writer.append([r.id for r in recs], arrays, labels)
                 progress.advance(task, len(batch))
         if writer is not None:
-            last, writer = writer, None
-            yield _commit(last, on_commit)
+            path, writer = _commit(writer, on_commit), None
+            yield path
         yield from (done[j] for j in pending)
     finally:
         if writer is not None:

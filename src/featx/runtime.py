@@ -43,7 +43,10 @@ class _RateColumn(ProgressColumn):
         self.unit = unit
 
     def render(self, task) -> Text:
-        return Text(f"{task.speed:,.1f} {self.unit}/s" if task.speed else f"-- {self.unit}/s")
+        speed = task.finished_speed or task.speed
+        if speed is None and task.elapsed:
+            speed = task.completed / task.elapsed
+        return Text(f"{speed:,.1f} {self.unit}/s" if speed else f"-- {self.unit}/s")
 
 
 def progress_bar(unit: str = "img", enabled: bool = True) -> Progress:

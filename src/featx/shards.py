@@ -121,7 +121,8 @@ class ShardWriter:
     def abort(self) -> None:
         """Close and delete the temporary file (the shard is not written)."""
         try:
-            self.file.close()
+            if self.file:  # still open
+                self.file.close()
         finally:
             self.tmp.unlink(missing_ok=True)
 

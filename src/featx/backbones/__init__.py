@@ -6,7 +6,8 @@ normalisation, the modules behind each layer alias, and how to obtain ImageNet w
 ``featx layers NAME`` lists the aliases with their shapes.
 
 Layer aliases name post-ReLU outputs, as in the papers: AlexNet ``conv1``..``conv5`` are the
-outputs of the five conv+ReLU pairs and ``fc6``/``fc7`` those of the two hidden FC+ReLU pairs.
+outputs of the five conv+ReLU pairs and ``fc6``/``fc7`` those of the two hidden FC+ReLU pairs;
+``logits`` is every backbone's ImageNet classifier output (the papers' fc8, before softmax).
 torchvision's AlexNet is the "one weird trick" variant (Krizhevsky 2014): conv1 has 64 filters,
 conv2 192, conv3 384, conv4 256, where the Caffe network of the papers has 96, 256, 384, 384
 (and grouped convolutions). conv5 has 256 channels in both, so a 3x3 conv4 subarray is 2,304-d
@@ -140,7 +141,12 @@ def load_model(bb: Backbone, weights: str = "imagenet", seed: int = 0) -> tuple[
         source = f"file {path.resolve()} (sha256 {digest})"
     with torch.device("meta"):  # no random init to throw away: the weights are assigned
         model = bb.build()
-    missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
+    except RuntimeError as exc:  # shape mismatches
+        detail = next((ln.strip() for ln in str(exc).splitlines() if "size mismatch" in ln), exc)
+        raise WeightsError(f"weights do not fit {bb.name}: {detail} (is the file for another "
+                           "backbone?)") from None
     if missing or unexpected:
         raise WeightsError(
             f"weights do not fit {bb.name}: missing {list(missing)[:3]}, unexpected "
@@ -208,6 +214,7 @@ def layer_shapes(bb: Backbone, input_size: int | None = None) -> dict[str, tuple
 _ALEXNET_LAYERS = {
     "conv1": "features.1", "conv2": "features.4", "conv3": "features.7",
     "conv4": "features.9", "conv5": "features.11", "fc6": "classifier.2", "fc7": "classifier.5",
+    "logits": "classifier.6",
 }
 _ALEXNET_KERNELS = {"conv1": 11, "conv2": 5, "conv3": 3, "conv4": 3, "conv5": 3}
 
@@ -260,7 +267,7 @@ class CaffeAlexNet(nn.Module):
     layers={
         "conv1": "features.1", "conv2": "features.5", "conv3": "features.9",
         "conv4": "features.11", "conv5": "features.13", "fc6": "classifier.2",
-        "fc7": "classifier.5",
+        "fc7": "classifier.5", "logits": "classifier.6",
     },
     kernels=_ALEXNET_KERNELS,
     # Caffe's preprocessing: BGR, 0..255, minus the ImageNet mean pixel.
@@ -280,6 +287,7 @@ def _alexnet_caffe() -> nn.Module:
     layers={
         "conv4_3": "features.22", "conv5_1": "features.25", "conv5_2": "features.27",
         "conv5_3": "features.29", "fc6": "classifier.1", "fc7": "classifier.4",
+        "logits": "classifier.6",
     },
     kernels={"conv4_3": 3, "conv5_1": 3, "conv5_2": 3, "conv5_3": 3},
     imagenet=_torchvision_weights(tvm.VGG16_Weights.IMAGENET1K_V1),
@@ -294,7 +302,7 @@ def _vgg16() -> nn.Module:
     "resnet50",
     input_size=224,
     layers={"layer1": "layer1", "layer2": "layer2", "layer3": "layer3", "layer4": "layer4",
-            "pool": "avgpool"},
+            "pool": "avgpool", "logits": "fc"},
     # A stage's first bottleneck has a 3x3 conv (stride 2 from layer2 on).
     kernels={"layer1": 3, "layer2": 3, "layer3": 3, "layer4": 3},
     imagenet=_torchvision_weights(tvm.ResNet50_Weights.IMAGENET1K_V2),
@@ -327,7 +335,7 @@ def _lite0_layers() -> tuple[dict[str, str], dict[str, int]]:
     layers = {f"stage{i + 1}": f"_blocks.{end}" for i, end in enumerate(ends)}
     kernels = {f"stage{i + 1}": s[1] for i, s in enumerate(LITE0_STAGES)}
     layers["head"], kernels["head"] = "_head_act", 1
-    layers["pool"] = "_avg_pooling"
+    layers["pool"], layers["logits"] = "_avg_pooling", "_fc"
     return layers, kernels
 
 

@@ -1,0 +1,113 @@
+"""The backbone registry, weights loading, and layer reading."""
+
+from __future__ import annotations
+
+import dataclasses
+import urllib.error
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from featx.backbones import BACKBONES, ActivationExtractor, backbone, get_backbone, layer_shapes
+from featx.backbones import load_model
+from featx.errors import LayerError, WeightsError
+
+
+@pytest.mark.parametrize("size", [227, 224])
+def test_alexnet_conv4_conv5_are_256x13x13(size):
+    shapes = layer_shapes(get_backbone("alexnet"), size)
+    assert shapes["conv4"] == shapes["conv5"] == (256, 13, 13)
+    assert shapes["fc7"] == (4096,) and shapes["logits"] == (1000,)
+
+
+def test_other_backbones_shapes():
+    assert layer_shapes(get_backbone("alexnet_caffe"))["conv4"] == (384, 13, 13)
+    assert layer_shapes(get_backbone("vgg16"))["conv5_3"] == (512, 14, 14)
+    assert layer_shapes(get_backbone("resnet50"))["layer3"] == (1024, 14, 14)
+    lite = layer_shapes(get_backbone("efficientnet_lite0"))
+    assert lite["stage4"] == (80, 14, 14) and lite["stage5"] == (112, 14, 14)
+    for bb in BACKBONES.values():  # every default cross-layer pair names real conv layers
+        local, guide = bb.cross_layer
+        assert local in bb.layers and guide in bb.kernels
+
+
+def test_registry_refuses_duplicates_and_unknown_names():
+    with pytest.raises(ValueError, match="registered twice"):
+        backbone("alexnet", input_size=1, layers={})(lambda: nn.Identity())
+    with pytest.raises(LayerError, match="unknown backbone 'lenet'; valid: alexnet"):
+        get_backbone("lenet")
+    with pytest.raises(LayerError, match=r"not in alexnet; valid: conv1, .*featx layers alexnet"):
+        get_backbone("alexnet").check_layers(["conv5", "pool5"])
+    assert get_backbone("alexnet").check_layers(["fc7", "conv4", "conv4"]) == ["conv4", "fc7"]
+
+
+def test_random_weights_follow_the_seed():
+    bb = get_backbone("alexnet")
+    a, desc = load_model(bb, "none", seed=3)
+    b, _ = load_model(bb, "none", seed=3)
+    c, _ = load_model(bb, "none", seed=4)
+    assert "seed 3" in desc
+    assert torch.equal(a.features[0].weight, b.features[0].weight)
+    assert not torch.equal(a.features[0].weight, c.features[0].weight)
+
+
+def test_weights_file_round_trip(alexnet_weights, tmp_path):
+    bb = get_backbone("alexnet")
+    model, desc = load_model(bb, str(alexnet_weights))
+    ref = torch.load(alexnet_weights, weights_only=True)
+    assert torch.equal(model.classifier[6].bias, ref["classifier.6.bias"])
+    assert "sha256" in desc and not model.training
+    # a checkpoint wrapped in {"state_dict": ...} with DataParallel's "module." prefix
+    torch.save({"state_dict": {f"module.{k}": v for k, v in ref.items()}}, tmp_path / "w.pth")
+    model, _ = load_model(bb, str(tmp_path / "w.pth"))
+    assert torch.equal(model.features[3].weight, ref["features.3.weight"])
+    with pytest.raises(WeightsError, match="neither imagenet, none nor a file"):
+        load_model(bb, str(tmp_path / "missing.pth"))
+    (tmp_path / "junk.pth").write_bytes(b"junk")
+    with pytest.raises(WeightsError, match="cannot read weights file"):
+        load_model(bb, str(tmp_path / "junk.pth"))
+
+
+def test_offline_imagenet_weights_say_how_to_supply_them():
+    def unreachable():
+        raise urllib.error.URLError("Name or service not known")
+
+    unreachable.source = "https://example.invalid/alexnet.pth"
+    bb = dataclasses.replace(get_backbone("alexnet"), imagenet=unreachable)
+    with pytest.raises(WeightsError) as err:
+        load_model(bb, "imagenet")
+    msg = str(err.value)
+    assert "--weights PATH" in msg and "TORCH_HOME" in msg and "efficientnet_lite0" in msg
+    assert "\n" not in msg
+    with pytest.raises(WeightsError, match="--weights PATH"):
+        load_model(get_backbone("alexnet_caffe"), "imagenet")
+
+
+def test_extractor_matches_hooks_and_stops_early():
+    bb = get_backbone("resnet50")
+    model, _ = load_model(bb, "none")
+    x = torch.randn(2, 3, 96, 96)
+    ref = {}
+    model.layer2.register_forward_hook(lambda m, a, o: ref.__setitem__("layer2", o.clone()))
+    with torch.no_grad():
+        model(x)
+    ran = []
+    model.layer4.register_forward_hook(lambda m, a, o: ran.append(True))
+    with torch.no_grad():
+        out = ActivationExtractor(model, bb, ["layer2", "layer1"])(x)
+    assert list(out) == ["layer1", "layer2"]
+    assert torch.allclose(out["layer2"], ref["layer2"], atol=1e-5)
+    assert not ran  # layers past the last requested one are not computed
+
+
+def test_efficientnet_lite0_same_padding_reference():
+    """The TF-SAME padding of the stride-2 stem: pad 0 top/left, 1 bottom/right on even input."""
+    from featx.backbones.efficientnet_lite import SamePadConv2d
+
+    conv = SamePadConv2d(1, 1, 3, stride=2, bias=False)
+    nn.init.ones_(conv.weight)
+    x = torch.arange(16.0).view(1, 1, 4, 4)
+    ref = nn.functional.conv2d(nn.functional.pad(x, [0, 1, 0, 1]), conv.weight, stride=2)
+    assert torch.equal(conv(x), ref) and conv(x).shape[-1] == 2
