@@ -143,6 +143,16 @@ def shard_paths(inputs: Sequence[str | Path]) -> list[Path]:
     return paths
 
 
+def stdin_paths(inputs: Sequence[str]) -> list[str]:
+    """Replace a ``-`` among ``inputs`` by the paths listed on stdin (one per line)."""
+    import sys
+
+    out: list[str] = []
+    for item in inputs:
+        out.extend(sys.stdin.read().split() if item == "-" else [item])
+    return out
+
+
 def read_shard_header(path: str | Path) -> dict[str, Any]:
     """A shard's attributes, its ids and skipped ids, without reading the large arrays."""
     try:

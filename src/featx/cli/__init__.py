@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 import click
 from rich.logging import RichHandler
 
 import featx
+from featx.cli import options
 from featx.errors import FeatxError
 from featx.runtime import stderr
 
 
 class FeatxGroup(click.Group):
     """Reports a :class:`FeatxError` as ``Error: message`` and exit status 1, no traceback."""
+
+    def main(self, args=None, *rest, **kwargs):
+        options.ARGV[:] = list(args) if args is not None else sys.argv[1:]
+        return super().main(args, *rest, **kwargs)
 
     def invoke(self, ctx: click.Context):
         try:
@@ -33,13 +39,18 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
     Every command prints the paths it wrote on stdout, one per line, and its logs and progress
     on stderr, so commands chain in pipes.
     """
-    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose + 1, 2)]
-    logging.basicConfig(level=level, format="%(message)s", force=True,
+    # featx's own messages at INFO by default; other libraries' only when they warn
+    logging.basicConfig(level=logging.ERROR if quiet else logging.WARNING, format="%(message)s",
+                        force=True,
                         handlers=[RichHandler(console=stderr, show_path=False, show_time=False)])
+    logging.getLogger("featx").setLevel(
+        logging.ERROR if quiet else logging.DEBUG if verbose else logging.INFO)
     ctx.obj = {"quiet": quiet}
 
 
-from featx.cli import extract as _extract, layers as _layers  # noqa: E402
+from featx.cli import extract as _extract, fit as _fit, layers as _layers  # noqa: E402
 
 main.add_command(_extract.extract)
+main.add_command(_fit.fit_pca)
+main.add_command(_fit.fit_gmm)
 main.add_command(_layers.layers)

@@ -7,6 +7,7 @@ paths on stdin. ``out_opt``, ``overwrite_opt``: every command that writes. ``dev
 
 from __future__ import annotations
 
+import shlex
 import sys
 
 import click
@@ -24,9 +25,12 @@ seed_opt = click.option("--seed", default=0, show_default=True, type=int,
                         help="Seed for sampling and random initialisation.")
 
 
+ARGV: list[str] = []  # set by the featx group from the arguments it was invoked with
+
+
 def command_line() -> str:
-    """The command line as typed, recorded in every output's provenance."""
-    return " ".join(["featx", *sys.argv[1:]])
+    """The command line as given, recorded in every output's provenance."""
+    return shlex.join(["featx", *(ARGV or sys.argv[1:])])
 
 
 def emit(path) -> None:
