@@ -35,16 +35,22 @@ from featx.runtime import resolve_device
 log = logging.getLogger(__name__)
 
 _BATCH = 65536
+_PCA_BATCH = 16384  # rows per float32 SYRK: relative rounding ~1e-7 (tested)
 
 
-def _as_tensor(x, device: torch.device) -> torch.Tensor:
+def _as_tensor(x, device: torch.device, check: bool = True) -> torch.Tensor:
     t = torch.as_tensor(x)
     if t.ndim != 2:
         raise InputError(f"expected a 2-d array of samples x features, got shape {tuple(t.shape)}")
     t = t.to(device=device, dtype=torch.float32)
+    if check:
+        _check_finite(t)
+    return t
+
+
+def _check_finite(t: torch.Tensor) -> None:
     if not torch.isfinite(t).all():
         raise InputError("the samples contain NaN or Inf values")
-    return t
 
 
 def _batches(n: int, size: int = _BATCH):
@@ -84,7 +90,7 @@ class PCA:
 
     def fit(self, x) -> PCA:
         dev = resolve_device(self.device)
-        x = _as_tensor(x, dev)
+        x = _as_tensor(x, dev, check=False)  # NaN/Inf would reach the sums: checked there
         n, d = x.shape
         if not 0 < self.n_components <= d:
             raise InputError(f"cannot keep {self.n_components} components of {d}-d features")
@@ -94,10 +100,15 @@ class PCA:
         shift = x[: min(n, 4096)].mean(0)
         total = torch.zeros(d, dtype=torch.float64, device=dev)
         scatter = torch.zeros(d, d, dtype=torch.float64, device=dev)
-        for s in _batches(n, 4096):  # short float32 sums, so their rounding stays ~1e-6
+        for s in _batches(n, _PCA_BATCH):  # short float32 sums: their rounding stays ~1e-6
             xc = x[s] - shift
-            total += xc.sum(0, dtype=torch.float64)
-            scatter += (xc.T @ xc).double()
+            total += xc.sum(0).double()
+            if dev.type == "cpu":  # numpy turns xc.T @ xc into a SYRK: half the work of a GEMM
+                xn = xc.numpy()
+                scatter += torch.from_numpy(xn.T @ xn)
+            else:
+                scatter += (xc.T @ xc).double()
+        _check_finite(torch.cat([total, scatter.diagonal()]))
         mean_c = total / n
         cov = (scatter - n * torch.outer(mean_c, mean_c)) / (n - 1)
         k = self.n_components
@@ -126,12 +137,24 @@ class PCA:
         return y @ self.components_ + self.mean_
 
 
-def _log_gauss(x: torch.Tensor, means: torch.Tensor, variances: torch.Tensor) -> torch.Tensor:
-    """log N(x_n | mu_k, diag sigma^2_k) for all n, k: (N, K), by GEMMs."""
+def _log_gauss(x1: torch.Tensor, means: torch.Tensor, variances: torch.Tensor,
+               log_priors: torch.Tensor | None = None) -> torch.Tensor:
+    """log N(x_n | mu_k, diag sigma^2_k) (+ log pi_k) for all n, k: (N, K), as one GEMM.
+
+    ``x1`` is [1, x, x**2] (N, 1 + 2D) (:func:`_augment`), so the constant and both
+    data-dependent terms come from one product.
+    """
     prec = 1.0 / variances
-    const = (means.pow(2) * prec).sum(1) + variances.log().sum(1) + x.shape[1] * math.log(2 * math.pi)
-    maha = x.pow(2) @ prec.T - 2.0 * (x @ (means * prec).T)
-    return -0.5 * (maha + const)
+    const = -0.5 * ((means.pow(2) * prec).sum(1) + variances.log().sum(1)
+                    + means.shape[1] * math.log(2 * math.pi))
+    if log_priors is not None:
+        const = const + log_priors
+    return x1 @ torch.cat([const[:, None], means * prec, -0.5 * prec], 1).T
+
+
+def _augment(x: torch.Tensor) -> torch.Tensor:
+    """[1, x, x**2]: one GEMM with it gives log-densities (E-step) or all moments (M-step)."""
+    return torch.cat([torch.ones_like(x[:, :1]), x, x.pow(2)], 1)
 
 
 def kmeans_pp(x: torch.Tensor, k: int, gen: torch.Generator, trials: int | None = None) -> torch.Tensor:
@@ -154,30 +177,29 @@ def kmeans_pp(x: torch.Tensor, k: int, gen: torch.Generator, trials: int | None 
     return torch.stack(centres)
 
 
-def kmeans(x: torch.Tensor, k: int, gen: torch.Generator, iters: int = 20,
+def kmeans(x: torch.Tensor, k: int, gen: torch.Generator, iters: int = 100,
            tol: float = 1e-4) -> torch.Tensor:
-    """k-means++ seeding, then Lloyd iterations; returns (k, D) centres."""
-    seed_n = min(x.shape[0], max(20 * k, 10000))
+    """k-means++ seeding (on up to 100 k samples), then Lloyd iterations on all samples until
+    the centres move less than ``tol`` x the mean variance (scikit-learn's criterion);
+    returns (k, D) centres."""
+    seed_n = min(x.shape[0], max(100 * k, 100_000))
     idx = torch.randperm(x.shape[0], generator=gen)[:seed_n].to(x.device)
     centres = kmeans_pp(x[idx], k, gen)
-    sq = x.pow(2).sum(1)
-    prev = None
+    tol_abs = tol * x.var(0).mean().item()
     for _ in range(iters):
         sums = torch.zeros_like(centres, dtype=torch.float64)
         counts = torch.zeros(k, dtype=torch.float64, device=x.device)
-        inertia = 0.0
         csq = centres.pow(2).sum(1)
         for s in _batches(x.shape[0]):
-            d = sq[s, None] - 2 * x[s] @ centres.T + csq[None]
-            dmin, lab = d.min(1)
-            inertia += dmin.clamp_min(0).sum().item()
-            sums.index_add_(0, lab, x[s].double())
+            # |c|^2 - 2 x.c ranks centres as |x - c|^2 does
+            lab = torch.addmm(csq[None], x[s], centres.T, alpha=-2).argmin(1)
+            sums += torch.zeros_like(centres).index_add_(0, lab, x[s]).double()
             counts += torch.bincount(lab, minlength=k).double()
         empty = counts == 0
-        centres = torch.where(empty[:, None], centres, (sums / counts.clamp_min(1)[:, None]).float())
-        if prev is not None and abs(prev - inertia) <= tol * max(prev, 1e-30):
+        new = torch.where(empty[:, None], centres, (sums / counts.clamp_min(1)[:, None]).float())
+        shift, centres = (new - centres).pow(2).sum().item(), new
+        if shift <= tol_abs:
             break
-        prev = inertia
     return centres
 
 
@@ -195,7 +217,7 @@ class GaussianMixture:
     """
 
     def __init__(self, *, n_components: int, max_iter: int = 100, tol: float = 1e-3,
-                 n_init: int = 1, var_floor: float = 1e-4, kmeans_iter: int = 20,
+                 n_init: int = 1, var_floor: float = 1e-4, kmeans_iter: int = 30,
                  seed: int = 0, device: str = "auto", means_init=None, variances_init=None,
                  priors_init=None):
         self.n_components = n_components
@@ -212,27 +234,32 @@ class GaussianMixture:
 
     # -- the EM pieces ---------------------------------------------------------------------
 
-    def _estep(self, x: torch.Tensor, means, variances, priors):
+    def _estep(self, x1: torch.Tensor, means, variances, priors):
         """Sufficient statistics (float64) and the average log-likelihood, batch by batch."""
         k, d = means.shape
-        nk = torch.zeros(k, dtype=torch.float64, device=x.device)
-        sx = torch.zeros(k, d, dtype=torch.float64, device=x.device)
-        sxx = torch.zeros(k, d, dtype=torch.float64, device=x.device)
+        nk = torch.zeros(k, dtype=torch.float64, device=x1.device)
+        sx = torch.zeros(k, d, dtype=torch.float64, device=x1.device)
+        sxx = torch.zeros(k, d, dtype=torch.float64, device=x1.device)
         ll = 0.0
         worst = (math.inf, 0)
         log_priors = priors.log()
-        for s in _batches(x.shape[0]):
-            lp = _log_gauss(x[s], means, variances) + log_priors
-            norm = torch.logsumexp(lp, 1)
+        for s in _batches(x1.shape[0]):
+            # log-sum-exp by hand, so the one exp() also gives the responsibilities
+            resp = _log_gauss(x1[s], means, variances, log_priors)
+            top = resp.max(1, keepdim=True).values
+            # exp(-80) ~ 2e-35: clamping keeps float32 out of denormals, which are ~10x slower
+            total = resp.sub_(top).clamp_min_(-80.0).exp_().sum(1, keepdim=True)
+            resp.div_(total)
+            norm = top.squeeze(1) + total.squeeze(1).log()
             ll += norm.sum(dtype=torch.float64).item()
-            resp = (lp - norm[:, None]).exp_()
-            nk += resp.sum(0, dtype=torch.float64)
-            sx += (resp.T @ x[s]).double()
-            sxx += (resp.T @ x[s].pow(2)).double()
+            moments = (resp.T @ x1[s]).double()  # [sum g, sum g x, sum g x^2]
+            nk += moments[:, 0]
+            sx += moments[:, 1:d + 1]
+            sxx += moments[:, d + 1:]
             low, where = norm.min(0)
             if low.item() < worst[0]:
                 worst = (low.item(), s.start + where.item())
-        return nk, sx, sxx, ll / x.shape[0], worst[1]
+        return nk, sx, sxx, ll / x1.shape[0], worst[1]
 
     def _mstep(self, x, nk, sx, sxx, floor, worst, data_var):
         n = x.shape[0]
@@ -263,12 +290,12 @@ class GaussianMixture:
             return means, variances.clamp_min(floor), priors / priors.sum()
         centres = kmeans(x, k, gen, self.kmeans_iter)
         # one hard-assignment M-step from the k-means partition, as scikit-learn does
-        sq, csq = x.pow(2).sum(1), centres.pow(2).sum(1)
+        csq = centres.pow(2).sum(1)
         nk = torch.zeros(k, dtype=torch.float64, device=x.device)
         sx = torch.zeros(k, x.shape[1], dtype=torch.float64, device=x.device)
         sxx = torch.zeros_like(sx)
         for s in _batches(x.shape[0]):
-            lab = (sq[s, None] - 2 * x[s] @ centres.T + csq[None]).argmin(1)
+            lab = torch.addmm(csq[None], x[s], centres.T, alpha=-2).argmin(1)
             nk += torch.bincount(lab, minlength=k).double()
             sx.index_add_(0, lab, x[s].double())
             sxx.index_add_(0, lab, x[s].double().pow(2))
@@ -292,13 +319,14 @@ class GaussianMixture:
         if data_var.max() <= 0:
             raise InputError("the samples have zero variance: every feature is constant")
         floor = self.var_floor * data_var.max().item()
+        x1 = _augment(x)  # used by every E-step
         gen = torch.Generator().manual_seed(self.seed)
         best = None
         for run in range(self.n_init):
             means, variances, priors = self._init(x, gen, floor)
             prev, history, converged = -math.inf, [], False
             for it in range(1, self.max_iter + 1):
-                nk, sx, sxx, ll, worst = self._estep(x, means, variances, priors)
+                nk, sx, sxx, ll, worst = self._estep(x1, means, variances, priors)
                 history.append(ll)
                 log.info("EM run %d iter %3d: average log-likelihood %.6f", run + 1, it, ll)
                 if abs(ll - prev) < self.tol:
@@ -319,7 +347,7 @@ class GaussianMixture:
 
     def _log_prob(self, x) -> torch.Tensor:
         x = torch.as_tensor(x).to(self.means_.device, torch.float32)
-        return _log_gauss(x, self.means_, self.variances_) + self.priors_.log()
+        return _log_gauss(_augment(x), self.means_, self.variances_, self.priors_.log())
 
     def score(self, x) -> float:
         """Average log-likelihood of the samples under the mixture."""
