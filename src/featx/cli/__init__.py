@@ -48,9 +48,11 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
     ctx.obj = {"quiet": quiet}
 
 
-from featx.cli import extract as _extract, fit as _fit, layers as _layers  # noqa: E402
+from featx.cli import encode as _encode, extract as _extract, fit as _fit  # noqa: E402
+from featx.cli import layers as _layers  # noqa: E402
 
 main.add_command(_extract.extract)
+main.add_command(_encode.encode)
 main.add_command(_fit.fit_pca)
 main.add_command(_fit.fit_gmm)
 main.add_command(_layers.layers)

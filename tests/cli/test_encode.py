@@ -1,0 +1,154 @@
+"""featx encode through the CLI: dimensions, normalisation, quantisation, provenance."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from featx import encoders
+from featx.encode import read_encodings
+from featx.models import load_pca
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory, alexnet_weights):
+    """Activations (whole, blocks, jitter; conv4, conv5, fc7) of 5 images and a 32-d PCA."""
+    from click.testing import CliRunner
+
+    from featx.cli import main
+    from tests.conftest import smooth_image
+
+    root = tmp_path_factory.mktemp("chain")
+    rng = np.random.default_rng(0)
+    (root / "img").mkdir()
+    for i in range(5):
+        smooth_image(rng, 300, 240).save(root / "img" / f"{i}.png")
+    run = CliRunner().invoke
+    for args in (
+        ["extract", root / "img", "-o", root / "acts", "--weights", alexnet_weights,
+         "--views", "whole,blocks,jitter", "--layers", "conv4,conv5,fc7", "--workers", "0",
+         "--shard-size", "3"],
+        ["fit-pca", root / "acts", "--layer", "conv4", "--dim", "32", "--per-image", "50",
+         "-o", root / "pca.h5"],
+    ):
+        res = run(main, ["-q", *map(str, args)], catch_exceptions=False)
+        assert res.exit_code == 0, res.stderr
+    return root
+
+
+def encode(cli, chain, out, *args):
+    res = cli("encode", chain / "acts", "--pca", chain / "pca.h5", "-o", out, *args)
+    return [read_encodings(p) for p in res.stdout.split()]
+
+
+def naive_cl45(chain: Path, view: str) -> dict[str, np.ndarray]:
+    """Cross-layer pooling spelled out: unfold conv4, PCA, guidance = conv5 at the centres."""
+    pca, _ = load_pca(chain / "pca.h5")
+    out = {}
+    for shard in sorted((chain / "acts").glob("*.h5")):
+        with h5py.File(shard) as f:
+            ids = [s.decode() for s in f["ids"][:]]
+            c4 = torch.from_numpy(f[f"acts/{view}/conv4"][:]).float()
+            c5 = torch.from_numpy(f[f"acts/{view}/conv5"][:]).float()
+        for i, image_id in enumerate(ids):
+            total = 0
+            for v in range(c4.shape[1]):  # the view's inputs pooled together
+                x = pca.transform(F.unfold(c4[i, v][None], 3)[0].T)  # (121, 32)
+                a = c5[i, v, :, 1:12, 1:12].reshape(256, -1).T  # (121, 256) centre units
+                total = total + np.einsum("nd,nk->kd", x.numpy(), a.numpy()).reshape(-1)
+            p = np.sign(total) * np.sqrt(np.abs(total))
+            out[image_id] = p / np.linalg.norm(p)
+    return out
+
+
+def test_cl45_cl45f_cl45c(cli, chain, tmp_path):
+    [a, b] = encode(cli, chain, tmp_path / "whole")
+    ids = a[0] + b[0]
+    x = np.concatenate([a[1], b[1]])
+    assert x.shape == (5, 32 * 256) and a[3]["dim"] == 8192
+    np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1, rtol=1e-5)
+    ref = naive_cl45(chain, "whole")
+    np.testing.assert_allclose(x, np.stack([ref[i] for i in ids]), atol=1e-5)
+
+    f = np.concatenate([s[1] for s in encode(cli, chain, tmp_path / "blocks", "--views", "blocks")])
+    ref = naive_cl45(chain, "blocks")
+    np.testing.assert_allclose(f, np.stack([ref[i] for i in ids]), atol=1e-5)
+
+    c = encode(cli, chain, tmp_path / "both", "--views", "whole,blocks")
+    cx = np.concatenate([s[1] for s in c])
+    assert cx.shape == (5, 2 * 8192)
+    np.testing.assert_allclose(cx, np.concatenate([x, f], 1) / np.sqrt(2), atol=1e-6)
+    assert [blk["view"] for blk in c[0][3]["blocks"]] == ["whole", "blocks"]
+
+
+def test_global_jitter_and_concat(cli, chain, tmp_path):
+    out = encode(cli, chain, tmp_path / "gj", "--method", "global,jitter")
+    with h5py.File(chain / "acts" / "shard-00000.h5") as f:
+        fc7 = f["acts/whole/fc7"][:, 0].astype(np.float64)
+        jit = f["acts/jitter/fc7"][:].astype(np.float64).mean(1)
+    def norm(v):
+        v = np.sqrt(v)  # post-ReLU: the signed square root is the square root
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+    expect = np.concatenate([norm(fc7), norm(jit)], 1) / np.sqrt(2)
+    np.testing.assert_allclose(out[0][1], expect, atol=1e-6)
+    cl_g = encode(cli, chain, tmp_path / "clg", "--method", "cross-layer,global", "--no-power-norm")
+    assert cl_g[0][1].shape[1] == 8192 + 4096
+    np.testing.assert_allclose(np.linalg.norm(cl_g[0][1], axis=1), 1, rtol=1e-5)
+
+
+def test_direct_pooling_baselines(cli, chain, tmp_path):
+    out = encode(cli, chain, tmp_path / "base", "--method", "max,sum-sqrt,spp", "--no-l2",
+                 "--no-power-norm")
+    pca, _ = load_pca(chain / "pca.h5")
+    with h5py.File(chain / "acts" / "shard-00000.h5") as f:
+        c4 = torch.from_numpy(f["acts/whole/conv4"][:1, 0]).float()
+    local = pca.transform(F.unfold(c4, 3)[0].T)  # (121, 32)
+    x = out[0][1][0]
+    np.testing.assert_allclose(x[:32], local.max(0).values, atol=1e-4)  # max
+    s = local.sum(0)
+    np.testing.assert_allclose(x[32:64], np.sign(s) * np.sqrt(np.abs(s)), rtol=1e-4, atol=1e-4)
+    grid = local.T.reshape(32, 11, 11)
+    assert x.shape == (64 + 32 * 21,)
+    np.testing.assert_allclose(x[64:96], grid.amax((1, 2)), atol=1e-4)  # spp level 1
+    np.testing.assert_allclose(x[96:128], grid[:, :6, :6].amax((1, 2)), atol=1e-4)  # 2x2 cell 0
+
+
+def test_sign_quantisation_is_stored_at_two_bits(cli, chain, tmp_path):
+    plain = encode(cli, chain, tmp_path / "plain")
+    res = cli("encode", chain / "acts", "--pca", chain / "pca.h5", "-o", tmp_path / "q",
+              "--quantize", "sign")
+    path = res.stdout.split()[0]
+    with h5py.File(path) as f:
+        assert "enc" not in f and f["codes"].dtype == np.uint8
+        assert f["codes"].shape == (3, 8192 // 4)
+    ids, x, _, attrs = read_encodings(path)
+    assert attrs["quantize"] == "sign" and attrs["dim"] == 8192
+    np.testing.assert_array_equal(x, np.sign(plain[0][1]))
+
+
+def test_resume_and_refusals(cli, chain, tmp_path, make_images):
+    first = cli("encode", chain / "acts", "--pca", chain / "pca.h5", "-o", tmp_path / "e").stdout
+    mtime = (tmp_path / "e" / "shard-00000.h5").stat().st_mtime_ns
+    again = cli("encode", chain / "acts", "--pca", chain / "pca.h5", "-o", tmp_path / "e").stdout
+    assert first == again and (tmp_path / "e" / "shard-00000.h5").stat().st_mtime_ns == mtime
+    res = cli("encode", chain / "acts", "--pca", chain / "pca.h5", "-o", tmp_path / "e",
+              "--method", "global", ok=False)
+    assert res.exit_code == 1 and "methods" in res.stderr and "--overwrite" in res.stderr
+
+    res = cli("encode", chain / "acts", "--pca", chain / "pca.h5", "--layers", "conv3,conv5",
+              "-o", tmp_path / "x", ok=False)
+    assert res.exit_code == 1 and "fitted on layer conv4" in res.stderr
+
+    res = cli("encode", chain / "acts", "-o", tmp_path / "x", ok=False)
+    assert res.exit_code == 1 and "need --pca" in res.stderr
+
+    other = tmp_path / "other"  # activations of another backbone
+    cli("extract", make_images(1), "-o", other, "--backbone", "efficientnet_lite0",
+        "--weights", "none", "--workers", "0")
+    res = cli("encode", other, "--pca", chain / "pca.h5", "-o", tmp_path / "x", ok=False)
+    assert res.exit_code == 1 and "backbone" in res.stderr and "pca.h5 was fitted" in res.stderr
