@@ -110,7 +110,7 @@ def test_direct_pooling_baselines(cli, chain, tmp_path):
     local = pca.transform(F.unfold(c4, 3)[0].T)  # (121, 32)
     x = out[0][1][0]
     np.testing.assert_allclose(x[:32], local.max(0).values, atol=1e-4)  # max
-    s = local.sum(0)
+    s = local.sum(0).numpy()
     np.testing.assert_allclose(x[32:64], np.sign(s) * np.sqrt(np.abs(s)), rtol=1e-4, atol=1e-4)
     grid = local.T.reshape(32, 11, 11)
     assert x.shape == (64 + 32 * 21,)

@@ -1,0 +1,116 @@
+"""Cross-layer encoding speed beside the AlexNet forward pass, measured in one run.
+
+    python benchmarks/encode.py [--batch 64] [--dim 500]
+
+On the same batch of images (random weights; speed does not depend on their values):
+  * forward: AlexNet conv1..conv5 (what `featx extract --layers conv4,conv5` runs), channels_last;
+  * CL encode: PCA projection of the 121 3x3x256 conv4 subarrays to --dim (as a 3x3
+    convolution with the components as filters), cross-layer pooling by conv5 (one batched
+    GEMM), signed square root and L2 -- featx's path;
+  * the same with unfold + matmul for the projection, the textbook way;
+  * the whole `encode` stage from float16 activation shards (read, encode, write float32).
+Prints images/s, ms per image, and encode time as a share of the forward time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import torchvision
+
+from featx import encoders
+from featx.encode import EncodeConfig, Grid, encode_shards, pca_filters, project_local
+from featx.fit import PCA
+from featx.models import save_pca
+from featx.shards import ShardWriter
+
+
+def rate(fn, n_images: int, repeats: int = 5) -> float:
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return n_images / best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--dim", type=int, default=500)
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    b = args.batch
+    net = torchvision.models.alexnet().features[:12].eval().to(memory_format=torch.channels_last)
+    x = torch.randn(b, 3, 227, 227).contiguous(memory_format=torch.channels_last)
+    acts = {}
+    net[9].register_forward_hook(lambda m, a, o: acts.__setitem__("conv4", o.clone()))
+    with torch.inference_mode():
+        net(x)
+    c4 = acts["conv4"].contiguous()
+    c5 = torch.relu(torch.randn(b, 256, 13, 13))
+
+    pca = PCA(n_components=args.dim)
+    pca.components_ = torch.linalg.qr(torch.randn(2304, args.dim))[0].T.contiguous()
+    pca.mean_, pca.explained_variance_ = torch.rand(2304), torch.ones(args.dim)
+    pca.explained_variance_ratio_, pca.n_samples_ = torch.ones(args.dim) / 2304, 0
+    w, bias = pca_filters(pca, 256, 3, 3)
+    g = Grid.of(13, 13, 3)
+
+    def cl_conv():
+        local = project_local(c4, w, bias, g, g).flatten(2).transpose(1, 2)
+        guide = c5[:, :, 1:12, 1:12].flatten(2).transpose(1, 2)
+        return encoders.normalize(encoders.cross_layer_pool(local, guide))
+
+    def cl_unfold():
+        sub = F.unfold(c4, 3).transpose(1, 2)  # (B, 121, 2304)
+        local = (sub - pca.mean_) @ pca.components_.T
+        guide = c5[:, :, 1:12, 1:12].flatten(2).transpose(1, 2)
+        return encoders.normalize(encoders.cross_layer_pool(local, guide))
+
+    with torch.inference_mode():
+        fwd = rate(lambda: net(x), b)
+        conv = rate(cl_conv, b)
+        unfold = rate(cl_unfold, b)
+        torch.testing.assert_close(cl_conv(), cl_unfold(), rtol=1e-3, atol=1e-5)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        meta = {"kind": "activations", "backbone": "alexnet", "weights": "none",
+                "input_size": 227, "layers": ["conv4", "conv5"], "views": ["whole"],
+                "layer_shapes": {"conv4": [256, 13, 13], "conv5": [256, 13, 13]}}
+        n = 4 * b
+        (tmp / "acts").mkdir()
+        wtr = ShardWriter(tmp / "acts" / "shard-00000.h5", meta)
+        for i in range(0, n, b):
+            wtr.append([f"{j}" for j in range(i, i + b)],
+                       {"acts/whole/conv4": c4[:, None].half().numpy(),
+                        "acts/whole/conv5": c5[:, None].half().numpy()})
+        wtr.commit()
+        save_pca(tmp / "pca.h5", pca, {**{k: meta[k] for k in ("backbone", "weights", "input_size")},
+                                       "layer": "conv4", "layer_shape": [256, 13, 13],
+                                       "view": "whole", "local": "subarray:3x3"})
+        cfg = EncodeConfig(pca=str(tmp / "pca.h5"), device="cpu", show_progress=False,
+                           overwrite=True)
+        t = time.perf_counter()
+        list(encode_shards([str(tmp / "acts")], tmp / "enc", cfg))
+        stage = n / (time.perf_counter() - t)
+
+    print(f"AlexNet on 227x227, batch {b}, CL with {args.dim}-d PCA -> {args.dim * 256:,}-d, "
+          f"{torch.get_num_threads()} threads")
+    print(f"{'what':<52}{'images/s':>10}{'ms/img':>8}{'% of fwd':>10}")
+    for name, r in [("forward conv1..conv5 (channels_last)", fwd),
+                    ("CL encode, projection as 3x3 conv (featx)", conv),
+                    ("CL encode, unfold + matmul", unfold),
+                    ("encode stage from shards (read+encode+write)", stage)]:
+        print(f"{name:<52}{r:>10.1f}{1000 / r:>8.2f}{100 * fwd / r:>9.1f}%")
+
+
+if __name__ == "__main__":
+    main()
