@@ -111,3 +111,25 @@ def test_efficientnet_lite0_same_padding_reference():
     x = torch.arange(16.0).view(1, 1, 4, 4)
     ref = nn.functional.conv2d(nn.functional.pad(x, [0, 1, 0, 1]), conv.weight, stride=2)
     assert torch.equal(conv(x), ref) and conv(x).shape[-1] == 2
+
+
+def test_fully_convolutional_fc7_equals_the_classifier_at_the_base_scale():
+    from featx.backbones import DenseFC, dense_shapes
+
+    bb = get_backbone("alexnet")
+    model, _ = load_model(bb, "none", seed=1)
+    x = torch.randn(2, 3, 227, 227)
+    with torch.no_grad():
+        ref = ActivationExtractor(model, bb, ["fc6", "fc7"])(x)
+        dense = DenseFC(model, bb, ["fc6", "fc7"])(x)
+    for layer in ("fc6", "fc7"):
+        assert dense[layer].shape == (2, 4096, 1, 1)
+        torch.testing.assert_close(dense[layer][:, :, 0, 0], ref[layer], rtol=1e-4, atol=1e-5)
+    with torch.no_grad():
+        big = DenseFC(model, bb, ["fc7"])(torch.randn(1, 3, 321, 321))["fc7"]
+    assert big.shape == (1, 4096, 4, 4)
+    shapes = dense_shapes(bb, ["fc7"], [227, 321, 454, 642, 908, 1284, 1816])
+    counts = [s["fc7"][0] for s in shapes]
+    assert counts == [1, 16, 64, 196, 484, 1156, 2500] and sum(counts) == 4417  # ~4,400
+    with pytest.raises(LayerError, match="pyramid view needs alexnet"):
+        DenseFC(load_model(get_backbone("resnet50"), "none")[0], get_backbone("resnet50"), ["pool"])

@@ -87,3 +87,86 @@ def test_sign_codes_take_two_bits_per_dimension():
     packed = encoders.pack_sign(x)
     assert packed.nbytes == 2 * 32_000
     assert encoders.pack_sign(np.array([[1.0, -1.0, 0.0, 1.0]])).tolist() == [[0b01_00_10_01]]
+
+
+# --- Fisher vectors ------------------------------------------------------------------------
+
+def gmm_params(k=6, d=4, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.normal(size=(k, d)), rng.uniform(0.4, 2.0, (k, d)), rng.dirichlet(np.full(k, 3.0)))
+
+
+def naive_fisher(x, means, variances, priors, improved):
+    """VLFeat's vl_fisher written as loops (posteriors < 1e-6 dropped, no renormalisation)."""
+    n, d = x.shape
+    k = len(priors)
+    logp = np.zeros((n, k))
+    for i in range(n):
+        for c in range(k):
+            logp[i, c] = (np.log(priors[c]) - 0.5 * np.sum(np.log(2 * np.pi * variances[c]))
+                          - 0.5 * np.sum((x[i] - means[c]) ** 2 / variances[c]))
+    post = np.exp(logp - logp.max(1, keepdims=True))
+    post /= post.sum(1, keepdims=True)
+    u, v = np.zeros((k, d)), np.zeros((k, d))
+    for c in range(k):
+        for i in range(n):
+            if post[i, c] < 1e-6:
+                continue
+            z = (x[i] - means[c]) / np.sqrt(variances[c])
+            u[c] += post[i, c] * z
+            v[c] += post[i, c] * (z * z - 1)
+        u[c] /= n * np.sqrt(priors[c])
+        v[c] /= n * np.sqrt(2 * priors[c])
+    fv = np.concatenate([u.ravel(), v.ravel()])
+    if improved:
+        fv = np.sign(fv) * np.sqrt(np.abs(fv))
+        fv /= np.linalg.norm(fv)
+    return fv
+
+
+def t32(*arrays):
+    return [torch.tensor(a, dtype=torch.float32) for a in arrays]
+
+
+def test_fisher_vector_equals_the_loop():
+    means, variances, priors = gmm_params()
+    rng = np.random.default_rng(1)
+    x = (rng.normal(size=(2, 150, 4)) * 1.4).astype(np.float32)
+    for improved in (False, True):
+        ours = encoders.fisher_vector(*t32(x, means, variances, priors), improved=improved).numpy()
+        assert ours.shape == (2, 2 * 6 * 4)
+        for b in range(2):
+            ref = naive_fisher(x[b].astype(np.float64), means, variances, priors, improved)
+            np.testing.assert_allclose(ours[b], ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
+    single = encoders.fisher_vector(*t32(x[0], means, variances, priors))
+    assert single.shape == (48,)
+
+
+def test_mpp_of_one_scale_is_the_improved_fv_and_nfk_csf_by_definition():
+    p = t32(*gmm_params())
+    rng = np.random.default_rng(2)
+    s1, s2 = (torch.tensor(rng.normal(size=(3, n, 4)), dtype=torch.float32) for n in (20, 60))
+    improved = encoders.fisher_vector(s1, *p)
+    torch.testing.assert_close(encoders.mpp([s1], *p), improved, rtol=1e-5, atol=1e-6)
+    nfk = encoders.nfk([s1, s2], *p)
+    torch.testing.assert_close(nfk, encoders.fisher_vector(torch.cat([s1, s2], 1), *p),
+                               rtol=1e-5, atol=1e-6)
+    g1, g2 = (encoders.fisher_vector(s, *p, improved=False) for s in (s1, s2))
+    mean = (g1 / g1.norm(dim=1, keepdim=True) + g2 / g2.norm(dim=1, keepdim=True)) / 2
+    torch.testing.assert_close(encoders.mpp([s1, s2], *p), encoders.normalize(mean))
+    both = torch.cat([g1 / g1.norm(dim=1, keepdim=True), g2 / g2.norm(dim=1, keepdim=True)], 1)
+    torch.testing.assert_close(encoders.csf([s1, s2], *p), encoders.normalize(both))
+
+
+def test_vlad_equals_the_loop():
+    means = np.random.default_rng(3).normal(size=(5, 3))
+    x = np.random.default_rng(4).normal(size=(1, 80, 3))
+    ref = np.zeros((5, 3))
+    for xi in x[0]:
+        c = np.argmin(((means - xi) ** 2).sum(1))
+        ref[c] += xi - means[c]
+    ref /= np.maximum(np.linalg.norm(ref, axis=1, keepdims=True), 1e-12)
+    ref = np.sign(ref) * np.sqrt(np.abs(ref))
+    ref = ref.ravel() / np.linalg.norm(ref)
+    ours = encoders.vlad(*t32(x, means))[0].numpy()
+    np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-6)

@@ -146,3 +146,11 @@ def test_sources(tmp_path, monkeypatch):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="no images found in folder"):
         open_source([str(tmp_path / "empty")])
+
+
+def test_pyramid_sizes_grow_by_sqrt2():
+    assert ViewSpec.parse("pyramid").sizes(227) == [227, 321, 454, 642, 908, 1284, 1816]
+    assert ViewSpec.parse("pyramid:3").sizes(224) == [224, 317, 448]
+    assert str(ViewSpec.parse("pyramid:3")) == "pyramid:3"
+    with pytest.raises(InputError):
+        ViewSpec.parse("pyramid:0")

@@ -40,7 +40,7 @@ from featx import encoders
 from featx.backbones import get_backbone
 from featx.errors import InputError, OutputExistsError, ProvenanceError
 from featx.fit import PCA
-from featx.local import LocalSpec, check_activations_fit
+from featx.local import LocalSpec, check_activations_fit, pyramid_features
 from featx.models import file_digest, load_pca
 from featx.runtime import progress_bar, resolve_device
 from featx.shards import ShardWriter, check_provenance, prepare_output, read_attrs
@@ -48,8 +48,10 @@ from featx.shards import read_shard_header, shard_paths
 
 log = logging.getLogger(__name__)
 
-METHODS = ("cross-layer", "global", "jitter", "max", "sum-sqrt", "spp")
+METHODS = ("cross-layer", "global", "jitter", "max", "sum-sqrt", "spp", "fisher", "vlad", "mpp",
+           "nfk", "csf")
 LOCAL_METHODS = {"cross-layer", "max", "sum-sqrt", "spp"}
+FISHER_METHODS = {"fisher", "vlad", "mpp", "nfk", "csf"}
 _BLOCK = 32  # images per read / compute step
 
 
@@ -99,6 +101,7 @@ class EncodeConfig:
     methods: Sequence[str] = ("cross-layer",)
     views: Sequence[str] = ("whole",)
     pca: str | None = None
+    gmm: str | None = None  # GMM of the (PCA-reduced) pyramid vectors, for the Fisher methods
     layers: Sequence[str] | None = None  # (local t, guide t+1); default: PCA's layer + pair
     fc_layer: str | None = None  # for global/jitter; default fc7, else pool
     power_norm: bool = True
@@ -121,6 +124,8 @@ class _Encoder:
             raise InputError(f"unknown method {unknown[0] if unknown else ''!r}; valid: "
                              f"{', '.join(METHODS)}")
         bad_views = [v for v in cfg.views if v not in ("whole", "blocks", "jitter")]
+        if not LOCAL_METHODS & set(cfg.methods):
+            bad_views = []
         if bad_views:
             raise InputError(f"unknown view {bad_views[0]!r}; valid: whole, blocks, jitter")
         self.layers_needed: set[tuple[str, str]] = set()
@@ -165,6 +170,8 @@ class _Encoder:
             self.w, self.b = pca_filters(pca, c, m, n)
             for v in cfg.views:
                 self.layers_needed |= {(v, self.local), (v, guide)}
+        if FISHER_METHODS & set(cfg.methods):
+            self._init_fisher(cfg, head)
         if {"global", "jitter"} & set(cfg.methods):
             self.fc = cfg.fc_layer or ("fc7" if "fc7" in head["layers"] else "pool")
             if "global" in cfg.methods:
@@ -175,8 +182,51 @@ class _Encoder:
         for method in cfg.methods:
             if method in LOCAL_METHODS:
                 self.blocks += [(method, v) for v in cfg.views]
+            elif method in FISHER_METHODS:
+                self.blocks.append((method, "pyramid"))
             else:
                 self.blocks.append((method, "jitter" if method == "jitter" else "whole"))
+
+    def _init_fisher(self, cfg: EncodeConfig, head: dict) -> None:
+        from featx.models import load_gmm
+
+        if not cfg.gmm:
+            raise InputError("methods fisher, vlad, mpp, nfk and csf need --gmm (featx fit-gmm)")
+        gmm, gattrs = load_gmm(cfg.gmm, str(self.device))
+        check_activations_fit(gattrs, head, cfg.gmm)
+        if gattrs["view"] != "pyramid":
+            raise ProvenanceError(f"{cfg.gmm} was fitted on the {gattrs['view']} view; the "
+                                  "Fisher methods encode the pyramid view")
+        self.fv_layer = gattrs["layer"]
+        if (self.fv_layer not in head["layers"]) or not head.get("pyramid_sizes"):
+            raise InputError(f"the activations hold no pyramid of {self.fv_layer}; extract with "
+                             f"--views pyramid --layers {self.fv_layer}")
+        self.fv_params = (gmm.means_, gmm.variances_, gmm.priors_)
+        self.fv_project = None
+        if head.get("projected"):
+            if head["projected"] != gattrs["pca_sha256"]:
+                raise ProvenanceError(f"the activations were projected with another PCA than "
+                                      f"the one {cfg.gmm} was fitted on")
+        else:
+            pca_path = cfg.pca or gattrs["pca"]
+            if not Path(pca_path).is_file() or file_digest(pca_path) != gattrs["pca_sha256"]:
+                raise ProvenanceError(f"{cfg.gmm} was fitted on features reduced by "
+                                      f"{gattrs['pca']} (sha256 {gattrs['pca_sha256']}); pass "
+                                      "that PCA with --pca")
+            self.fv_project = load_pca(pca_path, str(self.device))[0]
+        self.layers_needed.add(("pyramid", self.fv_layer))
+
+    def _fisher(self, method: str, scales: list[torch.Tensor]) -> torch.Tensor:
+        if self.fv_project is not None:
+            scales = [self.fv_project.transform(x.flatten(0, 1)).view(*x.shape[:2], -1)
+                      for x in scales]
+        means, variances, priors = self.fv_params
+        if method == "fisher":  # improved FV of all scales' vectors as one set
+            return encoders.fisher_vector(torch.cat(scales, 1), means, variances, priors)
+        if method == "vlad":
+            return encoders.vlad(torch.cat(scales, 1), means)
+        return {"mpp": encoders.mpp, "nfk": encoders.nfk, "csf": encoders.csf}[method](
+            scales, means, variances, priors)
 
     def _local_maps(self, local: torch.Tensor) -> torch.Tensor:
         return project_local(local, self.w, self.b, self.gh, self.gw)
@@ -185,6 +235,9 @@ class _Encoder:
         """acts[(view, layer)]: (B, V, ...) float32 -> normalised blocks (B, d_i)."""
         out = []
         for method, view in self.blocks:
+            if method in FISHER_METHODS:  # normalised by their definitions
+                out.append(self._fisher(method, acts[(view, self.fv_layer)]))
+                continue
             if method in ("global", "jitter"):
                 vec = acts[(view, self.fc)].flatten(2).mean(1)  # (B, C): mean over the inputs
             else:
@@ -231,6 +284,7 @@ def encode_shards(inputs: Sequence[str], out: str | Path, cfg: EncodeConfig) -> 
         "kind": "encodings", "methods": list(cfg.methods), "views": list(cfg.views),
         "power_norm": cfg.power_norm, "l2": cfg.l2, "quantize": cfg.quantize or "none",
         "pca_sha256": file_digest(cfg.pca) if cfg.pca else "",
+        "gmm_sha256": file_digest(cfg.gmm) if cfg.gmm else "",
     }
     dtype = {"float32": np.float32, "float16": np.float16}[cfg.dtype]
     progress = progress_bar("img", cfg.show_progress)
@@ -275,6 +329,10 @@ def _encode_one(path, head, target, enc: _Encoder, cfg, signature, dtype, progre
                 acts = {}
                 for view, layer in enc.layers_needed:
                     name = f"acts/{view}/{layer}"
+                    if view == "pyramid":
+                        acts[(view, layer)] = [x.to(enc.device)
+                                               for x in pyramid_features(f, layer, sl)]
+                        continue
                     if name not in f:
                         raise InputError(f"{path} has no {name}; extract with --views {view} "
                                          f"and --layers including {layer}")

@@ -19,10 +19,12 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 import featx
-from featx.backbones import ActivationExtractor, get_backbone, layer_shapes, load_model
+from featx.backbones import ActivationExtractor, DenseFC, dense_shapes, get_backbone
+from featx.backbones import layer_shapes
+from featx.backbones import load_model
 from featx.errors import ImageDecodeError, InputError, NonFiniteError, OutputExistsError
 from featx.errors import ProvenanceError
-from featx.images import ImageSource, ViewSpec, decode, normalize
+from featx.images import ImageSource, ViewSpec, decode, normalize, render_pyramid
 from featx.runtime import progress_bar, rank_and_world, resolve_device
 from featx.shards import ShardWriter, check_provenance, prepare_output, read_shard_header
 from featx.shards import shard_name
@@ -52,13 +54,16 @@ class ExtractConfig:
     show_progress: bool = True
     command: str = ""
     extra_attrs: dict = field(default_factory=dict)
+    project: str | None = None  # PCA applied to the pyramid's dense vectors before storage
 
 
 class _ViewDataset(Dataset):
     """Decodes image ``i`` and renders its views; a decode failure is returned, not raised."""
 
     def __init__(self, paths: list[str], views: list[ViewSpec], size: int, jitter_size: int):
-        self.paths, self.views, self.size, self.jitter = paths, views, size, jitter_size
+        self.paths, self.size, self.jitter = paths, size, jitter_size
+        self.views = [v for v in views if v.kind != "pyramid"]
+        self.pyramid = next((v.sizes(size) for v in views if v.kind == "pyramid"), None)
         w = max(v.min_decode_size(size, jitter_size)[0] for v in views)
         h = max(v.min_decode_size(size, jitter_size)[1] for v in views)
         self.min_size = (w, h)
@@ -71,7 +76,9 @@ class _ViewDataset(Dataset):
             img = decode(self.paths[i], self.min_size)
         except ImageDecodeError as exc:
             return i, None, str(exc)
-        return i, torch.cat([v.render(img, self.size, self.jitter) for v in self.views]), None
+        grid = (torch.cat([v.render(img, self.size, self.jitter) for v in self.views])
+                if self.views else None)
+        return i, (grid, render_pyramid(img, self.pyramid) if self.pyramid else None), None
 
 
 def _as_list(batch):
@@ -110,11 +117,25 @@ def iter_extract(source: ImageSource, out: str | Path, cfg: ExtractConfig,
     elif all(isinstance(x, int) for x in labels):
         labelled = "single"
 
+    grid_views = [v for v in views if v.kind != "pyramid"]
+    pyramid = next((v for v in views if v.kind == "pyramid"), None)
+    pyr_layers = [x for x in layers if bb.fc_conv and x in bb.fc_conv[1]] if pyramid else []
+    if pyramid and not pyr_layers:
+        raise InputError(f"the pyramid view computes {bb.name}'s fc6/fc7 densely; add one of "
+                         f"them to --layers" if bb.fc_conv else
+                         f"{bb.name} has no FC layers to run densely; the pyramid view needs "
+                         "alexnet, alexnet_caffe or vgg16")
+    if cfg.project and not pyramid:
+        raise InputError("--project applies to the pyramid view; add --views pyramid")
+    pyr_shapes = dense_shapes(bb, pyr_layers, pyramid.sizes(size)) if pyramid else []
+    project = _load_projection(cfg.project, bb.name, pyr_layers) if cfg.project else None
     signature = {
         "kind": "activations", "backbone": bb.name, "layers": list(layers),
         "views": [str(v) for v in views], "input_size": size, "dtype": cfg.dtype,
         "shard_size": cfg.shard_size, "mean": list(bb.mean), "std": list(bb.std), "bgr": bb.bgr,
         "jitter_size": bb.jitter_size,
+        "pyramid_sizes": pyramid.sizes(size) if pyramid else [],
+        "projected": project[2] if project else "",
     }
     out = prepare_output(out, cfg.overwrite)
     rank, world = rank_and_world()
@@ -150,16 +171,21 @@ def iter_extract(source: ImageSource, out: str | Path, cfg: ExtractConfig,
     model, weights_desc = load_model(bb, cfg.weights, cfg.seed)
     # channels_last is faster for these convolutions on CPU (oneDNN) and on GPU (cuDNN)
     model = model.to(device, memory_format=torch.channels_last)
-    extractor = ActivationExtractor(model, bb, layers, DTYPES[cfg.dtype])
+    grid_layers = [x for x in layers if not pyramid or grid_views or x not in pyr_layers]
+    extractor = ActivationExtractor(model, bb, grid_layers, DTYPES[cfg.dtype]) if grid_views else None
+    dense = DenseFC(model, bb, pyr_layers).to(device, memory_format=torch.channels_last) \
+        if pyramid else None
 
     attrs = {
         **signature, "weights": weights_desc, "weights_arg": cfg.weights,
         "featx_version": featx.__version__, "command": cfg.command, "seed": cfg.seed,
         "classes": list(source.classes), "split": source.split, "source": source.description,
-        "layer_shapes": {k: list(shapes[k]) for k in layers}, **cfg.extra_attrs,
+        "layer_shapes": {k: list(shapes[k]) for k in layers},
+        "pyramid_shapes": [{k: list(v) for k, v in d.items()} for d in pyr_shapes],
+        **cfg.extra_attrs,
     }
     records = [(k, r) for k in todo for r in chunks[k]]
-    per_image = sum(v.count() for v in views)
+    per_image = sum(v.count() for v in grid_views) or 1
     workers = (os.cpu_count() or 1) if cfg.workers is None else cfg.workers
     loader = DataLoader(
         _ViewDataset([r.path for _, r in records], views, size, bb.jitter_size),
@@ -167,31 +193,50 @@ def iter_extract(source: ImageSource, out: str | Path, cfg: ExtractConfig,
         collate_fn=_as_list, pin_memory=device.type == "cuda",
         prefetch_factor=4 if workers else None, worker_init_fn=_low_priority if workers else None,
     )
-    splits = np.cumsum([0] + [v.count() for v in views])
+    splits = np.cumsum([0] + [v.count() for v in grid_views])
+    autocast = torch.autocast("cuda", enabled=device.type == "cuda")
+
+    def store(batch: list, name: str, t: torch.Tensor, acts: dict) -> None:
+        """Check a (B, ...) activation for NaN/Inf, then keep it as a numpy array."""
+        t = t.to(DTYPES[cfg.dtype])
+        bad = ~torch.isfinite(t).flatten(1).all(1)
+        if bad.any():
+            ids = [records[batch[j][0]][1].id for j in bad.nonzero()[:, 0].tolist()]
+            hint = "; try --dtype float32" if cfg.dtype == "float16" else ""
+            raise NonFiniteError(f"non-finite {name.split('/')[2]} activations ({cfg.dtype}) "
+                                 f"for {', '.join(ids[:5])}{hint}")
+        acts[name] = t.contiguous().cpu().numpy()
 
     def forward(batch: list) -> dict[str, np.ndarray]:
-        """{layer: (B, views, ...) array in the storage dtype} for the decoded images of batch."""
-        x = torch.cat([x for _, x, _ in batch]).to(device, non_blocking=True)
-        x = normalize(x, bb.mean, bb.std, bb.bgr)
-        with torch.autocast("cuda", enabled=device.type == "cuda"):
-            feats = extractor(x)
-        acts = {}
-        for name, t in feats.items():
-            t = t.reshape(len(batch), per_image, *t.shape[1:])
-            bad = ~torch.isfinite(t).flatten(1).all(1)
-            if bad.any():
-                ids = [records[batch[j][0]][1].id for j in bad.nonzero()[:, 0].tolist()]
-                hint = "; try --dtype float32" if cfg.dtype == "float16" else ""
-                raise NonFiniteError(f"non-finite {name} activations ({cfg.dtype}) for "
-                                     f"{', '.join(ids[:5])}{hint}")
-            acts[name] = t.contiguous().cpu().numpy()
+        """{dataset name: (B, ...) array in the storage dtype} for the decoded images of batch."""
+        acts: dict[str, np.ndarray] = {}
+        if grid_views:
+            x = torch.cat([x[0] for _, x, _ in batch]).to(device, non_blocking=True)
+            with autocast:
+                feats = extractor(normalize(x, bb.mean, bb.std, bb.bgr))
+            for name, t in feats.items():
+                t = t.reshape(len(batch), per_image, *t.shape[1:])
+                for n, v in enumerate(grid_views):
+                    store(batch, f"acts/{v.kind}/{name}", t[:, splits[n]:splits[n + 1]], acts)
+        if pyramid:
+            for s in range(pyramid.scales):  # one forward pass per scale
+                x = torch.stack([x[1][s] for _, x, _ in batch]).to(device, non_blocking=True)
+                with autocast:
+                    maps = dense(normalize(x, bb.mean, bb.std, bb.bgr))
+                for name, t in maps.items():
+                    vecs = t.float().flatten(2).transpose(1, 2)  # (B, h*w, C): dense fc vectors
+                    if project is not None:
+                        vecs = (vecs - project[0]) @ project[1].T
+                    store(batch, f"acts/pyramid/{name}/s{s}", vecs, acts)
         return acts
 
     def new_writer(k: int) -> ShardWriter:
         w = ShardWriter(out / shard_name(k), {**attrs, "shard_index": k}, labelled=labelled,
                         num_classes=len(source.classes))
-        for v in views:
+        for v in grid_views:
             w.group_attrs(f"acts/{v.kind}", {"view": str(v), "count": v.count()})
+        if pyramid:
+            w.group_attrs("acts/pyramid", {"view": str(pyramid), "sizes": pyramid.sizes(size)})
         return w
 
     writer: ShardWriter | None = None
@@ -229,8 +274,7 @@ def iter_extract(source: ImageSource, out: str | Path, cfg: ExtractConfig,
                     if not sel:
                         continue
                     recs = [records[good[j][0]][1] for j in sel]
-                    arrays = {f"acts/{v.kind}/{name}": a[sel, splits[n]:splits[n + 1]]
-                              for name, a in acts.items() for n, v in enumerate(views)}
+                    arrays = {name: a[sel] for name, a in acts.items()}
                     labels = np.asarray([r.labels for r in recs]) if labelled else None
                     writer.append([r.id for r in recs], arrays, labels)
                 progress.advance(task, len(batch))
@@ -241,6 +285,22 @@ def iter_extract(source: ImageSource, out: str | Path, cfg: ExtractConfig,
     finally:
         if writer is not None:
             writer.abort()
+
+
+def _load_projection(path: str, backbone: str, layers: list[str]):
+    """(mean, components, sha) of a PCA fitted on dense pyramid vectors of ``layers``."""
+    from featx.models import file_digest, load_pca
+
+    pca, attrs = load_pca(path)
+    if attrs.get("backbone") != backbone or attrs.get("view") != "pyramid" or \
+            attrs.get("local") != "dense" or [attrs.get("layer")] != layers:
+        raise ProvenanceError(
+            f"--project {path} was fitted on {attrs.get('backbone')} {attrs.get('view')} "
+            f"{attrs.get('layer')} ({attrs.get('local')}); this run extracts {backbone} pyramid "
+            f"{', '.join(layers)} (dense); fit it with featx fit-pca --view pyramid --local dense")
+    if pca.whiten:
+        raise ProvenanceError(f"--project {path} is whitened; project with an unwhitened PCA")
+    return pca.mean_, pca.components_, file_digest(path)
 
 
 def _low_priority(worker_id: int) -> None:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import featx
+from featx.errors import ProvenanceError
 from featx.fit import PCA, GaussianMixture
 from featx.local import LocalSpec, activation_headers, check_activations_fit, default_local
 from featx.local import sample_local_features
@@ -52,6 +53,9 @@ def fit_gmm_stage(inputs: Sequence[str], out: str | Path, *, pca_path: str | Pat
     paths = shard_paths(inputs)
     head = activation_headers(paths, pattrs["layer"], pattrs["view"])
     check_activations_fit(pattrs, head, str(pca_path))
+    if head.get("projected") and head["projected"] != file_digest(pca_path):
+        raise ProvenanceError(f"the activations were projected (extract --project) with another "
+                              f"PCA than {pca_path}; pass that PCA")
     spec = LocalSpec.parse(pattrs["local"])
     t = time.perf_counter()
     x = sample_local_features(paths, pattrs["layer"], pattrs["view"], spec, per_image, seed,

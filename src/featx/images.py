@@ -137,30 +137,44 @@ def resize(img: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
     return y[0].permute(1, 2, 0)
 
 
-_VIEW_RE = re.compile(r"^(whole|jitter|blocks(?::(\d+)x(\d+))?)$")
+_VIEW_RE = re.compile(r"^(whole|jitter|blocks(?::(\d+)x(\d+))?|pyramid(?::(\d+))?)$")
 
 
 @dataclass(frozen=True)
 class ViewSpec:
-    """A parsed view: ``kind`` is whole, blocks or jitter; ``grid`` (rows, cols) for blocks."""
+    """A parsed view: ``kind`` is whole, blocks, jitter or pyramid; ``grid`` (rows, cols) for
+    blocks; ``scales`` for pyramid (sizes growing by sqrt(2) from the input size)."""
 
     kind: str
     grid: tuple[int, int] = (1, 1)
+    scales: int = 7
 
     @classmethod
     def parse(cls, text: str) -> ViewSpec:
         m = _VIEW_RE.match(text.strip())
         if not m:
-            raise InputError(f"unknown view {text!r}; valid: whole, blocks[:MxN], jitter")
+            raise InputError(f"unknown view {text!r}; valid: whole, blocks[:MxN], jitter, "
+                             "pyramid[:SCALES]")
         if m.group(1).startswith("blocks"):
             rows, cols = int(m.group(2) or 2), int(m.group(3) or 2)
             if rows < 1 or cols < 1:
                 raise InputError(f"blocks grid must be at least 1x1, got {text!r}")
             return cls("blocks", (rows, cols))
+        if m.group(1).startswith("pyramid"):
+            scales = int(m.group(4) or 7)
+            if scales < 1:
+                raise InputError(f"a pyramid needs at least one scale, got {text!r}")
+            return cls("pyramid", scales=scales)
         return cls(m.group(1))
 
     def __str__(self) -> str:
-        return f"blocks:{self.grid[0]}x{self.grid[1]}" if self.kind == "blocks" else self.kind
+        if self.kind == "blocks":
+            return f"blocks:{self.grid[0]}x{self.grid[1]}"
+        return f"pyramid:{self.scales}" if self.kind == "pyramid" else self.kind
+
+    def sizes(self, size: int) -> list[int]:
+        """Input sizes of the pyramid's scales: size * sqrt(2)^i (227 -> 1816 over 7 scales)."""
+        return [round(size * 2 ** (i / 2)) for i in range(self.scales)]
 
     def count(self) -> int:
         """Number of CNN inputs this view makes from one image."""
@@ -170,6 +184,8 @@ class ViewSpec:
         """(width, height) the decoded image needs so no view is upsampled by draft decoding."""
         if self.kind == "blocks":
             return (size * self.grid[1], size * self.grid[0])
+        if self.kind == "pyramid":
+            return (self.sizes(size)[-1],) * 2
         s = jitter_size if self.kind == "jitter" else size
         return (s, s)
 
@@ -177,6 +193,8 @@ class ViewSpec:
         """The view's CNN inputs from a uint8 (H, W, 3) image: uint8 (count, size, size, 3)."""
         if self.kind == "whole":
             return resize(img, size)[None]
+        if self.kind == "pyramid":
+            raise ValueError("a pyramid's scales differ in size: use render_pyramid")
         if self.kind == "blocks":
             rows, cols = self.grid
             h, w = img.shape[:2]
@@ -191,6 +209,11 @@ class ViewSpec:
         corners = [(0, 0), (0, o), (o, 0), (o, o), (o // 2, o // 2)]  # (y, x): tl tr bl br c
         crops = torch.stack([big[y:y + size, x:x + size] for y, x in corners])
         return torch.cat([crops, crops.flip(2)])
+
+
+def render_pyramid(img: torch.Tensor, sizes: Sequence[int]) -> list[torch.Tensor]:
+    """The image resized to each pyramid size: a list of uint8 (s, s, 3)."""
+    return [resize(img, s) for s in sizes]
 
 
 def normalize(batch: torch.Tensor, mean: Sequence[float], std: Sequence[float],

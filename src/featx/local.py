@@ -96,6 +96,8 @@ def activation_headers(paths: Sequence[Path], layer: str, view: str) -> dict:
         kinds = [v.split(":")[0] for v in head["views"]]
         if view not in kinds:
             raise InputError(f"{path} has no view {view!r}; it holds {', '.join(kinds)}")
+        if view == "pyramid" and not head.get("pyramid_sizes"):
+            raise InputError(f"{path} has no pyramid")
         if first is None:
             first = head
         else:
@@ -121,6 +123,22 @@ def sample_local_features(
     for path in paths:
         with h5py.File(path, "r") as f:
             ids = [s.decode() for s in f["ids"][:]]
+            if view == "pyramid":
+                if spec.kind != "dense":
+                    raise InputError("the pyramid view holds dense vectors: use --local dense")
+                projected = read_attrs(f).get("projected", "")
+                for start in range(0, len(ids), _READ_BLOCK):
+                    scales = pyramid_features(f, layer, slice(start, start + _READ_BLOCK))
+                    local = torch.cat(scales, 1)
+                    for j in range(local.shape[0]):
+                        n = local.shape[1]
+                        take = image_rng(seed, ids[start + j]).choice(n, min(per_image, n),
+                                                                     replace=False)
+                        x = local[j, np.sort(take)]
+                        if transform is not None and not projected:
+                            x = transform(x)
+                        out.append(x.cpu().numpy())
+                continue
             ds = f[f"acts/{view}/{layer}"]
             for start in range(0, len(ids), _READ_BLOCK):
                 block = torch.from_numpy(ds[start:start + _READ_BLOCK]).float()
@@ -137,6 +155,18 @@ def sample_local_features(
     if not out:
         raise InputError("the shards hold no images")
     return np.concatenate(out).astype(np.float32, copy=False)
+
+
+def pyramid_features(f: h5py.File, layer: str, rows: slice) -> list[torch.Tensor]:
+    """The dense vectors of each pyramid scale: a list of float32 (B, N_s, D)."""
+    group = f[f"acts/pyramid/{layer}"]
+    out = []
+    for s in range(len(group)):
+        block = torch.from_numpy(group[f"s{s}"][rows]).float()
+        if not torch.isfinite(block).all():
+            raise InputError(f"{f.filename} holds NaN/Inf activations in pyramid/{layer}")
+        out.append(block)
+    return out
 
 
 def check_activations_fit(model_attrs: dict, head: dict, model_path: str) -> None:

@@ -52,6 +52,9 @@ class Backbone:
     bgr: bool = False
     imagenet: Callable[[], Mapping[str, torch.Tensor]] | None = None
     cross_layer: tuple[str, str] | None = None
+    # fully convolutional FC layers for the pyramid view: the module computing the conv
+    # features, then alias -> (path of the nn.Linear, its input as (channels, kernel))
+    fc_conv: tuple[str, Mapping[str, tuple[str, int, int]]] | None = None
     jitter_size: int = 256
     description: str = ""
 
@@ -155,6 +158,49 @@ def load_model(bb: Backbone, weights: str = "imagenet", seed: int = 0) -> tuple[
     return model.eval(), source
 
 
+class DenseFC(nn.Module):
+    """A backbone's FC layers run as convolutions (Yoo et al. §2.2; Long et al. 2015).
+
+    fc6 becomes a conv with the k x k x C kernel its weights reshape to (6x6x256 for AlexNet,
+    7x7x512 for VGG), each later FC layer a 1x1 conv; ReLU after each, as in the classifier.
+    On an input of the backbone's own size the maps are 1x1 and equal the classifier's
+    activations; larger inputs give dense maps of them. Returns ``{alias: (B, C, h, w)}``.
+    """
+
+    def __init__(self, model: nn.Module, bb: Backbone, layers: list[str]):
+        super().__init__()
+        if bb.fc_conv is None:
+            raise LayerError(f"{bb.name} has no fully connected layers to run densely "
+                             "(the pyramid view needs alexnet, alexnet_caffe or vgg16)")
+        features, fcs = bb.fc_conv
+        unknown = [x for x in layers if x not in fcs]
+        if unknown or not layers:
+            raise LayerError(f"the pyramid view computes {', '.join(fcs)} only, not "
+                             f"{', '.join(unknown) or 'nothing'}")
+        modules = dict(model.named_modules())
+        self.features = modules[features]
+        self.names = [a for a in fcs if list(fcs).index(a) <= max(map(list(fcs).index, layers))]
+        self.wanted = set(layers)
+        convs = []
+        for alias in self.names:
+            path, channels, k = fcs[alias]
+            lin: nn.Linear = modules[path]
+            conv = nn.Conv2d(channels, lin.out_features, k).to(lin.weight.device)
+            with torch.no_grad():
+                conv.weight.copy_(lin.weight.view(lin.out_features, channels, k, k))
+                conv.bias.copy_(lin.bias)
+            convs.append(conv)
+        self.convs = nn.ModuleList(convs)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        y, out = self.features(x), {}
+        for alias, conv in zip(self.names, self.convs):
+            y = torch.relu(conv(y))
+            if alias in self.wanted:
+                out[alias] = y
+        return out
+
+
 class _Stop(Exception):
     """Raised by the last hook so the forward pass ends once every layer is read."""
 
@@ -203,10 +249,30 @@ class ActivationExtractor(nn.Module):
 def layer_shapes(bb: Backbone, input_size: int | None = None) -> dict[str, tuple[int, ...]]:
     """Shape (without batch) of every layer of ``bb`` at ``input_size`` (default: its own)."""
     size = input_size or bb.input_size
-    with torch.device("meta"):
-        model = bb.build().eval()
-        out = ActivationExtractor(model, bb, list(bb.layers))(torch.empty(1, 3, size, size))
+    try:
+        with torch.device("meta"):
+            model = bb.build().eval()
+            out = ActivationExtractor(model, bb, list(bb.layers))(torch.empty(1, 3, size, size))
+    except RuntimeError as exc:
+        raise LayerError(f"input size {size} is too small for {bb.name} ({exc})") from None
     return {alias: tuple(t.shape[1:]) for alias, t in out.items()}
+
+
+@torch.no_grad()
+def dense_shapes(bb: Backbone, layers: list[str], sizes: list[int]) -> list[dict[str, tuple]]:
+    """Per pyramid size, the (vectors, channels) of each densely computed FC layer."""
+    out = []
+    with torch.device("meta"):
+        dense = DenseFC(bb.build().eval(), bb, layers)
+        for s in sizes:
+            try:
+                maps = dense(torch.empty(1, 3, s, s))
+            except RuntimeError:
+                raise LayerError(f"input size {s} is too small for {bb.name}'s dense fc layers "
+                                 f"(the pyramid's smallest scale must be at least "
+                                 f"{bb.input_size})") from None
+            out.append({k: (v.shape[2] * v.shape[3], v.shape[1]) for k, v in maps.items()})
+    return out
 
 
 # --- the registered backbones -------------------------------------------------------------
@@ -226,6 +292,7 @@ _ALEXNET_KERNELS = {"conv1": 11, "conv2": 5, "conv3": 3, "conv4": 3, "conv5": 3}
     kernels=_ALEXNET_KERNELS,
     imagenet=_torchvision_weights(tvm.AlexNet_Weights.IMAGENET1K_V1),
     cross_layer=("conv4", "conv5"),
+    fc_conv=("features", {"fc6": ("classifier.1", 256, 6), "fc7": ("classifier.4", 4096, 1)}),
     description="torchvision AlexNet (one-weird-trick variant; conv4 has 256 channels)",
 )
 def _alexnet() -> nn.Module:
@@ -275,6 +342,7 @@ class CaffeAlexNet(nn.Module):
     std=(1 / 255, 1 / 255, 1 / 255),
     bgr=True,
     cross_layer=("conv4", "conv5"),
+    fc_conv=("features", {"fc6": ("classifier.1", 256, 6), "fc7": ("classifier.4", 4096, 1)}),
     description="Caffe AlexNet as in the papers (conv4 has 384 channels); --weights PATH only",
 )
 def _alexnet_caffe() -> nn.Module:
@@ -292,6 +360,7 @@ def _alexnet_caffe() -> nn.Module:
     kernels={"conv4_3": 3, "conv5_1": 3, "conv5_2": 3, "conv5_3": 3},
     imagenet=_torchvision_weights(tvm.VGG16_Weights.IMAGENET1K_V1),
     cross_layer=("conv5_2", "conv5_3"),
+    fc_conv=("features", {"fc6": ("classifier.0", 512, 7), "fc7": ("classifier.3", 4096, 1)}),
     description="torchvision VGG-16",
 )
 def _vgg16() -> nn.Module:

@@ -20,6 +20,8 @@ from featx.shards import stdin_paths
                    "whole,blocks (CL-45C).")
 @click.option("--pca", type=click.Path(exists=True, dir_okay=False),
               help="PCA of the local layer's subarrays (featx fit-pca).")
+@click.option("--gmm", type=click.Path(exists=True, dir_okay=False),
+              help="GMM of the pyramid vectors (featx fit-gmm), for fisher, vlad, mpp, nfk, csf.")
 @click.option("--layers", "layer_pair",
               help="LOCAL,GUIDE layers t and t+1 (default: the PCA's layer and the backbone's "
                    "cross-layer guidance).")
@@ -34,12 +36,12 @@ from featx.shards import stdin_paths
 @device_opt
 @overwrite_opt
 @click.pass_context
-def encode(ctx, inputs, out, methods, views, pca, layer_pair, fc_layer, power_norm, l2, quantize,
+def encode(ctx, inputs, out, methods, views, pca, gmm, layer_pair, fc_layer, power_norm, l2, quantize,
            dtype, device, overwrite):
     """Encode activation shards INPUTS (or - for paths on stdin) into encoding shards."""
     cfg = EncodeConfig(
         methods=[m.strip() for m in methods.split(",")],
-        views=[v.strip() for v in views.split(",")], pca=pca, fc_layer=fc_layer,
+        views=[v.strip() for v in views.split(",")], pca=pca, gmm=gmm, fc_layer=fc_layer,
         layers=[x.strip() for x in layer_pair.split(",")] if layer_pair else None,
         power_norm=power_norm, l2=l2, quantize=quantize, dtype=dtype, device=device,
         overwrite=overwrite, show_progress=not ctx.obj["quiet"], command=command_line(),

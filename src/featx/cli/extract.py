@@ -22,7 +22,13 @@ from featx.images import open_source
               help="Comma-separated layer aliases (see `featx layers BACKBONE`); "
                    "default: the backbone's cross-layer pair.")
 @click.option("--views", default="whole", show_default=True,
-              help="Comma-separated: whole, blocks[:MxN] (rows x cols, default 2x2), jitter.")
+              help="Comma-separated: whole, blocks[:MxN] (rows x cols, default 2x2), jitter, "
+                   "pyramid (fc6/fc7 run densely over --scales sizes).")
+@click.option("--scales", type=click.IntRange(1), default=7, show_default=True,
+              help="Scales of the pyramid view, growing by sqrt(2) from the input size.")
+@click.option("--project", type=click.Path(exists=True, dir_okay=False),
+              help="PCA (fit-pca --view pyramid --local dense) applied to the pyramid's "
+                   "vectors before they are stored.")
 @click.option("--input-size", type=click.IntRange(32), help="Default: the backbone's (227/224).")
 @batch_size_opt
 @device_opt
@@ -34,7 +40,8 @@ from featx.images import open_source
 @click.option("--skip-bad", is_flag=True, help="Skip undecodable images (recorded in the shard).")
 @overwrite_opt
 @click.pass_context
-def extract(ctx: click.Context, inputs, out, backbone, weights, layers, views, input_size,
+def extract(ctx: click.Context, inputs, out, backbone, weights, layers, views, scales, project,
+            input_size,
             batch_size, device, workers, shard_size, dtype, seed, skip_bad, overwrite) -> None:
     """Run BACKBONE over INPUTS (folders, image files, lists of paths, or - for stdin).
 
@@ -46,7 +53,8 @@ def extract(ctx: click.Context, inputs, out, backbone, weights, layers, views, i
     layer_list = layers.split(",") if layers else list(bb.cross_layer or list(bb.layers)[-1:])
     cfg = ExtractConfig(
         backbone=backbone, layers=[s.strip() for s in layer_list], weights=weights,
-        views=[v.strip() for v in views.split(",")], input_size=input_size,
+        views=[f"pyramid:{scales}" if v.strip() == "pyramid" else v.strip()
+               for v in views.split(",")], input_size=input_size, project=project,
         batch_size=batch_size, device=device, workers=workers, shard_size=shard_size,
         dtype=dtype, seed=seed, skip_bad=skip_bad, overwrite=overwrite,
         show_progress=not ctx.obj["quiet"], command=command_line(),

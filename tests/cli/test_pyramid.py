@@ -1,0 +1,90 @@
+"""The pyramid view and the Fisher family, through the CLI: extract -> fit -> encode."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+from featx.encode import read_encodings
+from featx.models import load_pca
+from featx.shards import read_attrs
+
+
+@pytest.fixture(scope="module")
+def pyramid(tmp_path_factory, alexnet_weights):
+    from click.testing import CliRunner
+
+    from featx.cli import main
+    from tests.conftest import smooth_image
+
+    root = tmp_path_factory.mktemp("pyr")
+    rng = np.random.default_rng(0)
+    (root / "img").mkdir()
+    for i in range(4):
+        smooth_image(rng, 320, 260).save(root / "img" / f"{i}.png")
+    common = ["--weights", alexnet_weights, "--views", "pyramid", "--scales", "2",
+              "--layers", "fc7", "--workers", "0"]
+    run = CliRunner().invoke
+    for args in (
+        ["extract", root / "img", "-o", root / "raw", *common],
+        ["fit-pca", root / "raw", "--layer", "fc7", "--view", "pyramid", "--local", "dense",
+         "--dim", "8", "-o", root / "pca.h5"],
+        ["extract", root / "img", "-o", root / "proj", *common, "--project", root / "pca.h5"],
+        ["fit-gmm", root / "proj", "--pca", root / "pca.h5", "--components", "3",
+         "-o", root / "gmm.h5"],
+    ):
+        res = run(main, ["-q", *map(str, args)], catch_exceptions=False)
+        assert res.exit_code == 0, res.stderr
+    return root
+
+
+def test_pyramid_layout(pyramid):
+    with h5py.File(pyramid / "raw" / "shard-00000.h5") as f:
+        attrs = read_attrs(f)
+        assert attrs["pyramid_sizes"] == [227, 321]
+        assert attrs["pyramid_shapes"] == [{"fc7": [1, 4096]}, {"fc7": [16, 4096]}]
+        assert f["acts/pyramid/fc7/s0"].shape == (4, 1, 4096)
+        assert f["acts/pyramid/fc7/s1"].shape == (4, 16, 4096)
+
+
+def test_project_equals_projecting_the_stored_vectors(pyramid):
+    pca, _ = load_pca(pyramid / "pca.h5")
+    with h5py.File(pyramid / "raw" / "shard-00000.h5") as raw, \
+            h5py.File(pyramid / "proj" / "shard-00000.h5") as proj:
+        assert read_attrs(proj)["projected"]
+        for s in ("s0", "s1"):
+            x = raw[f"acts/pyramid/fc7/{s}"][:].astype(np.float32)
+            # the raw file holds float16 roundings of what --project projected
+            ref = pca.transform(x.reshape(-1, 4096)).numpy().reshape(x.shape[0], x.shape[1], 8)
+            got = proj[f"acts/pyramid/fc7/{s}"][:].astype(np.float32)
+            np.testing.assert_allclose(got, ref, rtol=2e-2, atol=2e-2 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize(("method", "dim"), [("fisher", 48), ("mpp", 48), ("nfk", 48),
+                                             ("csf", 96), ("vlad", 24)])
+def test_fisher_family_encodings(cli, pyramid, tmp_path, method, dim):
+    res = cli("encode", pyramid / "proj", "--gmm", pyramid / "gmm.h5", "--method", method,
+              "-o", tmp_path / method)
+    ids, x, _, attrs = read_encodings(res.stdout.split()[0])
+    assert x.shape == (4, dim) and attrs["dim"] == dim  # 2 K D = 2 * 3 * 8
+    np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1, rtol=1e-5)
+
+
+def test_unprojected_shards_are_projected_at_encode_time(cli, pyramid, tmp_path):
+    a = cli("encode", pyramid / "proj", "--gmm", pyramid / "gmm.h5", "--method", "mpp",
+            "-o", tmp_path / "a").stdout.split()[0]
+    b = cli("encode", pyramid / "raw", "--gmm", pyramid / "gmm.h5", "--method", "mpp",
+            "-o", tmp_path / "b").stdout.split()[0]
+    np.testing.assert_allclose(read_encodings(a)[1], read_encodings(b)[1], atol=3e-2)
+    res = cli("encode", pyramid / "raw", "--method", "mpp", "-o", tmp_path / "c", ok=False)
+    assert res.exit_code == 1 and "need --gmm" in res.stderr
+
+
+def test_pyramid_errors(cli, make_images, tmp_path, pyramid):
+    res = cli("extract", make_images(1), "-o", tmp_path / "x", "--weights", "none",
+              "--views", "pyramid", "--layers", "conv5", ok=False)
+    assert res.exit_code == 1 and "fc6/fc7" in res.stderr
+    res = cli("extract", make_images(1), "-o", tmp_path / "y", "--weights", "none",
+              "--views", "whole", "--project", pyramid / "pca.h5", ok=False)
+    assert res.exit_code == 1 and "--views pyramid" in res.stderr
