@@ -60,8 +60,10 @@ class ExtractConfig:
 class _ViewDataset(Dataset):
     """Decodes image ``i`` and renders its views; a decode failure is returned, not raised."""
 
-    def __init__(self, paths: list[str], views: list[ViewSpec], size: int, jitter_size: int):
-        self.paths, self.size, self.jitter = paths, size, jitter_size
+    def __init__(self, records: list, views: list[ViewSpec], size: int, jitter_size: int):
+        self.paths = [r.path for r in records]
+        self.boxes = [r.box for r in records]
+        self.size, self.jitter = size, jitter_size
         self.views = [v for v in views if v.kind != "pyramid"]
         self.pyramid = next((v.sizes(size) for v in views if v.kind == "pyramid"), None)
         w = max(v.min_decode_size(size, jitter_size)[0] for v in views)
@@ -73,7 +75,7 @@ class _ViewDataset(Dataset):
 
     def __getitem__(self, i: int):
         try:
-            img = decode(self.paths[i], self.min_size)
+            img = decode(self.paths[i], self.min_size, self.boxes[i])
         except ImageDecodeError as exc:
             return i, None, str(exc)
         grid = (torch.cat([v.render(img, self.size, self.jitter) for v in self.views])
@@ -119,15 +121,27 @@ def iter_extract(source: ImageSource, out: str | Path, cfg: ExtractConfig,
 
     grid_views = [v for v in views if v.kind != "pyramid"]
     pyramid = next((v for v in views if v.kind == "pyramid"), None)
-    pyr_layers = [x for x in layers if bb.fc_conv and x in bb.fc_conv[1]] if pyramid else []
-    if pyramid and not pyr_layers:
-        raise InputError(f"the pyramid view computes {bb.name}'s fc6/fc7 densely; add one of "
-                         f"them to --layers" if bb.fc_conv else
-                         f"{bb.name} has no FC layers to run densely; the pyramid view needs "
-                         "alexnet, alexnet_caffe or vgg16")
+    # the pyramid stores every requested layer densely: FC layers run as convolutions,
+    # conv layers as they are (on a bigger input they give bigger maps)
+    fc_names = set(bb.fc_conv[1]) if bb.fc_conv else set()
+    pyr_layers = list(layers) if pyramid else []
+    pyr_fc = [x for x in pyr_layers if x in fc_names]
+    pyr_conv = [x for x in pyr_layers if x not in fc_names]
+    flat = [x for x in pyr_conv if len(shapes[x]) != 3]
+    if flat:
+        raise InputError(f"the pyramid view needs conv layers or {bb.name}'s densely computable "
+                         f"FC layers ({', '.join(sorted(fc_names)) or 'none'}); {flat[0]} is "
+                         "neither")
     if cfg.project and not pyramid:
         raise InputError("--project applies to the pyramid view; add --views pyramid")
-    pyr_shapes = dense_shapes(bb, pyr_layers, pyramid.sizes(size)) if pyramid else []
+    pyr_shapes = []
+    if pyramid:
+        for s_size, fc in zip(pyramid.sizes(size),
+                              dense_shapes(bb, pyr_fc, pyramid.sizes(size)) if pyr_fc
+                              else [{}] * pyramid.scales):
+            conv = layer_shapes(bb, s_size)
+            pyr_shapes.append({x: fc[x] if x in fc else (conv[x][1] * conv[x][2], conv[x][0])
+                               for x in pyr_layers})
     project = _load_projection(cfg.project, bb.name, pyr_layers) if cfg.project else None
     signature = {
         "kind": "activations", "backbone": bb.name, "layers": list(layers),
@@ -171,10 +185,10 @@ def iter_extract(source: ImageSource, out: str | Path, cfg: ExtractConfig,
     model, weights_desc = load_model(bb, cfg.weights, cfg.seed)
     # channels_last is faster for these convolutions on CPU (oneDNN) and on GPU (cuDNN)
     model = model.to(device, memory_format=torch.channels_last)
-    grid_layers = [x for x in layers if not pyramid or grid_views or x not in pyr_layers]
-    extractor = ActivationExtractor(model, bb, grid_layers, DTYPES[cfg.dtype]) if grid_views else None
-    dense = DenseFC(model, bb, pyr_layers).to(device, memory_format=torch.channels_last) \
-        if pyramid else None
+    extractor = ActivationExtractor(model, bb, layers, DTYPES[cfg.dtype]) if grid_views else None
+    dense = DenseFC(model, bb, pyr_fc).to(device, memory_format=torch.channels_last) \
+        if pyr_fc else None
+    dense_conv = ActivationExtractor(model, bb, pyr_conv) if pyr_conv else None
 
     attrs = {
         **signature, "weights": weights_desc, "weights_arg": cfg.weights,
@@ -188,7 +202,7 @@ def iter_extract(source: ImageSource, out: str | Path, cfg: ExtractConfig,
     per_image = sum(v.count() for v in grid_views) or 1
     workers = (os.cpu_count() or 1) if cfg.workers is None else cfg.workers
     loader = DataLoader(
-        _ViewDataset([r.path for _, r in records], views, size, bb.jitter_size),
+        _ViewDataset([r for _, r in records], views, size, bb.jitter_size),
         batch_size=max(1, cfg.batch_size // per_image), num_workers=workers,
         collate_fn=_as_list, pin_memory=device.type == "cuda",
         prefetch_factor=4 if workers else None, worker_init_fn=_low_priority if workers else None,
@@ -221,8 +235,11 @@ def iter_extract(source: ImageSource, out: str | Path, cfg: ExtractConfig,
         if pyramid:
             for s in range(pyramid.scales):  # one forward pass per scale
                 x = torch.stack([x[1][s] for _, x, _ in batch]).to(device, non_blocking=True)
+                x = normalize(x, bb.mean, bb.std, bb.bgr)
                 with autocast:
-                    maps = dense(normalize(x, bb.mean, bb.std, bb.bgr))
+                    maps = dense(x) if dense is not None else {}
+                    if dense_conv is not None:
+                        maps.update(dense_conv(x))
                 for name, t in maps.items():
                     vecs = t.float().flatten(2).transpose(1, 2)  # (B, h*w, C): dense fc vectors
                     if project is not None:

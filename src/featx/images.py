@@ -42,6 +42,7 @@ class ImageRecord:
     id: str
     path: str
     labels: int | tuple[int, ...] | None = None
+    box: tuple[float, float, float, float] | None = None  # crop (left, top, right, bottom)
 
 
 @dataclass
@@ -102,17 +103,19 @@ def open_source(inputs: Sequence[str]) -> ImageSource:
                        description=", ".join(s.description for s in sources))
 
 
-def decode(path: str, min_size: tuple[int, int] | None = None) -> torch.Tensor:
+def decode(path: str, min_size: tuple[int, int] | None = None,
+           box: tuple[float, float, float, float] | None = None) -> torch.Tensor:
     """Decode ``path`` to an upright RGB image: a uint8 (H, W, 3) tensor.
 
     EXIF orientation is applied; alpha is composited on white; palette, grayscale and CMYK are
     converted. JPEGs are decoded straight to RGB by libjpeg, and with ``min_size`` (width,
     height) at the smallest DCT scale (1/2, 1/4, 1/8) that still covers it, which makes
-    large photos several times cheaper to decode without upsampling any view.
+    large photos several times cheaper to decode without upsampling any view. ``box``
+    (left, top, right, bottom, in pixels of the upright image) crops it (a bounding box).
     """
     try:
         with Image.open(path) as img:
-            if img.format == "JPEG" and img.mode in ("RGB", "YCbCr"):
+            if img.format == "JPEG" and img.mode in ("RGB", "YCbCr") and box is None:
                 want = min_size or img.size
                 # draft() sees the stored (unrotated) size; swap the target for 90/270 rotations
                 rotated = img.getexif().get(0x0112, 1) in (5, 6, 7, 8)
@@ -124,6 +127,13 @@ def decode(path: str, min_size: tuple[int, int] | None = None) -> torch.Tensor:
                 img.paste(rgba, mask=rgba.getchannel("A"))
             elif img.mode != "RGB":
                 img = img.convert("RGB")
+            if box is not None:
+                w, h = img.size
+                left, top = max(0, int(box[0])), max(0, int(box[1]))
+                right, bottom = min(w, int(round(box[2]))), min(h, int(round(box[3])))
+                if right - left < 1 or bottom - top < 1:
+                    raise ValueError(f"box {box} is outside the {w}x{h} image")
+                img = img.crop((left, top, right, bottom))
             return torch.from_numpy(np.array(img, dtype=np.uint8))
     except Exception as exc:  # PIL raises many types for bad files
         raise ImageDecodeError(f"cannot decode image {path}: {exc}") from exc

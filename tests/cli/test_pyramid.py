@@ -83,8 +83,8 @@ def test_unprojected_shards_are_projected_at_encode_time(cli, pyramid, tmp_path)
 
 def test_pyramid_errors(cli, make_images, tmp_path, pyramid):
     res = cli("extract", make_images(1), "-o", tmp_path / "x", "--weights", "none",
-              "--views", "pyramid", "--layers", "conv5", ok=False)
-    assert res.exit_code == 1 and "fc6/fc7" in res.stderr
+              "--views", "pyramid", "--layers", "logits", ok=False)
+    assert res.exit_code == 1 and "logits is neither" in res.stderr
     res = cli("extract", make_images(1), "-o", tmp_path / "y", "--weights", "none",
               "--views", "whole", "--project", pyramid / "pca.h5", ok=False)
     assert res.exit_code == 1 and "--views pyramid" in res.stderr

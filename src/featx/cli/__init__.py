@@ -49,10 +49,12 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
 
 
 from featx.cli import encode as _encode, extract as _extract, fit as _fit  # noqa: E402
-from featx.cli import layers as _layers  # noqa: E402
+from featx.cli import classify as _classify, layers as _layers  # noqa: E402
 
 main.add_command(_extract.extract)
 main.add_command(_encode.encode)
 main.add_command(_fit.fit_pca)
 main.add_command(_fit.fit_gmm)
+main.add_command(_classify.train_svm)
+main.add_command(_classify.evaluate)
 main.add_command(_layers.layers)

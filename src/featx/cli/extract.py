@@ -5,15 +5,21 @@ from __future__ import annotations
 import click
 
 from featx.backbones import BACKBONES
-from featx.cli.options import batch_size_opt, command_line, device_opt, emit, inputs_arg
+from featx.cli.options import batch_size_opt, command_line, device_opt, emit
 from featx.cli.options import out_opt, overwrite_opt, seed_opt
 from featx.extract import DTYPES, ExtractConfig, iter_extract
+from featx.datasets import DATASETS, open_dataset
 from featx.images import open_source
 
 
 @click.command()
-@inputs_arg
+@click.argument("inputs", nargs=-1)
 @out_opt
+@click.option("--dataset", type=click.Choice(list(DATASETS)),
+              help="Read a benchmark in its standard layout (with labels) instead of INPUTS.")
+@click.option("--root", type=click.Path(), help="The dataset's folder (or CSV for folder).")
+@click.option("--split", default="", help="The dataset's split: train, val, trainval, test.")
+@click.option("--crop-boxes", is_flag=True, help="cub200: crop to the bounding boxes.")
 @click.option("--backbone", type=click.Choice(list(BACKBONES)), default="alexnet",
               show_default=True)
 @click.option("--weights", default="imagenet", show_default=True,
@@ -40,7 +46,7 @@ from featx.images import open_source
 @click.option("--skip-bad", is_flag=True, help="Skip undecodable images (recorded in the shard).")
 @overwrite_opt
 @click.pass_context
-def extract(ctx: click.Context, inputs, out, backbone, weights, layers, views, scales, project,
+def extract(ctx: click.Context, inputs, out, dataset, root, split, crop_boxes, backbone, weights, layers, views, scales, project,
             input_size,
             batch_size, device, workers, shard_size, dtype, seed, skip_bad, overwrite) -> None:
     """Run BACKBONE over INPUTS (folders, image files, lists of paths, or - for stdin).
@@ -59,5 +65,11 @@ def extract(ctx: click.Context, inputs, out, backbone, weights, layers, views, s
         dtype=dtype, seed=seed, skip_bad=skip_bad, overwrite=overwrite,
         show_progress=not ctx.obj["quiet"], command=command_line(),
     )
-    for path in iter_extract(open_source(inputs), out, cfg):
+    if dataset:
+        if inputs or not root or (not split and dataset != "folder"):
+            raise click.UsageError("--dataset takes --root and --split, and no INPUTS")
+        source = open_dataset(dataset, root, split, crop=crop_boxes)
+    else:
+        source = open_source(inputs)
+    for path in iter_extract(source, out, cfg):
         emit(path)
