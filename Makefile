@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test test-fast reproduce bench clean
+.PHONY: install test test-fast reproduce data demo bench clean
 
 install: $(STAMP)
 
@@ -19,13 +19,21 @@ test: install
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"
 
-# Until the full paper tables land, the offline extraction demo: real ImageNet weights
-# (EfficientNet-Lite0, shipped by pip) over scikit-image's sample photos.
+# The papers' tables for every benchmark under data/ (or $$FEATX_DATA), one report each in
+# reports/; with none present (offline), the same chain on the shipped Fashion-MNIST subset.
 reproduce: install
+	$(PY) scripts/reproduce.py
+
+# Downloads the benchmarks and ImageNet weights (needs internet); see docs/reproduce.md.
+data:
+	bash scripts/get_data.sh
+
+# Extraction demo: real ImageNet weights (EfficientNet-Lite0, shipped by pip), sample photos.
+demo: install
 	FEATX=$(VENV)/bin/featx PY=$(PY) bash scripts/demo_extract.sh work/demo
 
 bench: install
-	$(PY) benchmarks/extract.py
+	for b in extract fit encode fisher svm; do $(PY) benchmarks/$$b.py || exit 1; done
 
 clean:
 	rm -rf work .pytest_cache

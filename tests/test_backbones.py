@@ -133,3 +133,22 @@ def test_fully_convolutional_fc7_equals_the_classifier_at_the_base_scale():
     assert counts == [1, 16, 64, 196, 484, 1156, 2500] and sum(counts) == 4417  # ~4,400
     with pytest.raises(LayerError, match="pyramid view needs alexnet"):
         DenseFC(load_model(get_backbone("resnet50"), "none")[0], get_backbone("resnet50"), ["pool"])
+
+
+def test_batchnorm_folding_keeps_the_outputs():
+    from featx.backbones.efficientnet_lite import EfficientNetLite0
+
+    torch.manual_seed(0)
+    ref = EfficientNetLite0().eval()
+    for m in ref.modules():  # non-trivial running statistics
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+    fused = EfficientNetLite0().eval()
+    fused.load_state_dict(ref.state_dict())
+    fused.fuse_batchnorm()
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
+    x = torch.randn(2, 3, 96, 96)
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), ref(x), rtol=1e-4, atol=1e-4)

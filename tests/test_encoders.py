@@ -143,19 +143,22 @@ def test_fisher_vector_equals_the_loop():
 
 
 def test_mpp_of_one_scale_is_the_improved_fv_and_nfk_csf_by_definition():
+    from types import SimpleNamespace
+
     p = t32(*gmm_params())
+    gmm = SimpleNamespace(means_=p[0], variances_=p[1], priors_=p[2])
     rng = np.random.default_rng(2)
     s1, s2 = (torch.tensor(rng.normal(size=(3, n, 4)), dtype=torch.float32) for n in (20, 60))
     improved = encoders.fisher_vector(s1, *p)
-    torch.testing.assert_close(encoders.mpp([s1], *p), improved, rtol=1e-5, atol=1e-6)
-    nfk = encoders.nfk([s1, s2], *p)
+    torch.testing.assert_close(encoders.mpp([s1], gmm), improved, rtol=1e-5, atol=1e-6)
+    nfk = encoders.nfk([s1, s2], gmm)
     torch.testing.assert_close(nfk, encoders.fisher_vector(torch.cat([s1, s2], 1), *p),
                                rtol=1e-5, atol=1e-6)
     g1, g2 = (encoders.fisher_vector(s, *p, improved=False) for s in (s1, s2))
     mean = (g1 / g1.norm(dim=1, keepdim=True) + g2 / g2.norm(dim=1, keepdim=True)) / 2
-    torch.testing.assert_close(encoders.mpp([s1, s2], *p), encoders.normalize(mean))
+    torch.testing.assert_close(encoders.mpp([s1, s2], gmm), encoders.normalize(mean))
     both = torch.cat([g1 / g1.norm(dim=1, keepdim=True), g2 / g2.norm(dim=1, keepdim=True)], 1)
-    torch.testing.assert_close(encoders.csf([s1, s2], *p), encoders.normalize(both))
+    torch.testing.assert_close(encoders.csf([s1, s2], gmm), encoders.normalize(both))
 
 
 def test_vlad_equals_the_loop():

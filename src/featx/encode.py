@@ -201,7 +201,7 @@ class _Encoder:
         if (self.fv_layer not in head["layers"]) or not head.get("pyramid_sizes"):
             raise InputError(f"the activations hold no pyramid of {self.fv_layer}; extract with "
                              f"--views pyramid --layers {self.fv_layer}")
-        self.fv_params = (gmm.means_, gmm.variances_, gmm.priors_)
+        self.gmm = gmm
         self.fv_project = None
         if head.get("projected"):
             if head["projected"] != gattrs["pca_sha256"]:
@@ -220,13 +220,12 @@ class _Encoder:
         if self.fv_project is not None:
             scales = [self.fv_project.transform(x.flatten(0, 1)).view(*x.shape[:2], -1)
                       for x in scales]
-        means, variances, priors = self.fv_params
+        g = self.gmm
         if method == "fisher":  # improved FV of all scales' vectors as one set
-            return encoders.fisher_vector(torch.cat(scales, 1), means, variances, priors)
+            return encoders.fisher_vector(torch.cat(scales, 1), g.means_, g.variances_, g.priors_)
         if method == "vlad":
-            return encoders.vlad(torch.cat(scales, 1), means)
-        return {"mpp": encoders.mpp, "nfk": encoders.nfk, "csf": encoders.csf}[method](
-            scales, means, variances, priors)
+            return encoders.vlad(torch.cat(scales, 1), g.means_)
+        return {"mpp": encoders.mpp, "nfk": encoders.nfk, "csf": encoders.csf}[method](scales, g)
 
     def _local_maps(self, local: torch.Tensor) -> torch.Tensor:
         return project_local(local, self.w, self.b, self.gh, self.gw)

@@ -158,31 +158,41 @@ def vlad(x: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
     return normalize(v.flatten(1))
 
 
-def mpp(per_scale_features: list[torch.Tensor], means, variances, priors) -> torch.Tensor:
+def _gmm_params(gmm) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(means, variances, priors) of a fitted :class:`featx.fit.GaussianMixture` (or any object
+    with ``means_``, ``variances_``, ``priors_``)."""
+    return tuple(torch.as_tensor(getattr(gmm, a), dtype=torch.float32)
+                 for a in ("means_", "variances_", "priors_"))
+
+
+def mpp(per_scale_features: list[torch.Tensor], gmm) -> torch.Tensor:
     """Multi-scale pyramid pooling (Yoo et al., arXiv 1412.1628, Eq. 1).
 
-    per_scale_features: one (B, N_s, D) tensor per scale. G = (1/|S|) sum_s G^s / ||G^s||_2
-    over the plain FVs G^s of each scale, then signed square root and L2. (B, 2KD).
+    per_scale_features: one (B, N_s, D) tensor per scale; gmm: a fitted diagonal GMM.
+    G = (1/|S|) sum_s G^s / ||G^s||_2 over the plain FVs G^s of each scale, then signed square
+    root and L2. Returns (B, 2KD).
     """
+    params = _gmm_params(gmm)
     acc = 0
     for xs in per_scale_features:
-        g = fisher_vector(xs, means, variances, priors, improved=False)
+        g = fisher_vector(xs, *params, improved=False)
         acc = acc + g / g.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     return normalize(acc / len(per_scale_features))
 
 
-def nfk(per_scale_features: list[torch.Tensor], means, variances, priors) -> torch.Tensor:
+def nfk(per_scale_features: list[torch.Tensor], gmm) -> torch.Tensor:
     """Naive Fisher kernel (Yoo Eq. 2): one plain FV over all scales' features, then signed
     square root and L2."""
-    return normalize(fisher_vector(torch.cat(per_scale_features, 1), means, variances, priors,
+    return normalize(fisher_vector(torch.cat(per_scale_features, 1), *_gmm_params(gmm),
                                    improved=False))
 
 
-def csf(per_scale_features: list[torch.Tensor], means, variances, priors) -> torch.Tensor:
+def csf(per_scale_features: list[torch.Tensor], gmm) -> torch.Tensor:
     """Concatenation of the scale-wise L2-normalised plain FVs (Yoo Table 2), then signed
     square root and L2. (B, |S| * 2KD)."""
+    params = _gmm_params(gmm)
     parts = []
     for xs in per_scale_features:
-        g = fisher_vector(xs, means, variances, priors, improved=False)
+        g = fisher_vector(xs, *params, improved=False)
         parts.append(g / g.norm(dim=-1, keepdim=True).clamp_min(1e-12))
     return normalize(torch.cat(parts, -1))

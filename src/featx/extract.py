@@ -249,7 +249,7 @@ def iter_extract(source: ImageSource, out: str | Path, cfg: ExtractConfig,
 
     def new_writer(k: int) -> ShardWriter:
         w = ShardWriter(out / shard_name(k), {**attrs, "shard_index": k}, labelled=labelled,
-                        num_classes=len(source.classes))
+                        num_classes=len(source.classes), index=k)
         for v in grid_views:
             w.group_attrs(f"acts/{v.kind}", {"view": str(v), "count": v.count()})
         if pyramid:
@@ -283,7 +283,6 @@ def iter_extract(source: ImageSource, out: str | Path, cfg: ExtractConfig,
                                 break
                             yield done[j]
                         writer = new_writer(k)
-                        writer.index = k
                     for i, _, err in batch:
                         if err is not None and records[i][0] == k:
                             writer.skip(records[i][1].id, err)

@@ -28,33 +28,35 @@ def _precision_recall(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarra
     return tp / npos, tp / np.maximum(tp + fp, np.finfo(float).tiny)
 
 
+def _per_class(ap, scores, labels) -> np.ndarray:
+    """Apply a one-class AP to each column of (N, C) scores/labels ((N,) gives a scalar)."""
+    scores, labels = np.asarray(scores, float), np.asarray(labels)
+    if scores.ndim == 1:
+        return ap(*_precision_recall(scores, labels))
+    return np.array([ap(*_precision_recall(scores[:, c], labels[:, c]))
+                     for c in range(scores.shape[1])])
+
+
+def _eleven_point(rec: np.ndarray, prec: np.ndarray) -> float:
+    return float(np.mean([prec[rec >= t].max() if (rec >= t).any() else 0.0
+                          for t in np.linspace(0, 1, 11)]))
+
+
+def _all_point(rec: np.ndarray, prec: np.ndarray) -> float:
+    mrec = np.concatenate([[0.0], rec, [1.0]])
+    mpre = np.maximum.accumulate(np.concatenate([[0.0], prec, [0.0]])[::-1])[::-1]
+    steps = np.nonzero(mrec[1:] != mrec[:-1])[0]
+    return float(np.sum((mrec[steps + 1] - mrec[steps]) * mpre[steps + 1]))
+
+
 def voc07_ap(scores, labels) -> np.ndarray:
     """11-point interpolated AP per class. scores, labels: (N, C) (or (N,)); labels in {1,-1,0}."""
-    scores, labels = np.asarray(scores, float), np.asarray(labels)
-    single = scores.ndim == 1
-    scores, labels = np.atleast_2d(scores.T).T, np.atleast_2d(labels.T).T
-    out = np.zeros(scores.shape[1])
-    for c in range(scores.shape[1]):
-        rec, prec = _precision_recall(scores[:, c], labels[:, c])
-        out[c] = np.mean([prec[rec >= t].max() if (rec >= t).any() else 0.0
-                          for t in np.linspace(0, 1, 11)])
-    return out[0] if single else out
+    return _per_class(_eleven_point, scores, labels)
 
 
 def average_precision(scores, labels) -> np.ndarray:
     """All-point interpolated AP per class (VOC2010+), same conventions as :func:`voc07_ap`."""
-    scores, labels = np.asarray(scores, float), np.asarray(labels)
-    single = scores.ndim == 1
-    scores, labels = np.atleast_2d(scores.T).T, np.atleast_2d(labels.T).T
-    out = np.zeros(scores.shape[1])
-    for c in range(scores.shape[1]):
-        rec, prec = _precision_recall(scores[:, c], labels[:, c])
-        mrec = np.concatenate([[0.0], rec, [1.0]])
-        mpre = np.concatenate([[0.0], prec, [0.0]])
-        mpre = np.maximum.accumulate(mpre[::-1])[::-1]
-        steps = np.nonzero(mrec[1:] != mrec[:-1])[0]
-        out[c] = np.sum((mrec[steps + 1] - mrec[steps]) * mpre[steps + 1])
-    return out[0] if single else out
+    return _per_class(_all_point, scores, labels)
 
 
 def accuracy(predicted, truth, num_classes: int) -> tuple[float, np.ndarray]:

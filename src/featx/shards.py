@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -68,7 +69,7 @@ class ShardWriter:
     """
 
     def __init__(self, path: str | Path, attrs: Mapping[str, Any], *, labelled: str | None = None,
-                 num_classes: int = 0):
+                 num_classes: int = 0, index: int = -1):
         self.path = Path(path)
         self.tmp = self.path.with_name(self.path.name + TMP_SUFFIX)
         self.file = h5py.File(self.tmp, "w")
@@ -81,7 +82,7 @@ class ShardWriter:
             self.file.create_dataset("labels", (0,), dtype="i8", maxshape=(None,), chunks=(256,))
         self.skipped: list[tuple[str, str]] = []
         self.n = 0
-        self.index = -1  # the caller's shard number, for bookkeeping
+        self.index = index  # the caller's shard number
 
     def append(self, ids: Sequence[str], arrays: Mapping[str, np.ndarray],
                labels: np.ndarray | None = None) -> None:
@@ -145,8 +146,6 @@ def shard_paths(inputs: Sequence[str | Path]) -> list[Path]:
 
 def stdin_paths(inputs: Sequence[str]) -> list[str]:
     """Replace a ``-`` among ``inputs`` by the paths listed on stdin (one per line)."""
-    import sys
-
     out: list[str] = []
     for item in inputs:
         out.extend(sys.stdin.read().split() if item == "-" else [item])

@@ -72,10 +72,10 @@ def train_ovr(x: np.ndarray, labels: np.ndarray, num_classes: int, c: float = 1.
                              " training images; an SVM needs both")
         svm = SVC(C=c, kernel="precomputed", tol=1e-3, cache_size=64)
         svm.fit(k[np.ix_(idx, idx)], y)
-        coef = np.zeros(len(idx))
-        coef[svm.support_] = svm.dual_coef_[0]  # alpha_i y_i
+        coef = np.zeros(len(x), np.float32)
+        coef[idx[svm.support_]] = svm.dual_coef_[0]  # alpha_i y_i
         # sklearn orders classes [-1, 1]: its decision function is positive for class 1
-        weights[cls] = coef @ x[idx]
+        weights[cls] = coef @ x  # w = sum_i alpha_i y_i x_i, without copying rows of x
         biases[cls] = svm.intercept_[0]
         if progress is not None:
             progress()

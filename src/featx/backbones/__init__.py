@@ -155,7 +155,10 @@ def load_model(bb: Backbone, weights: str = "imagenet", seed: int = 0) -> tuple[
             f"weights do not fit {bb.name}: missing {list(missing)[:3]}, unexpected "
             f"{list(unexpected)[:3]} (is the file for another backbone?)"
         )
-    return model.eval(), source
+    model.eval()
+    if hasattr(model, "fuse_batchnorm"):  # inference only: fold BatchNorm into the convs
+        model.fuse_batchnorm()
+    return model, source
 
 
 class DenseFC(nn.Module):
