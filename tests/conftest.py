@@ -22,6 +22,20 @@ def smooth_image(rng: np.random.Generator, w: int, h: int) -> Image.Image:
     return Image.fromarray(img)
 
 
+def build_chain(root: Path, n: int, size: tuple[int, int], commands: list[list]) -> Path:
+    """Write n generated images to root/img, then run featx ``commands`` in order (for
+    module-scoped fixtures, which cannot use the function-scoped ``cli``)."""
+    rng = np.random.default_rng(0)
+    (root / "img").mkdir()
+    for i in range(n):
+        smooth_image(rng, *size).save(root / "img" / f"{i}.png")
+    runner = CliRunner()
+    for args in commands:
+        res = runner.invoke(main, ["-q", *map(str, args)], catch_exceptions=False)
+        assert res.exit_code == 0, res.stderr
+    return root
+
+
 @pytest.fixture
 def make_images(tmp_path):
     """make_images(n, fmt='png', sizes=...) -> folder of n generated images."""

@@ -7,7 +7,6 @@ import urllib.error
 
 import pytest
 import torch
-import torchvision
 from torch import nn
 
 from featx.backbones import BACKBONES, ActivationExtractor, backbone, get_backbone, layer_shapes

@@ -26,7 +26,6 @@ from __future__ import annotations
 import logging
 import math
 
-import numpy as np
 import torch
 
 from featx.errors import InputError

@@ -10,35 +10,22 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from featx import encoders
 from featx.encode import read_encodings
 from featx.models import load_pca
+from tests.conftest import build_chain
 
 
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory, alexnet_weights):
     """Activations (whole, blocks, jitter; conv4, conv5, fc7) of 5 images and a 32-d PCA."""
-    from click.testing import CliRunner
-
-    from featx.cli import main
-    from tests.conftest import smooth_image
-
     root = tmp_path_factory.mktemp("chain")
-    rng = np.random.default_rng(0)
-    (root / "img").mkdir()
-    for i in range(5):
-        smooth_image(rng, 300, 240).save(root / "img" / f"{i}.png")
-    run = CliRunner().invoke
-    for args in (
+    return build_chain(root, 5, (300, 240), [
         ["extract", root / "img", "-o", root / "acts", "--weights", alexnet_weights,
          "--views", "whole,blocks,jitter", "--layers", "conv4,conv5,fc7", "--workers", "0",
          "--shard-size", "3"],
         ["fit-pca", root / "acts", "--layer", "conv4", "--dim", "32", "--per-image", "50",
          "-o", root / "pca.h5"],
-    ):
-        res = run(main, ["-q", *map(str, args)], catch_exceptions=False)
-        assert res.exit_code == 0, res.stderr
-    return root
+    ])
 
 
 def encode(cli, chain, out, *args):

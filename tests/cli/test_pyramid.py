@@ -9,34 +9,22 @@ import pytest
 from featx.encode import read_encodings
 from featx.models import load_pca
 from featx.shards import read_attrs
+from tests.conftest import build_chain
 
 
 @pytest.fixture(scope="module")
 def pyramid(tmp_path_factory, alexnet_weights):
-    from click.testing import CliRunner
-
-    from featx.cli import main
-    from tests.conftest import smooth_image
-
     root = tmp_path_factory.mktemp("pyr")
-    rng = np.random.default_rng(0)
-    (root / "img").mkdir()
-    for i in range(4):
-        smooth_image(rng, 320, 260).save(root / "img" / f"{i}.png")
     common = ["--weights", alexnet_weights, "--views", "pyramid", "--scales", "2",
               "--layers", "fc7", "--workers", "0"]
-    run = CliRunner().invoke
-    for args in (
+    return build_chain(root, 4, (320, 260), [
         ["extract", root / "img", "-o", root / "raw", *common],
         ["fit-pca", root / "raw", "--layer", "fc7", "--view", "pyramid", "--local", "dense",
          "--dim", "8", "-o", root / "pca.h5"],
         ["extract", root / "img", "-o", root / "proj", *common, "--project", root / "pca.h5"],
         ["fit-gmm", root / "proj", "--pca", root / "pca.h5", "--components", "3",
          "-o", root / "gmm.h5"],
-    ):
-        res = run(main, ["-q", *map(str, args)], catch_exceptions=False)
-        assert res.exit_code == 0, res.stderr
-    return root
+    ])
 
 
 def test_pyramid_layout(pyramid):
