@@ -42,7 +42,7 @@ from featx.errors import InputError, OutputExistsError, ProvenanceError
 from featx.fit import PCA
 from featx.local import LocalSpec, check_activations_fit, pyramid_features
 from featx.models import file_digest, load_pca
-from featx.runtime import progress_bar, resolve_device
+from featx.runtime import progress_bar, rank_and_world, resolve_device
 from featx.shards import ShardWriter, check_provenance, prepare_output, read_attrs
 from featx.shards import read_shard_header, shard_paths
 
@@ -264,9 +264,13 @@ def encode_shards(inputs: Sequence[str], out: str | Path, cfg: EncodeConfig) -> 
     """Encode every activation shard of ``inputs`` into ``out``; yield each output path.
 
     Output shard i has the name of input shard i. A rerun keeps complete outputs made with
-    the same settings (resume); others are refused unless ``cfg.overwrite``.
+    the same settings (resume); others are refused unless ``cfg.overwrite``. Under torchrun,
+    rank r encodes input shards r, r + world, ...
     """
-    paths = shard_paths(inputs)
+    rank, world = rank_and_world()
+    paths = shard_paths(inputs)[rank::world]
+    if not paths:
+        return
     heads = [read_shard_header(p) for p in paths]
     for p, h in zip(paths, heads):
         if h.get("kind") != "activations":
