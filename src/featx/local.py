@@ -119,42 +119,38 @@ def sample_local_features(
     """
     if per_image < 1:
         raise InputError("--per-image must be at least 1")
+    if view == "pyramid" and spec.kind != "dense":
+        raise InputError("the pyramid view holds dense vectors: use --local dense")
     out: list[np.ndarray] = []
     for path in paths:
         with h5py.File(path, "r") as f:
             ids = [s.decode() for s in f["ids"][:]]
-            if view == "pyramid":
-                if spec.kind != "dense":
-                    raise InputError("the pyramid view holds dense vectors: use --local dense")
-                projected = read_attrs(f).get("projected", "")
-                for start in range(0, len(ids), _READ_BLOCK):
-                    scales = pyramid_features(f, layer, slice(start, start + _READ_BLOCK))
-                    local = torch.cat(scales, 1)
-                    for j in range(local.shape[0]):
-                        n = local.shape[1]
-                        take = image_rng(seed, ids[start + j]).choice(n, min(per_image, n),
-                                                                     replace=False)
-                        x = local[j, np.sort(take)]
-                        if transform is not None and not projected:
-                            x = transform(x)
-                        out.append(x.cpu().numpy())
-                continue
-            ds = f[f"acts/{view}/{layer}"]
+            # pyramids stored with --project are already reduced: no second projection
+            project = None if view == "pyramid" and read_attrs(f).get("projected") else transform
             for start in range(0, len(ids), _READ_BLOCK):
-                block = torch.from_numpy(ds[start:start + _READ_BLOCK]).float()
-                b, v = block.shape[:2]
-                if not torch.isfinite(block).all():
-                    raise InputError(f"{path} holds NaN/Inf activations in {view}/{layer}")
-                local = spec.extract(block.flatten(0, 1))  # (b*v, L, D)
-                local = local.reshape(b, v * local.shape[1], local.shape[2])
-                for j in range(b):
+                local = _local_block(f, layer, view, spec, slice(start, start + _READ_BLOCK))
+                for j in range(local.shape[0]):
                     n = local.shape[1]
-                    take = image_rng(seed, ids[start + j]).choice(n, min(per_image, n), replace=False)
+                    take = image_rng(seed, ids[start + j]).choice(n, min(per_image, n),
+                                                                 replace=False)
                     x = local[j, np.sort(take)]
-                    out.append((transform(x) if transform else x).cpu().numpy())
+                    out.append((project(x) if project else x).cpu().numpy())
     if not out:
         raise InputError("the shards hold no images")
     return np.concatenate(out).astype(np.float32, copy=False)
+
+
+def _local_block(f: h5py.File, layer: str, view: str, spec: LocalSpec,
+                 rows: slice) -> torch.Tensor:
+    """All local features of each image in ``rows``, every input of the view pooled: (b, n, D)."""
+    if view == "pyramid":
+        return torch.cat(pyramid_features(f, layer, rows), 1)
+    block = torch.from_numpy(f[f"acts/{view}/{layer}"][rows]).float()
+    if not torch.isfinite(block).all():
+        raise InputError(f"{f.filename} holds NaN/Inf activations in {view}/{layer}")
+    b, v = block.shape[:2]
+    local = spec.extract(block.flatten(0, 1))  # (b*v, L, D)
+    return local.reshape(b, v * local.shape[1], local.shape[2])
 
 
 def pyramid_features(f: h5py.File, layer: str, rows: slice) -> list[torch.Tensor]:

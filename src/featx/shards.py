@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -190,11 +190,3 @@ def prepare_output(out: str | Path, overwrite: bool) -> Path:
         for old in out.glob(SHARD_GLOB):
             old.unlink()
     return out
-
-
-def iter_arrays(path: str | Path, names: Sequence[str]) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
-    """Yield (id, {name: array}) for each image of a shard, one image at a time."""
-    with h5py.File(path, "r") as f:
-        ids = [s.decode() for s in f["ids"][:]]
-        for i, image_id in enumerate(ids):
-            yield image_id, {n: f[n][i] for n in names}
