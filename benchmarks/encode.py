@@ -24,10 +24,11 @@ import torch.nn.functional as F
 import torchvision
 
 from featx import encoders
-from featx.encode import EncodeConfig, Grid, encode_shards, pca_filters, project_local
+from featx.encoders import CrossLayerGrid, project_subarrays
 from featx.fit import PCA
-from featx.models import save_pca
-from featx.shards import ShardWriter
+from featx.io import ActivationWriter, save_pca
+from featx.stages import encode
+from featx.stages.encode import EncodeConfig
 
 
 def rate(fn, n_images: int, repeats: int = 5) -> float:
@@ -60,11 +61,11 @@ def main() -> None:
     pca.components_ = torch.linalg.qr(torch.randn(2304, args.dim))[0].T.contiguous()
     pca.mean_, pca.explained_variance_ = torch.rand(2304), torch.ones(args.dim)
     pca.explained_variance_ratio_, pca.n_samples_ = torch.ones(args.dim) / 2304, 0
-    w, bias = pca_filters(pca, 256, 3, 3)
-    g = Grid.of(13, 13, 3)
+    w, bias = pca.as_conv(256, 3, 3)
+    g = CrossLayerGrid.of((13, 13), (13, 13), (3, 3))
 
     def cl_conv():
-        local = project_local(c4, w, bias, g, g).flatten(2).transpose(1, 2)
+        local = project_subarrays(c4, w, bias, g).flatten(2).transpose(1, 2)
         guide = c5[:, :, 1:12, 1:12].flatten(2).transpose(1, 2)
         return encoders.normalize(encoders.cross_layer_pool(local, guide))
 
@@ -82,24 +83,23 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        meta = {"kind": "activations", "backbone": "alexnet", "weights": "none",
+        meta = {"backbone": "alexnet", "weights": "none",
                 "input_size": 227, "layers": ["conv4", "conv5"], "views": ["whole"],
                 "layer_shapes": {"conv4": [256, 13, 13], "conv5": [256, 13, 13]}}
         n = 4 * b
         (tmp / "acts").mkdir()
-        wtr = ShardWriter(tmp / "acts" / "shard-00000.h5", meta)
+        wtr = ActivationWriter(tmp / "acts" / "shard-00000.h5", meta, label_kind=None)
         for i in range(0, n, b):
             wtr.append([f"{j}" for j in range(i, i + b)],
-                       {"acts/whole/conv4": c4[:, None].half().numpy(),
-                        "acts/whole/conv5": c5[:, None].half().numpy()})
+                       {("whole", "conv4"): c4[:, None].half().numpy(),
+                        ("whole", "conv5"): c5[:, None].half().numpy()}, {})
         wtr.commit()
         save_pca(tmp / "pca.h5", pca, {**{k: meta[k] for k in ("backbone", "weights", "input_size")},
                                        "layer": "conv4", "layer_shape": [256, 13, 13],
                                        "view": "whole", "local": "subarray:3x3"})
-        cfg = EncodeConfig(pca=str(tmp / "pca.h5"), device="cpu", show_progress=False,
-                           overwrite=True)
+        cfg = EncodeConfig(pca=str(tmp / "pca.h5"), device="cpu", overwrite=True)
         t = time.perf_counter()
-        list(encode_shards([str(tmp / "acts")], tmp / "enc", cfg))
+        list(encode.run([str(tmp / "acts")], tmp / "enc", cfg))
         stage = n / (time.perf_counter() - t)
 
     print(f"AlexNet on 227x227, batch {b}, CL with {args.dim}-d PCA -> {args.dim * 256:,}-d, "

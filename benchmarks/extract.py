@@ -7,7 +7,7 @@ temporary folder, then measures
   * bare: the torchvision model's own forward up to the last requested layer (the same
     modules featx runs), on an already-decoded, already-normalised batch: the ceiling, in the
     default NCHW memory format and in channels_last (which featx uses);
-  * featx: the whole stage, iter_extract (decode in workers, forward, float16 HDF5 writes),
+  * featx: the whole stage, extract.run (decode in workers, forward, float16 HDF5 writes),
     model loading included;
 and prints images/s of each and the ratios featx / bare.
 """
@@ -24,7 +24,8 @@ import torch
 from PIL import Image
 
 from featx.backbones import get_backbone, load_model
-from featx.extract import ExtractConfig, extract_shards
+from featx.stages import extract
+from featx.stages.extract import ExtractConfig
 from featx.images import folder_source
 
 
@@ -85,10 +86,9 @@ def main() -> None:
         weights = Path(tmp) / "weights.pt"
         torch.save(load_model(get_backbone(args.backbone), "none")[0].state_dict(), weights)
         cfg = ExtractConfig(backbone=args.backbone, layers=layers, weights=str(weights),
-                            batch_size=args.batch_size, workers=args.workers,
-                            show_progress=False)
+                            batch_size=args.batch_size, workers=args.workers)
         t = time.perf_counter()
-        extract_shards(folder_source(photos), Path(tmp) / "acts", cfg)
+        list(extract.run(folder_source(photos), Path(tmp) / "acts", cfg))
         ours = args.images / (time.perf_counter() - t)
     print(f"{args.backbone} {args.layers}, {args.images} JPEGs 500x375, batch {args.batch_size}, "
           f"{torch.get_num_threads()} torch threads")

@@ -68,7 +68,7 @@ def main() -> None:
         rows = []
         for seed in seeds:
             sk, t_sk = timed(lambda: SkGMM(k, covariance_type="diag", random_state=seed).fit(train))
-            fx, t_fx = timed(lambda: GaussianMixture(n_components=k, seed=seed, device=device).fit(train))
+            fx, t_fx = timed(lambda: GaussianMixture(n_components=k, random_state=seed, device=device).fit(train))
             rows.append((t_sk, t_fx, sk.score(held), fx.score(held), sk.n_iter_, fx.n_iter_))
         t_sk, t_fx, ll_sk, ll_fx, it_sk, it_fx = np.mean(rows, 0)
         # time per EM iteration alone (no initialisation), for the GPU target

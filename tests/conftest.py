@@ -36,6 +36,16 @@ def build_chain(root: Path, n: int, size: tuple[int, int], commands: list[list])
     return root
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` run wherever CUDA is visible and are skipped cleanly elsewhere."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU; none is visible")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture
 def make_images(tmp_path):
     """make_images(n, fmt='png', sizes=...) -> folder of n generated images."""
@@ -73,3 +83,11 @@ def cli():
         return result
 
     return run
+
+
+def read_encodings(path):
+    """ids, encodings (N, dim) float32, labels or None, attributes of one encoding shard."""
+    from featx.io import EncodingShard
+
+    with EncodingShard(path) as shard:
+        return shard.ids, shard.encodings(), shard.labels(), shard.attrs

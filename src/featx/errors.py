@@ -9,8 +9,11 @@ class FeatxError(Exception):
     """Base of every error featx reports to a user."""
 
 
-class InputError(FeatxError):
-    """The inputs cannot be used: empty, missing, unreadable, or of the wrong kind."""
+class InputError(FeatxError, ValueError):
+    """The inputs cannot be used: empty, missing, unreadable, or of the wrong kind.
+
+    Also a ``ValueError``, so the estimators in :mod:`featx.fit` raise what scikit-learn
+    expects of bad input."""
 
 
 class ImageDecodeError(InputError):

@@ -15,8 +15,8 @@ normalisation happens on the device, which keeps host-to-device copies four time
 
 from __future__ import annotations
 
+import os
 import re
-import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +63,16 @@ class ImageSource:
                 raise InputError(f"image id {r.id!r} occurs twice in {self.description}")
             seen.add(r.id)
 
+    @property
+    def label_kind(self) -> str | None:
+        """``multi`` (tuples in {1, -1, 0}), ``single`` (class indices) or None (unlabelled)."""
+        labels = [r.labels for r in self.records]
+        if all(isinstance(x, tuple) for x in labels):
+            return "multi"
+        if all(isinstance(x, int) for x in labels):
+            return "single"
+        return None
+
 
 def folder_source(root: str | Path) -> ImageSource:
     """Every image below ``root`` (recursively), sorted; ids are paths relative to ``root``."""
@@ -73,34 +83,39 @@ def folder_source(root: str | Path) -> ImageSource:
 
 
 def list_source(lines: Iterable[str], description: str) -> ImageSource:
-    """Images named one per line (blank lines and ``#`` comments skipped); id = the path."""
-    paths = [ln.strip() for ln in lines]
-    paths = [p for p in paths if p and not p.startswith("#")]
+    """Images named one per line (blank lines and ``#`` comments skipped); id = the path,
+    normalised (``./a.jpg`` and ``a.jpg`` are one image)."""
+    paths = [os.path.normpath(p) for p in (ln.strip() for ln in lines)
+             if p and not p.startswith("#")]
     return ImageSource([ImageRecord(p, p) for p in paths], description=description)
 
 
 def open_source(inputs: Sequence[str]) -> ImageSource:
-    """Resolve CLI inputs: folders, image files, text files of paths, or ``-`` (stdin)."""
+    """Resolve CLI inputs: folders, image files, or text files listing image paths (the CLI
+    expands ``-`` to the paths on stdin)."""
     if not inputs:
         raise InputError("no input given; pass a folder, an image list file, or - for stdin")
-    sources = []
+    records: list[ImageRecord] = []
+    described: list[str] = []
+    files = 0
     for item in inputs:
         path = Path(item)
-        if item == "-":
-            sources.append(list_source(sys.stdin, "standard input"))
-        elif path.is_dir():
-            sources.append(folder_source(path))
+        if path.is_dir():
+            source = folder_source(path)
         elif path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
-            sources.append(ImageSource([ImageRecord(item, item)], description=item))
+            records.append(ImageRecord(os.path.normpath(item), item))
+            files += 1
+            continue
         elif path.is_file():
             with path.open() as fh:
-                sources.append(list_source(fh, f"list {item}"))
+                source = list_source(fh, f"list {item}")
         else:
             raise InputError(f"input {item!r} does not exist")
-    if len(sources) == 1:
-        return sources[0]
-    return ImageSource([r for s in sources for r in s.records],
-                       description=", ".join(s.description for s in sources))
+        records += source.records
+        described.append(source.description)
+    if files:
+        described.append(f"{files} image file{'s' if files > 1 else ''}")
+    return ImageSource(records, description=", ".join(described))
 
 
 def decode(path: str, min_size: tuple[int, int] | None = None,

@@ -10,8 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from featx.encode import read_encodings
-from featx.models import load_pca
+from tests.conftest import read_encodings
+from featx.io import load_pca
 from tests.conftest import build_chain
 
 
@@ -129,25 +129,26 @@ def test_resume_and_refusals(cli, chain, tmp_path, make_images):
 
     res = cli("encode", chain / "acts", "--pca", chain / "pca.h5", "--layers", "conv3,conv5",
               "-o", tmp_path / "x", ok=False)
-    assert res.exit_code == 1 and "fitted on layer conv4" in res.stderr
+    assert res.exit_code == 1 and "has layer='conv4', this run needs layer='conv3'" in res.stderr
 
     res = cli("encode", chain / "acts", "-o", tmp_path / "x", ok=False)
-    assert res.exit_code == 1 and "need --pca" in res.stderr
+    assert res.exit_code == 1 and "needs --pca" in res.stderr
 
     other = tmp_path / "other"  # activations of another backbone
     cli("extract", make_images(1), "-o", other, "--backbone", "efficientnet_lite0",
         "--weights", "none", "--workers", "0")
     res = cli("encode", other, "--pca", chain / "pca.h5", "-o", tmp_path / "x", ok=False)
-    assert res.exit_code == 1 and "backbone" in res.stderr and "pca.h5 was fitted" in res.stderr
+    assert res.exit_code == 1 and "pca.h5 has backbone='alexnet', this run needs backbone='efficientnet_lite0'" in res.stderr
 
 
 def test_torchrun_ranks_split_the_shards(chain, tmp_path, monkeypatch):
-    from featx.encode import EncodeConfig, encode_shards
+    from featx.stages import encode
+    from featx.stages.encode import EncodeConfig
 
-    cfg = EncodeConfig(pca=str(chain / "pca.h5"), device="cpu", show_progress=False)
+    cfg = EncodeConfig(pca=str(chain / "pca.h5"), device="cpu")
     names = []
     for rank in (0, 1):
         monkeypatch.setenv("RANK", str(rank))
         monkeypatch.setenv("WORLD_SIZE", "2")
-        names.append([p.name for p in encode_shards([str(chain / "acts")], tmp_path / "e", cfg)])
+        names.append([p.name for p in encode.run([str(chain / "acts")], tmp_path / "e", cfg)])
     assert names == [["shard-00000.h5"], ["shard-00001.h5"]]

@@ -14,8 +14,9 @@ import torchvision
 import torchvision.transforms.v2.functional as TF
 from PIL import Image
 
-import featx.shards
-from featx.shards import read_attrs, read_shard_header
+import featx.io.shards
+from featx.io import read_header
+from featx.io.h5 import read_attrs
 
 
 def shard_list(result) -> list[Path]:
@@ -66,7 +67,7 @@ def test_alexnet_shapes_and_provenance(cli, make_images, alexnet_weights, tmp_pa
         assert f["acts/whole/conv5"].shape == (2, 1, 256, 13, 13)
         assert f["acts/whole/conv4"].chunks == (1, 1, 256, 13, 13)  # one image per chunk
         attrs = read_attrs(f)
-    assert attrs["featx_format"] == 1 and attrs["kind"] == "activations"
+    assert attrs["featx_format"] == 2 and attrs["kind"] == "activations"
     assert attrs["backbone"] == "alexnet" and attrs["layers"] == ["conv4", "conv5"]
     assert attrs["input_size"] == 227 and attrs["views"] == ["whole"]
     assert "sha256" in attrs["weights"] and attrs["command"].startswith("featx ")
@@ -101,7 +102,7 @@ def test_interrupted_run_resumes_to_the_same_shards(cli, make_images, tmp_path, 
     full = shard_list(cli("extract", *args, "-o", tmp_path / "full"))
     assert [p.name for p in full] == [f"shard-0000{i}.h5" for i in range(4)]
 
-    commit, calls = featx.shards.ShardWriter.commit, []
+    commit, calls = featx.io.shards.ActivationWriter.commit, []
 
     def crash_on_second(self):
         calls.append(self.path)
@@ -109,7 +110,7 @@ def test_interrupted_run_resumes_to_the_same_shards(cli, make_images, tmp_path, 
             raise KeyboardInterrupt  # as if the user pressed Ctrl-C mid-run
         return commit(self)
 
-    monkeypatch.setattr(featx.shards.ShardWriter, "commit", crash_on_second)
+    monkeypatch.setattr(featx.io.shards.ActivationWriter, "commit", crash_on_second)
     res = cli("extract", *args, "-o", tmp_path / "part", ok=False)
     assert res.exit_code == 1 and "Aborted" in res.stderr
     monkeypatch.undo()
@@ -144,7 +145,7 @@ def test_corrupt_jpeg_fails_clearly_and_skip_bad_records_it(cli, make_images, tm
     res = cli("extract", images, "-o", tmp_path / "b", "--weights", "none", "--workers", "1",
               "--skip-bad")
     [shard] = shard_list(res)
-    head = read_shard_header(shard)
+    head = read_header(shard)
     assert head["ids"] == ["img000.jpg", "img002.jpg"]
     assert head["skipped_ids"] == ["img001.jpg"]
     with h5py.File(shard) as f:
@@ -172,7 +173,7 @@ def test_paths_on_stdin(cli, make_images, tmp_path):
     listing = "\n".join(str(p) for p in sorted(images.iterdir())) + "\n"
     res = cli("extract", "-", "-o", tmp_path / "acts", "--weights", "none", "--workers", "0",
               "--layers", "conv1", input=listing)
-    head = read_shard_header(shard_list(res)[0])
+    head = read_header(shard_list(res)[0])
     assert head["ids"] == listing.split()
 
 
@@ -184,7 +185,7 @@ def test_existing_output_with_other_settings_is_refused(cli, make_images, tmp_pa
     assert res.exit_code == 1 and "layers" in res.stderr and "--overwrite" in res.stderr
     res = cli("extract", images, "-o", tmp_path / "acts", "--weights", "none", "--workers", "0",
               "--layers", "conv5", "--overwrite")
-    assert read_shard_header(shard_list(res)[0])["layers"] == ["conv5"]
+    assert read_header(shard_list(res)[0])["layers"] == ["conv5"]
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,8 @@ import h5py
 import numpy as np
 import pytest
 
-from featx.models import load_gmm, load_pca
-from featx.shards import read_attrs
+from featx.io import load_gmm, load_pca
+from featx.io.h5 import read_attrs
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ def test_fit_pca_on_conv4_subarrays(cli, acts, tmp_path):
     assert pca.components_.shape == (64, 2304) and pca.mean_.shape == (2304,)
     assert attrs["local"] == "subarray:3x3" and attrs["layer"] == "conv4"
     assert attrs["backbone"] == "alexnet" and attrs["n_samples"] == 6 * 40
-    assert attrs["featx_format"] == 1 and "featx -q fit-pca " in attrs["command"]
+    assert attrs["featx_format"] == 2 and "featx -q fit-pca " in attrs["command"]
     gram = pca.components_ @ pca.components_.T
     np.testing.assert_allclose(gram.numpy(), np.eye(64), atol=1e-4)
     ev = pca.explained_variance_.numpy()
@@ -65,7 +65,7 @@ def test_fit_errors(cli, acts, tmp_path):
     assert res.exit_code == 1 and "no layer 'conv3'" in res.stderr and "conv4, conv5" in res.stderr
     res = cli("fit-pca", acts, "--layer", "conv4", "--dim", "500", "--per-image", "10",
               "-o", tmp_path / "p.h5", ok=False)
-    assert res.exit_code == 1 and "60 samples are too few for 500 components" in res.stderr
+    assert res.exit_code == 1 and "60 sample(s) are too few for 500 components" in res.stderr
     cli("fit-pca", acts, "--layer", "conv5", "--dim", "2", "-o", tmp_path / "p.h5")
     res = cli("fit-pca", acts, "--layer", "conv5", "--dim", "2", "-o", tmp_path / "p.h5", ok=False)
     assert res.exit_code == 1 and "exists; pass --overwrite" in res.stderr

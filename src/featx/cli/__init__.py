@@ -11,7 +11,7 @@ from rich.logging import RichHandler
 import featx
 from featx.cli import options
 from featx.errors import FeatxError
-from featx.runtime import stderr
+from featx.cli.progress import stderr
 
 
 class FeatxGroup(click.Group):
@@ -53,8 +53,8 @@ from featx.cli import classify as _classify, layers as _layers  # noqa: E402
 
 main.add_command(_extract.extract)
 main.add_command(_encode.encode)
-main.add_command(_fit.fit_pca)
-main.add_command(_fit.fit_gmm)
+main.add_command(_fit.fit_pca_cmd)
+main.add_command(_fit.fit_gmm_cmd)
 main.add_command(_classify.train_svm)
 main.add_command(_classify.evaluate)
 main.add_command(_layers.layers)

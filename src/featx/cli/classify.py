@@ -3,40 +3,42 @@
 from __future__ import annotations
 
 import click
+from rich.table import Table
 
-from featx.classify import evaluate_stage, result_table, train_svm_stage, write_json
-from featx.cli.options import command_line, device_opt, emit, inputs_arg, out_opt
+from featx.cli.options import bars, command_line, device_opt, emit, inputs_arg, out_opt
 from featx.cli.options import overwrite_opt
-from featx.runtime import progress_bar, stderr
-from featx.shards import stdin_paths
+from featx.cli.progress import stderr
+from featx.stages import evaluate as evaluate_stage
+from featx.stages import train_svm as train_stage
+from featx.stages.evaluate import DATASETS, EvaluateConfig, write_json
+from featx.stages.train_svm import TrainSVMConfig
 
 
 @click.command("train-svm")
 @inputs_arg
 @out_opt
-@click.option("--C", "c", default=1.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
-              help="SVM regularisation constant.")
+@click.option("--C", "c", default=TrainSVMConfig.c, show_default=True,
+              type=click.FloatRange(min=0, min_open=True), help="SVM regularisation constant.")
 @click.option("--include-difficult", is_flag=True,
               help="Multi-label: train on images labelled 0 as positives instead of leaving "
                    "them out.")
 @device_opt
 @overwrite_opt
-@click.pass_context
-def train_svm(ctx, inputs, out, c, include_difficult, device, overwrite):
+def train_svm(inputs, out, c, include_difficult, device, overwrite):
     """Train one-vs-rest linear SVMs on encoding shards INPUTS (or - for stdin)."""
-    with progress_bar("class", not ctx.obj["quiet"]) as bar:
-        task = bar.add_task("train-svm", total=None)
-        path = train_svm_stage(stdin_paths(inputs), out, c=c, include_difficult=include_difficult,
-                               device=device, overwrite=overwrite, command=command_line(),
-                               progress=lambda: bar.advance(task))
-    emit(path)
+    cfg = TrainSVMConfig(c=c, include_difficult=include_difficult, device=device,
+                         overwrite=overwrite, command=command_line())
+    with bars("class") as progress:
+        paths = list(train_stage.run(inputs, out, cfg, progress=progress))
+    for path in paths:
+        emit(path)
 
 
 @click.command()
 @inputs_arg
 @click.option("--model", "model_path", required=True,
               type=click.Path(exists=True, dir_okay=False), help="svm.h5 from featx train-svm.")
-@click.option("--dataset", type=click.Choice(["voc07", "mit67", "cub200", "flowers102", "folder"]),
+@click.option("--dataset", type=click.Choice(DATASETS),
               help="The benchmark's metric: voc07 -> 11-point AP; others -> accuracy "
                    "(default: from the labels).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False),
@@ -44,7 +46,7 @@ def train_svm(ctx, inputs, out, c, include_difficult, device, overwrite):
 @click.pass_context
 def evaluate(ctx, inputs, model_path, dataset, json_path):
     """Score encoding shards INPUTS with an SVM model and report the metrics."""
-    result = evaluate_stage(stdin_paths(inputs), model_path, dataset)
+    result = evaluate_stage.run(inputs, EvaluateConfig(model=model_path, dataset=dataset))
     if not ctx.obj["quiet"]:
         stderr.print(result_table(result))
     text = write_json(result, json_path)
@@ -52,3 +54,24 @@ def evaluate(ctx, inputs, model_path, dataset, json_path):
         emit(json_path)
     else:
         click.echo(text)
+
+
+def result_table(result: dict) -> Table:
+    """A rich table of the per-class numbers and the summary."""
+    table = Table(title=f"{result['metric']} on {result['n_images']} images "
+                        f"({result.get('split') or 'unnamed split'})")
+    table.add_column("class")
+    if "AP" in result:
+        table.add_column("AP (11-pt)", justify="right")
+        table.add_column("AP (all-pt)", justify="right")
+        for name, a, b in zip(result["classes"], result["AP"], result["AP_all_point"]):
+            table.add_row(name, f"{100 * a:.2f}", f"{100 * b:.2f}")
+        table.add_row("[bold]mean", f"[bold]{100 * result['mAP']:.2f}",
+                      f"[bold]{100 * result['mAP_all_point']:.2f}")
+    else:
+        table.add_column("accuracy", justify="right")
+        for name, a in zip(result["classes"], result["class_accuracy"]):
+            table.add_row(name, "-" if a is None else f"{100 * a:.2f}")
+        table.add_row("[bold]mean class accuracy", f"[bold]{100 * result['mean_class_accuracy']:.2f}")
+        table.add_row("[bold]top-1 accuracy", f"[bold]{100 * result['top1']:.2f}")
+    return table

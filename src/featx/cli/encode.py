@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import click
 
-from featx.cli.options import command_line, device_opt, emit, inputs_arg, out_opt
+from featx.cli.options import bars, command_line, device_opt, emit, inputs_arg, out_opt
 from featx.cli.options import overwrite_opt
-from featx.encode import METHODS, EncodeConfig, encode_shards
-from featx.shards import stdin_paths
+from featx.methods import METHODS
+from featx.stages import encode as stage
+from featx.stages.encode import DTYPES, EncodeConfig
+
+D = EncodeConfig  # the defaults live in the config
+
+
+def _split(text: str | None) -> tuple[str, ...] | None:
+    return tuple(x.strip() for x in text.split(",")) if text else None
 
 
 @click.command()
 @inputs_arg
 @out_opt
-@click.option("--method", "methods", default="cross-layer", show_default=True,
+@click.option("--method", "methods", default=",".join(D.methods), show_default=True,
               help=f"Comma-separated, concatenated in order: {', '.join(METHODS)}.")
-@click.option("--views", default="whole", show_default=True,
+@click.option("--views", default=",".join(D.views), show_default=True,
               help="Views for the local-feature methods: whole (CL-45), blocks (CL-45F), "
                    "whole,blocks (CL-45C).")
 @click.option("--pca", type=click.Path(exists=True, dir_okay=False),
@@ -26,25 +33,22 @@ from featx.shards import stdin_paths
               help="LOCAL,GUIDE layers t and t+1 (default: the PCA's layer and the backbone's "
                    "cross-layer guidance).")
 @click.option("--fc-layer", help="Layer of global/jitter (default: fc7, else pool).")
-@click.option("--power-norm/--no-power-norm", default=True, show_default=True,
+@click.option("--power-norm/--no-power-norm", default=D.power_norm, show_default=True,
               help="Signed square root.")
-@click.option("--l2/--no-l2", default=True, show_default=True, help="L2 normalisation.")
+@click.option("--l2/--no-l2", default=D.l2, show_default=True, help="L2 normalisation.")
 @click.option("--quantize", type=click.Choice(["sign"]),
               help="Feature-sign quantisation to {-1,0,1}, stored at 2 bits per dimension.")
-@click.option("--dtype", type=click.Choice(["float32", "float16"]), default="float32",
-              show_default=True)
+@click.option("--dtype", type=click.Choice(DTYPES), default=D.dtype, show_default=True)
 @device_opt
 @overwrite_opt
-@click.pass_context
-def encode(ctx, inputs, out, methods, views, pca, gmm, layer_pair, fc_layer, power_norm, l2, quantize,
-           dtype, device, overwrite):
+def encode(inputs, out, methods, views, pca, gmm, layer_pair, fc_layer, power_norm, l2,
+           quantize, dtype, device, overwrite):
     """Encode activation shards INPUTS (or - for paths on stdin) into encoding shards."""
     cfg = EncodeConfig(
-        methods=[m.strip() for m in methods.split(",")],
-        views=[v.strip() for v in views.split(",")], pca=pca, gmm=gmm, fc_layer=fc_layer,
-        layers=[x.strip() for x in layer_pair.split(",")] if layer_pair else None,
-        power_norm=power_norm, l2=l2, quantize=quantize, dtype=dtype, device=device,
-        overwrite=overwrite, show_progress=not ctx.obj["quiet"], command=command_line(),
+        methods=_split(methods), views=_split(views), pca=pca, gmm=gmm, fc_layer=fc_layer,
+        layers=_split(layer_pair), power_norm=power_norm, l2=l2, quantize=quantize or "none",
+        dtype=dtype, device=device, overwrite=overwrite, command=command_line(),
     )
-    for path in encode_shards(stdin_paths(inputs), out, cfg):
-        emit(path)
+    with bars("img") as progress:
+        for path in stage.run(inputs, out, cfg, progress=progress):
+            emit(path)

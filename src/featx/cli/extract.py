@@ -5,29 +5,32 @@ from __future__ import annotations
 import click
 
 from featx.backbones import BACKBONES
-from featx.cli.options import batch_size_opt, command_line, device_opt, emit
+from featx.cli.options import bars, batch_size_opt, command_line, device_opt, emit, images_arg
 from featx.cli.options import out_opt, overwrite_opt, seed_opt
-from featx.extract import DTYPES, ExtractConfig, iter_extract
 from featx.datasets import DATASETS, open_dataset
 from featx.images import open_source
+from featx.stages import extract as stage
+from featx.stages.extract import DTYPES, ExtractConfig
+
+D = ExtractConfig  # the defaults live in the config
 
 
 @click.command()
-@click.argument("inputs", nargs=-1)
+@images_arg
 @out_opt
 @click.option("--dataset", type=click.Choice(list(DATASETS)),
               help="Read a benchmark in its standard layout (with labels) instead of INPUTS.")
 @click.option("--root", type=click.Path(), help="The dataset's folder (or CSV for folder).")
 @click.option("--split", default="", help="The dataset's split: train, val, trainval, test.")
 @click.option("--crop-boxes", is_flag=True, help="cub200: crop to the bounding boxes.")
-@click.option("--backbone", type=click.Choice(list(BACKBONES)), default="alexnet",
+@click.option("--backbone", type=click.Choice(list(BACKBONES)), default=D.backbone,
               show_default=True)
-@click.option("--weights", default="imagenet", show_default=True,
+@click.option("--weights", default=D.weights, show_default=True,
               help="imagenet, none (random, from --seed) or a state-dict file.")
 @click.option("--layers", default=None,
               help="Comma-separated layer aliases (see `featx layers BACKBONE`); "
                    "default: the backbone's cross-layer pair.")
-@click.option("--views", default="whole", show_default=True,
+@click.option("--views", default=",".join(D.views), show_default=True,
               help="Comma-separated: whole, blocks[:MxN] (rows x cols, default 2x2), jitter, "
                    "pyramid (fc6/fc7 run densely over --scales sizes).")
 @click.option("--scales", type=click.IntRange(1), default=7, show_default=True,
@@ -36,34 +39,29 @@ from featx.images import open_source
               help="PCA (fit-pca --view pyramid --local dense) applied to the pyramid's "
                    "vectors before they are stored.")
 @click.option("--input-size", type=click.IntRange(32), help="Default: the backbone's (227/224).")
-@batch_size_opt
+@batch_size_opt(D.batch_size)
 @device_opt
-@click.option("--workers", type=click.IntRange(0), help="Decoding processes (default: min(4, CPUs)).")
-@click.option("--shard-size", default=1000, show_default=True, type=click.IntRange(1),
+@click.option("--workers", type=click.IntRange(0), help="Decoding processes (default: the CPUs).")
+@click.option("--shard-size", default=D.shard_size, show_default=True, type=click.IntRange(1),
               help="Images per shard.")
-@click.option("--dtype", type=click.Choice(list(DTYPES)), default="float16", show_default=True)
+@click.option("--dtype", type=click.Choice(list(DTYPES)), default=D.dtype, show_default=True)
 @seed_opt
 @click.option("--skip-bad", is_flag=True, help="Skip undecodable images (recorded in the shard).")
 @overwrite_opt
-@click.pass_context
-def extract(ctx: click.Context, inputs, out, dataset, root, split, crop_boxes, backbone, weights, layers, views, scales, project,
-            input_size,
-            batch_size, device, workers, shard_size, dtype, seed, skip_bad, overwrite) -> None:
+def extract(inputs, out, dataset, root, split, crop_boxes, backbone, weights, layers, views,
+            scales, project, input_size, batch_size, device, workers, shard_size, dtype, seed,
+            skip_bad, overwrite) -> None:
     """Run BACKBONE over INPUTS (folders, image files, lists of paths, or - for stdin).
 
     Prints each shard path on stdout as it is completed. Rerunning the same command resumes.
     """
-    from featx.backbones import get_backbone
-
-    bb = get_backbone(backbone)
-    layer_list = layers.split(",") if layers else list(bb.cross_layer or list(bb.layers)[-1:])
     cfg = ExtractConfig(
-        backbone=backbone, layers=[s.strip() for s in layer_list], weights=weights,
-        views=[f"pyramid:{scales}" if v.strip() == "pyramid" else v.strip()
-               for v in views.split(",")], input_size=input_size, project=project,
+        backbone=backbone, layers=[s.strip() for s in layers.split(",")] if layers else None,
+        weights=weights,
+        views=tuple(f"pyramid:{scales}" if v.strip() == "pyramid" else v.strip()
+                    for v in views.split(",")), input_size=input_size, project=project,
         batch_size=batch_size, device=device, workers=workers, shard_size=shard_size,
-        dtype=dtype, seed=seed, skip_bad=skip_bad, overwrite=overwrite,
-        show_progress=not ctx.obj["quiet"], command=command_line(),
+        dtype=dtype, seed=seed, skip_bad=skip_bad, overwrite=overwrite, command=command_line(),
     )
     if dataset:
         if inputs or not root or (not split and dataset != "folder"):
@@ -71,5 +69,6 @@ def extract(ctx: click.Context, inputs, out, dataset, root, split, crop_boxes, b
         source = open_dataset(dataset, root, split, crop=crop_boxes)
     else:
         source = open_source(inputs)
-    for path in iter_extract(source, out, cfg):
-        emit(path)
+    with bars("img") as progress:
+        for path in stage.run(source, out, cfg, progress=progress):
+            emit(path)

@@ -18,8 +18,7 @@ def layers(backbone: str | None, input_size: int | None) -> None:
         return
     bb = get_backbone(backbone)
     size = input_size or bb.input_size
+    roles = dict(zip(bb.cross_layer or (), ("local", "guidance")))
     for alias, shape in layer_shapes(bb, size).items():
-        pair = " (cross-layer default: local)" if bb.cross_layer and alias == bb.cross_layer[0] \
-            else " (cross-layer default: guidance)" if bb.cross_layer and alias == bb.cross_layer[1] \
-            else ""
+        pair = f" (cross-layer default: {roles[alias]})" if alias in roles else ""
         click.echo(f"{alias}\t{'x'.join(map(str, shape))}{pair}")

@@ -1,8 +1,9 @@
 """Options shared by several commands, defined once.
 
 ``inputs_arg`` (extract, fit-*, encode, train-svm, evaluate): files or folders, or ``-`` for
-paths on stdin. ``out_opt``, ``overwrite_opt``: every command that writes. ``device_opt``,
-``batch_size_opt``, ``seed_opt``: every command that computes.
+paths on stdin, expanded here. ``out_opt``, ``overwrite_opt``: every command that writes.
+``device_opt``, ``batch_size_opt``, ``seed_opt``: every command that computes. ``bars``: the
+progress bars of a command, off with ``-q``.
 """
 
 from __future__ import annotations
@@ -12,17 +13,36 @@ import sys
 
 import click
 
-inputs_arg = click.argument("inputs", nargs=-1, required=True)
+from featx.cli.progress import Bars
+
+
+def expand_stdin(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> list[str]:
+    """Replace a ``-`` by the paths listed on stdin, one per line (blank lines and ``#``
+    comments skipped)."""
+    out: list[str] = []
+    for item in values:
+        if item == "-":
+            out += [ln.strip() for ln in sys.stdin if ln.strip() and not ln.startswith("#")]
+        else:
+            out.append(item)
+    return out
+
+
+inputs_arg = click.argument("inputs", nargs=-1, required=True, callback=expand_stdin)
+images_arg = click.argument("inputs", nargs=-1, callback=expand_stdin)
 out_opt = click.option("-o", "--out", required=True, type=click.Path(),
                        help="Output folder (shards) or file (models).")
 overwrite_opt = click.option("--overwrite", is_flag=True,
                              help="Replace existing output instead of refusing / resuming.")
 device_opt = click.option("--device", default="auto", show_default=True,
                           help="auto, cpu, cuda or cuda:N.")
-batch_size_opt = click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1),
-                              help="CNN inputs (views) per forward pass.")
 seed_opt = click.option("--seed", default=0, show_default=True, type=int,
                         help="Seed for sampling and random initialisation.")
+
+
+def batch_size_opt(default: int):
+    return click.option("--batch-size", default=default, show_default=True,
+                        type=click.IntRange(1), help="CNN inputs (views) per forward pass.")
 
 
 ARGV: list[str] = []  # set by the featx group from the arguments it was invoked with
@@ -31,6 +51,11 @@ ARGV: list[str] = []  # set by the featx group from the arguments it was invoked
 def command_line() -> str:
     """The command line as given, recorded in every output's provenance."""
     return shlex.join(["featx", *(ARGV or sys.argv[1:])])
+
+
+def bars(unit: str = "img") -> Bars:
+    """Progress bars on stderr, unless the group was given ``-q``."""
+    return Bars(unit, enabled=not click.get_current_context().obj["quiet"])
 
 
 def emit(path) -> None:

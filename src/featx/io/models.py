@@ -1,4 +1,4 @@
-"""Fitted models (PCA, GMM) as HDF5 files with provenance, written atomically.
+"""Fitted models (PCA, GMM, SVM) as HDF5 files with provenance, written atomically.
 
 A model file holds its arrays as datasets and the same kind of provenance attributes as the
 shards (``featx_format``, ``kind``, backbone, weights, layer, view, local features, featx
@@ -7,7 +7,6 @@ version, command line, and the fitting parameters).
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,19 +18,11 @@ import torch
 
 from featx.errors import InputError, OutputExistsError
 from featx.fit import PCA, GaussianMixture
-from featx.shards import FORMAT_VERSION, TMP_SUFFIX, read_attrs, write_attrs
-
-
-def file_digest(path: str | Path) -> str:
-    """First 16 hex digits of the file's SHA-256: names a model in later provenance."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
+from featx.io.h5 import FORMAT_VERSION, TMP_SUFFIX, read_attrs, write_attrs
 
 
 def check_model_output(path: str | Path, overwrite: bool) -> Path:
+    """Refuse an existing model file unless ``overwrite``; create the folder it goes in."""
     path = Path(path)
     if path.exists() and not overwrite:
         raise OutputExistsError(f"{path} exists; pass --overwrite to replace it")
@@ -39,12 +30,13 @@ def check_model_output(path: str | Path, overwrite: bool) -> Path:
     return path
 
 
-def save_model(path: str | Path, arrays: Mapping[str, Any], attrs: Mapping[str, Any]) -> Path:
+def _save(path: str | Path, kind: str, arrays: Mapping[str, Any], attrs: Mapping[str, Any]
+          ) -> Path:
     path = Path(path)
     tmp = path.with_name(path.name + TMP_SUFFIX)
     try:
         with h5py.File(tmp, "w") as f:
-            write_attrs(f, {"featx_format": FORMAT_VERSION, **attrs})
+            write_attrs(f, {"featx_format": FORMAT_VERSION, "kind": kind, **attrs})
             for name, value in arrays.items():
                 if isinstance(value, torch.Tensor):
                     value = value.detach().cpu().numpy()
@@ -55,7 +47,7 @@ def save_model(path: str | Path, arrays: Mapping[str, Any], attrs: Mapping[str, 
     return path
 
 
-def load_model_file(path: str | Path, kind: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def _load(path: str | Path, kind: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Arrays and attributes of a model file, refusing files of another kind."""
     try:
         with h5py.File(path, "r") as f:
@@ -69,42 +61,49 @@ def load_model_file(path: str | Path, kind: str) -> tuple[dict[str, np.ndarray],
 
 
 def save_pca(path, pca: PCA, attrs: Mapping[str, Any]) -> Path:
-    return save_model(path, {
+    return _save(path, "pca", {
         "components": pca.components_, "mean": pca.mean_,
         "explained_variance": pca.explained_variance_,
         "explained_variance_ratio": pca.explained_variance_ratio_,
-    }, {"kind": "pca", "whiten": pca.whiten, "n_samples": pca.n_samples_, **attrs})
+    }, {"whiten": pca.whiten, "n_samples": pca.n_samples_, **attrs})
 
 
-def load_pca(path, device: str = "cpu") -> tuple[PCA, dict[str, Any]]:
-    arrays, attrs = load_model_file(path, "pca")
+def load_pca(path, device: torch.device | str = "cpu") -> tuple[PCA, dict[str, Any]]:
+    arrays, attrs = _load(path, "pca")
     pca = PCA(n_components=arrays["components"].shape[0], whiten=bool(attrs["whiten"]),
-              device=device)
-    dev = torch.device(device)
-    pca.components_ = torch.from_numpy(arrays["components"]).to(dev)
-    pca.mean_ = torch.from_numpy(arrays["mean"]).to(dev)
-    pca.explained_variance_ = torch.from_numpy(arrays["explained_variance"]).to(dev)
-    pca.explained_variance_ratio_ = torch.from_numpy(arrays["explained_variance_ratio"]).to(dev)
+              device=str(device))
+    for name in ("components", "mean", "explained_variance", "explained_variance_ratio"):
+        setattr(pca, name + "_", torch.from_numpy(arrays[name]).to(device))
     pca.n_samples_ = attrs["n_samples"]
+    pca.n_features_in_ = arrays["components"].shape[1]
     return pca, attrs
 
 
 def save_gmm(path, gmm: GaussianMixture, attrs: Mapping[str, Any]) -> Path:
-    return save_model(path, {
+    return _save(path, "gmm", {
         "means": gmm.means_, "variances": gmm.variances_, "priors": gmm.priors_,
         "history": np.asarray(gmm.history_),
-    }, {"kind": "gmm", "converged": gmm.converged_, "n_iter": gmm.n_iter_,
-        "lower_bound": gmm.lower_bound_, "var_floor_abs": gmm.var_floor_, **attrs})
+    }, {"converged": gmm.converged_, "n_iter": gmm.n_iter_, "lower_bound": gmm.lower_bound_,
+        "var_floor_abs": gmm.var_floor_, **attrs})
 
 
-def load_gmm(path, device: str = "cpu") -> tuple[GaussianMixture, dict[str, Any]]:
-    arrays, attrs = load_model_file(path, "gmm")
-    gmm = GaussianMixture(n_components=arrays["means"].shape[0], device=device)
-    dev = torch.device(device)
-    gmm.means_ = torch.from_numpy(arrays["means"]).to(dev)
-    gmm.variances_ = torch.from_numpy(arrays["variances"]).to(dev)
-    gmm.priors_ = torch.from_numpy(arrays["priors"]).to(dev)
+def load_gmm(path, device: torch.device | str = "cpu") -> tuple[GaussianMixture, dict[str, Any]]:
+    arrays, attrs = _load(path, "gmm")
+    gmm = GaussianMixture(n_components=arrays["means"].shape[0], device=str(device))
+    for name in ("means", "variances", "priors"):
+        setattr(gmm, name + "_", torch.from_numpy(arrays[name]).to(device))
     gmm.history_ = arrays["history"].tolist()
     gmm.converged_, gmm.n_iter_ = bool(attrs["converged"]), attrs["n_iter"]
-    gmm.lower_bound_ = attrs["lower_bound"]
+    gmm.lower_bound_, gmm.var_floor_ = attrs["lower_bound"], attrs["var_floor_abs"]
+    gmm.n_features_in_ = arrays["means"].shape[1]
     return gmm, attrs
+
+
+def save_svm(path, weights: np.ndarray, biases: np.ndarray, attrs: Mapping[str, Any]) -> Path:
+    return _save(path, "svm", {"weights": weights, "biases": biases}, attrs)
+
+
+def load_svm(path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Weights (C, dim), biases (C,) and attributes of an SVM model file."""
+    arrays, attrs = _load(path, "svm")
+    return arrays["weights"], arrays["biases"], attrs

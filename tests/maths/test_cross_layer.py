@@ -1,4 +1,4 @@
-"""featx.encode: subarray geometry and the cross-layer encoding against a naive reference."""
+"""featx.encoders.cross_layer: subarray geometry and the cross-layer encoding against a naive reference."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from featx.encode import Grid, project_local
+from featx.encoders import CrossLayerGrid, project_subarrays
 from featx.errors import InputError
 from featx.fit import PCA
 
@@ -18,18 +18,17 @@ def identity_pca(dim: int) -> PCA:
     return pca
 
 
-def raw_subarrays(x: torch.Tensor, gh: Grid, gw: Grid, m: int) -> torch.Tensor:
-    from featx.encode import pca_filters
-
-    w, b = pca_filters(identity_pca(x.shape[1] * m * m), x.shape[1], m, m)
-    return project_local(x, w, b, gh, gw)
+def raw_subarrays(x: torch.Tensor, g: CrossLayerGrid, m: int) -> torch.Tensor:
+    w, b = identity_pca(x.shape[1] * m * m).as_conv(x.shape[1], m, m)
+    return project_subarrays(x, w, b, g)
 
 
 def test_alexnet_grid_gives_121_subarrays_equal_to_manual_slicing():
-    g = Grid.of(13, 13, 3)
-    assert (g.stride, g.first, g.start, g.count) == (1, 1, 0, 11)
+    g = CrossLayerGrid.of((13, 13), (13, 13), (3, 3))
+    assert g.rows == g.cols and g.positions == 121
+    assert (g.rows.stride, g.rows.first, g.rows.start, g.rows.count) == (1, 1, 0, 11)
     x = torch.randn(2, 5, 13, 13)
-    out = raw_subarrays(x, g, g, 3)  # (2, 45, 11, 11)
+    out = raw_subarrays(x, g, 3)  # (2, 45, 11, 11)
     assert out.shape == (2, 45, 11, 11)
     for i in range(11):
         for j in range(11):
@@ -39,20 +38,21 @@ def test_alexnet_grid_gives_121_subarrays_equal_to_manual_slicing():
 
 
 def test_pair_on_different_grids_centres_subarrays_on_the_coarse_units():
-    g = Grid.of(14, 7, 3)  # ResNet layer3 (14x14) -> layer4 (7x7): stride 2
-    assert (g.stride, g.first, g.count) == (2, 1, 6)
+    g = CrossLayerGrid.of((14, 14), (7, 7), (3, 3))  # ResNet layer3 -> layer4: stride 2
+    r = g.rows
+    assert (r.stride, r.first, r.count) == (2, 1, 6)
     x = torch.randn(1, 2, 14, 14)
-    out = raw_subarrays(x, g, g, 3)
+    out = raw_subarrays(x, g, 3)
     assert out.shape == (1, 18, 6, 6)
-    for p in range(g.first, g.first + g.count):
-        for q in range(g.first, g.first + g.count):
+    for p in range(r.first, r.first + r.count):
+        for q in range(r.first, r.first + r.count):
             c, d = 2 * p, 2 * q  # unit (p, q) of the coarse grid sits over (2p, 2q)
             manual = x[0, :, c - 1:c + 2, d - 1:d + 2].reshape(-1)
             torch.testing.assert_close(out[0, :, p - 1, q - 1], manual, rtol=0, atol=1e-5)
-    g5 = Grid.of(14, 14, 5)  # EfficientNet-Lite0 stage4 -> stage5
+    g5 = CrossLayerGrid.of((14, 14), (14, 14), (5, 5)).rows  # EfficientNet-Lite0 stage4 -> 5
     assert (g5.first, g5.count) == (2, 10)
     with pytest.raises(InputError, match="integer stride"):
-        Grid.of(13, 7, 3)
+        CrossLayerGrid.of((13, 13), (7, 7), (3, 3))
 
 
 def test_projection_as_convolution_equals_unfold_then_pca(make_images):
@@ -60,9 +60,7 @@ def test_projection_as_convolution_equals_unfold_then_pca(make_images):
     x = torch.from_numpy(np.maximum(rng.normal(size=(3, 16, 13, 13)), 0).astype(np.float32))
     samples = torch.nn.functional.unfold(x, 3).transpose(1, 2).reshape(-1, 144)
     pca = PCA(n_components=10, whiten=True, device="cpu").fit(samples)
-    from featx.encode import pca_filters
-
-    g = Grid.of(13, 13, 3)
-    out = project_local(x, *pca_filters(pca, 16, 3, 3), g, g)  # (3, 10, 11, 11)
+    g = CrossLayerGrid.of((13, 13), (13, 13), (3, 3))
+    out = project_subarrays(x, *pca.as_conv(16, 3, 3), g)  # (3, 10, 11, 11)
     ref = pca.transform(samples).view(3, 11, 11, 10).permute(0, 3, 1, 2)
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)

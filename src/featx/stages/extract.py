@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,28 +18,31 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-import featx
 from featx.backbones import ActivationExtractor, DenseFC, dense_shapes, get_backbone
-from featx.backbones import layer_shapes
-from featx.backbones import load_model
-from featx.errors import ImageDecodeError, InputError, NonFiniteError, OutputExistsError
-from featx.errors import ProvenanceError
+from featx.backbones import layer_shapes, load_model
+from featx.device import rank_and_world, resolve_device
+from featx.digest import file_digest
+from featx.errors import ImageDecodeError, InputError, NonFiniteError
 from featx.images import ImageSource, ViewSpec, decode, normalize, render_pyramid
-from featx.runtime import progress_bar, rank_and_world, resolve_device
-from featx.shards import ShardWriter, check_provenance, prepare_output, read_shard_header
-from featx.shards import shard_name
+from featx.io import ActivationWriter, load_pca, prepare_output, provenance, require_fit
+from featx.io import resume_or_refuse, shard_name
+from featx.stages import Progress, start
 
 log = logging.getLogger(__name__)
 
 DTYPES = {"float16": torch.float16, "float32": torch.float32}
 
 
-@dataclass
+@dataclass(frozen=True)
 class ExtractConfig:
-    """Settings of one extraction; ``batch_size`` counts CNN inputs (views), not images."""
+    """Settings of one extraction; ``batch_size`` counts CNN inputs (views), not images.
+
+    ``layers`` None reads the backbone's default (its cross-layer pair); ``project`` is a PCA
+    applied to the pyramid's dense vectors before they are stored.
+    """
 
     backbone: str = "alexnet"
-    layers: Sequence[str] = ("conv4", "conv5")
+    layers: Sequence[str] | None = None
     views: Sequence[str] = ("whole",)
     weights: str = "imagenet"
     input_size: int | None = None
@@ -51,10 +54,15 @@ class ExtractConfig:
     seed: int = 0
     skip_bad: bool = False
     overwrite: bool = False
-    show_progress: bool = True
     command: str = ""
     extra_attrs: dict = field(default_factory=dict)
-    project: str | None = None  # PCA applied to the pyramid's dense vectors before storage
+    project: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPES:
+            raise InputError(f"unknown dtype {self.dtype!r}; valid: {', '.join(DTYPES)}")
+        if self.shard_size < 1 or self.batch_size < 1:
+            raise InputError("--shard-size and --batch-size must be at least 1")
 
 
 class _ViewDataset(Dataset):
@@ -95,29 +103,20 @@ def _parse_views(views: Sequence[str]) -> list[ViewSpec]:
     return specs
 
 
-def iter_extract(source: ImageSource, out: str | Path, cfg: ExtractConfig,
-                 on_commit: Callable[[Path], None] | None = None) -> Iterator[Path]:
+def run(source: ImageSource, out: str | Path, cfg: ExtractConfig = ExtractConfig(), *,
+        progress: Progress | None = None) -> Iterator[Path]:
     """Extract activations of ``source`` into shards under ``out``; yield each shard's path.
 
     Shards already present from an earlier run with the same settings and images are yielded
     without recomputation. Under torchrun, rank r handles shards r, r + world, ...
     """
     bb = get_backbone(cfg.backbone)
-    layers = bb.check_layers(list(cfg.layers))
+    layers = bb.check_layers(list(cfg.layers or bb.default_layers()))
     views = _parse_views(cfg.views)
     size = cfg.input_size or bb.input_size
-    if cfg.dtype not in DTYPES:
-        raise InputError(f"unknown dtype {cfg.dtype!r}; valid: {', '.join(DTYPES)}")
-    if cfg.shard_size < 1 or cfg.batch_size < 1:
-        raise InputError("--shard-size and --batch-size must be at least 1")
+    device = resolve_device(cfg.device)
     shapes = layer_shapes(bb, size)
-
-    labels = [r.labels for r in source.records]
-    labelled = None
-    if all(isinstance(x, tuple) for x in labels):
-        labelled = "multi"
-    elif all(isinstance(x, int) for x in labels):
-        labelled = "single"
+    labelled = source.label_kind
 
     grid_views = [v for v in views if v.kind != "pyramid"]
     pyramid = next((v for v in views if v.kind == "pyramid"), None)
@@ -142,14 +141,14 @@ def iter_extract(source: ImageSource, out: str | Path, cfg: ExtractConfig,
             conv = layer_shapes(bb, s_size)
             pyr_shapes.append({x: fc[x] if x in fc else (conv[x][1] * conv[x][2], conv[x][0])
                                for x in pyr_layers})
-    project = _load_projection(cfg.project, bb.name, pyr_layers) if cfg.project else None
+    project = _load_projection(cfg.project, bb.name, pyr_layers, device) if cfg.project else None
     signature = {
         "kind": "activations", "backbone": bb.name, "layers": list(layers),
         "views": [str(v) for v in views], "input_size": size, "dtype": cfg.dtype,
         "shard_size": cfg.shard_size, "mean": list(bb.mean), "std": list(bb.std), "bgr": bb.bgr,
         "jitter_size": bb.jitter_size,
         "pyramid_sizes": pyramid.sizes(size) if pyramid else [],
-        "projected": project[2] if project else "",
+        "projected": project[1] if project else "",
     }
     out = prepare_output(out, cfg.overwrite)
     rank, world = rank_and_world()
@@ -161,19 +160,11 @@ def iter_extract(source: ImageSource, out: str | Path, cfg: ExtractConfig,
     todo, done = [], {}
     for k in mine:
         path = out / shard_name(k)
-        if not path.exists():
+        if resume_or_refuse(path, {**signature, "weights_arg": cfg.weights},
+                            [r.id for r in chunks[k]]):
+            done[k] = path
+        else:
             todo.append(k)
-            continue
-        head = read_shard_header(path)
-        try:
-            check_provenance(head, {**signature, "weights_arg": cfg.weights}, f"existing {path}")
-        except ProvenanceError as exc:
-            raise OutputExistsError(f"{exc}; pass --overwrite to replace it, or use another -o") from None
-        if set(head["ids"]) | set(head["skipped_ids"]) != {r.id for r in chunks[k]}:
-            raise OutputExistsError(
-                f"existing {path} holds other images than this run puts there (did the input "
-                "change?); pass --overwrite to replace it, or use another -o")
-        done[k] = path
     if done:
         log.info("resuming: %d of %d shards already complete in %s", len(done), len(mine), out)
 
@@ -181,7 +172,6 @@ def iter_extract(source: ImageSource, out: str | Path, cfg: ExtractConfig,
         yield from (done[k] for k in mine)
         return
 
-    device = resolve_device(cfg.device)
     model, weights_desc = load_model(bb, cfg.weights, cfg.seed)
     # channels_last is faster for these convolutions on CPU (oneDNN) and on GPU (cuDNN)
     model = model.to(device, memory_format=torch.channels_last)
@@ -190,14 +180,13 @@ def iter_extract(source: ImageSource, out: str | Path, cfg: ExtractConfig,
         if pyr_fc else None
     dense_conv = ActivationExtractor(model, bb, pyr_conv) if pyr_conv else None
 
-    attrs = {
-        **signature, "weights": weights_desc, "weights_arg": cfg.weights,
-        "featx_version": featx.__version__, "command": cfg.command, "seed": cfg.seed,
-        "classes": list(source.classes), "split": source.split, "source": source.description,
-        "layer_shapes": {k: list(shapes[k]) for k in layers},
-        "pyramid_shapes": [{k: list(v) for k, v in d.items()} for d in pyr_shapes],
+    attrs = provenance(
+        command=cfg.command, **signature, weights=weights_desc, weights_arg=cfg.weights,
+        seed=cfg.seed, classes=list(source.classes), split=source.split,
+        source=source.description, layer_shapes={k: list(shapes[k]) for k in layers},
+        pyramid_shapes=[{k: list(v) for k, v in d.items()} for d in pyr_shapes],
         **cfg.extra_attrs,
-    }
+    )
     records = [(k, r) for k in todo for r in chunks[k]]
     per_image = sum(v.count() for v in grid_views) or 1
     workers = (os.cpu_count() or 1) if cfg.workers is None else cfg.workers
@@ -210,20 +199,22 @@ def iter_extract(source: ImageSource, out: str | Path, cfg: ExtractConfig,
     splits = np.cumsum([0] + [v.count() for v in grid_views])
     autocast = torch.autocast("cuda", enabled=device.type == "cuda")
 
-    def store(batch: list, name: str, t: torch.Tensor, acts: dict) -> None:
-        """Check a (B, ...) activation for NaN/Inf, then keep it as a numpy array."""
+    def store(batch: list, what: str, t: torch.Tensor) -> np.ndarray:
+        """A (B, ...) activation checked for NaN/Inf, as a numpy array in the storage dtype."""
         t = t.to(DTYPES[cfg.dtype])
         bad = ~torch.isfinite(t).flatten(1).all(1)
         if bad.any():
             ids = [records[batch[j][0]][1].id for j in bad.nonzero()[:, 0].tolist()]
             hint = "; try --dtype float32" if cfg.dtype == "float16" else ""
-            raise NonFiniteError(f"non-finite {name.split('/')[2]} activations ({cfg.dtype}) "
+            raise NonFiniteError(f"non-finite {what} activations ({cfg.dtype}) "
                                  f"for {', '.join(ids[:5])}{hint}")
-        acts[name] = t.contiguous().cpu().numpy()
+        return t.contiguous().cpu().numpy()
 
-    def forward(batch: list) -> dict[str, np.ndarray]:
-        """{dataset name: (B, ...) array in the storage dtype} for the decoded images of batch."""
-        acts: dict[str, np.ndarray] = {}
+    def forward(batch: list) -> tuple[dict, dict]:
+        """The decoded images of batch: grid {(view, layer): (B, V, ...)} and pyramid
+        {(layer, scale): (B, vectors, C)} arrays in the storage dtype."""
+        grid: dict[tuple[str, str], np.ndarray] = {}
+        pyr: dict[tuple[str, int], np.ndarray] = {}
         if grid_views:
             x = torch.cat([x[0] for _, x, _ in batch]).to(device, non_blocking=True)
             with autocast:
@@ -231,7 +222,7 @@ def iter_extract(source: ImageSource, out: str | Path, cfg: ExtractConfig,
             for name, t in feats.items():
                 t = t.reshape(len(batch), per_image, *t.shape[1:])
                 for n, v in enumerate(grid_views):
-                    store(batch, f"acts/{v.kind}/{name}", t[:, splits[n]:splits[n + 1]], acts)
+                    grid[(v.kind, name)] = store(batch, name, t[:, splits[n]:splits[n + 1]])
         if pyramid:
             for s in range(pyramid.scales):  # one forward pass per scale
                 x = torch.stack([x[1][s] for _, x, _ in batch]).to(device, non_blocking=True)
@@ -243,25 +234,24 @@ def iter_extract(source: ImageSource, out: str | Path, cfg: ExtractConfig,
                 for name, t in maps.items():
                     vecs = t.float().flatten(2).transpose(1, 2)  # (B, h*w, C): dense fc vectors
                     if project is not None:
-                        vecs = (vecs - project[0]) @ project[1].T
-                    store(batch, f"acts/pyramid/{name}/s{s}", vecs, acts)
-        return acts
+                        vecs = project[0].transform(vecs.flatten(0, 1)).view(*vecs.shape[:2], -1)
+                    pyr[(name, s)] = store(batch, name, vecs)
+        return grid, pyr
 
-    def new_writer(k: int) -> ShardWriter:
-        w = ShardWriter(out / shard_name(k), {**attrs, "shard_index": k}, labelled=labelled,
-                        num_classes=len(source.classes), index=k)
-        for v in grid_views:
-            w.group_attrs(f"acts/{v.kind}", {"view": str(v), "count": v.count()})
-        if pyramid:
-            w.group_attrs("acts/pyramid", {"view": str(pyramid), "sizes": pyramid.sizes(size)})
-        return w
+    view_attrs = {v.kind: {"view": str(v), "count": v.count()} for v in grid_views}
+    if pyramid:
+        view_attrs["pyramid"] = {"view": str(pyramid), "sizes": pyramid.sizes(size)}
 
-    writer: ShardWriter | None = None
+    def new_writer(k: int) -> ActivationWriter:
+        return ActivationWriter(out / shard_name(k), {**attrs, "shard_index": k},
+                                label_kind=labelled, num_classes=len(source.classes),
+                                view_attrs=view_attrs, index=k)
+
+    writer: ActivationWriter | None = None
     pending = iter(mine)  # shard order, so resumed shards are yielded in their place
-    progress = progress_bar("img", cfg.show_progress)
+    advance = start(progress, f"extract {bb.name}", len(records))
     try:
-        with progress, torch.inference_mode():
-            task = progress.add_task(f"extract {bb.name}", total=len(records))
+        with torch.inference_mode():
             for batch in loader:
                 for i, _, err in batch:
                     if err is None:
@@ -270,13 +260,13 @@ def iter_extract(source: ImageSource, out: str | Path, cfg: ExtractConfig,
                         raise ImageDecodeError(f"{err} (pass --skip-bad to skip such images)")
                     log.warning("skipped: %s", err)
                 good = [item for item in batch if item[2] is None]
-                acts = forward(good) if good else {}
+                grid, pyr = forward(good) if good else ({}, {})
                 # a batch can straddle shards: write it as runs of one shard each
                 rows = [(records[i][0], j) for j, (i, _, _) in enumerate(good)]
                 for k in sorted({records[i][0] for i, _, _ in batch}):
                     if writer is None or writer.index != k:
                         if writer is not None:
-                            path, writer = _commit(writer, on_commit), None
+                            path, writer = writer.commit(), None
                             yield path
                         for j in pending:
                             if j == k:
@@ -290,12 +280,12 @@ def iter_extract(source: ImageSource, out: str | Path, cfg: ExtractConfig,
                     if not sel:
                         continue
                     recs = [records[good[j][0]][1] for j in sel]
-                    arrays = {name: a[sel] for name, a in acts.items()}
                     labels = np.asarray([r.labels for r in recs]) if labelled else None
-                    writer.append([r.id for r in recs], arrays, labels)
-                progress.advance(task, len(batch))
+                    writer.append([r.id for r in recs], {n: a[sel] for n, a in grid.items()},
+                                  {n: a[sel] for n, a in pyr.items()}, labels)
+                advance(len(batch))
         if writer is not None:
-            path, writer = _commit(writer, on_commit), None
+            path, writer = writer.commit(), None
             yield path
         yield from (done[j] for j in pending)
     finally:
@@ -303,35 +293,19 @@ def iter_extract(source: ImageSource, out: str | Path, cfg: ExtractConfig,
             writer.abort()
 
 
-def _load_projection(path: str, backbone: str, layers: list[str]):
-    """(mean, components, sha) of a PCA fitted on dense pyramid vectors of ``layers``."""
-    from featx.models import file_digest, load_pca
-
-    pca, attrs = load_pca(path)
-    if attrs.get("backbone") != backbone or attrs.get("view") != "pyramid" or \
-            attrs.get("local") != "dense" or [attrs.get("layer")] != layers:
-        raise ProvenanceError(
-            f"--project {path} was fitted on {attrs.get('backbone')} {attrs.get('view')} "
-            f"{attrs.get('layer')} ({attrs.get('local')}); this run extracts {backbone} pyramid "
-            f"{', '.join(layers)} (dense); fit it with featx fit-pca --view pyramid --local dense")
-    if pca.whiten:
-        raise ProvenanceError(f"--project {path} is whitened; project with an unwhitened PCA")
-    return pca.mean_, pca.components_, file_digest(path)
+def _load_projection(path: str, backbone: str, layers: list[str], device: torch.device):
+    """(PCA, digest) of a PCA fitted on the dense pyramid vectors of the one layer in ``layers``."""
+    if len(layers) != 1:
+        raise InputError(f"--project takes a PCA of one layer; this run extracts "
+                         f"{', '.join(layers)}")
+    pca, attrs = load_pca(path, device)
+    require_fit(attrs, {"backbone": backbone, "view": "pyramid", "local": "dense",
+                        "layer": layers[0], "whiten": False}, f"--project {path}",
+                f"fit it with featx fit-pca --view pyramid --local dense --layer {layers[0]}")
+    return pca, file_digest(path)
 
 
 def _low_priority(worker_id: int) -> None:
     """Decode at the lowest CPU priority: on a machine whose cores the forward pass fills, the
     decoders then run in its gaps and while it waits, instead of stalling its parallel loops."""
     os.nice(19)
-
-
-def _commit(writer: ShardWriter, on_commit: Callable[[Path], None] | None) -> Path:
-    path = writer.commit()
-    if on_commit is not None:
-        on_commit(path)
-    return path
-
-
-def extract_shards(source: ImageSource, out: str | Path, cfg: ExtractConfig) -> list[Path]:
-    """Run :func:`iter_extract` to the end and return every shard path, in order."""
-    return list(iter_extract(source, out, cfg))

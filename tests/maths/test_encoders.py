@@ -73,22 +73,6 @@ def test_concat_of_normalized_blocks_has_unit_norm():
     assert out.shape == (4, 13) and torch.allclose(out.norm(dim=1), torch.ones(4))
 
 
-@settings(max_examples=30, deadline=None)
-@given(arrays(np.float32, st.tuples(st.integers(1, 3), st.integers(1, 41)),
-              elements=st.sampled_from([-2.5, -1.0, 0.0, 0.0, 0.5, 3.0])))
-def test_sign_pack_round_trip(x):
-    packed = encoders.pack_sign(x)
-    assert packed.dtype == np.uint8 and packed.shape == (x.shape[0], -(-x.shape[1] // 4))
-    np.testing.assert_array_equal(encoders.unpack_sign(packed, x.shape[1]), np.sign(x))
-
-
-def test_sign_codes_take_two_bits_per_dimension():
-    x = np.random.default_rng(1).normal(size=(2, 128_000)).astype(np.float32)
-    packed = encoders.pack_sign(x)
-    assert packed.nbytes == 2 * 32_000
-    assert encoders.pack_sign(np.array([[1.0, -1.0, 0.0, 1.0]])).tolist() == [[0b01_00_10_01]]
-
-
 # --- Fisher vectors ------------------------------------------------------------------------
 
 def gmm_params(k=6, d=4, seed=0):

@@ -1,0 +1,23 @@
+"""ResNet-50 (torchvision): stage outputs as layers."""
+
+from __future__ import annotations
+
+import torchvision.models as tvm
+from torch import nn
+
+from featx.backbones.registry import backbone, torchvision_weights
+
+
+@backbone(
+    "resnet50",
+    input_size=224,
+    layers={"layer1": "layer1", "layer2": "layer2", "layer3": "layer3", "layer4": "layer4",
+            "pool": "avgpool", "logits": "fc"},
+    # A stage's first bottleneck has a 3x3 conv (stride 2 from layer2 on).
+    kernels={"layer1": 3, "layer2": 3, "layer3": 3, "layer4": 3},
+    imagenet=torchvision_weights(tvm.ResNet50_Weights.IMAGENET1K_V2),
+    cross_layer=("layer3", "layer4"),
+    description="torchvision ResNet-50 (stage outputs)",
+)
+def _resnet50() -> nn.Module:
+    return tvm.resnet50()

@@ -1,0 +1,22 @@
+"""The maths of image encodings: pure functions on torch tensors, any device, batched.
+
+- :mod:`~featx.encoders.local`: local features of a layer (subarrays, dense vectors);
+- :mod:`~featx.encoders.cross_layer`: cross-convolutional-layer pooling and its geometry;
+- :mod:`~featx.encoders.pooling`: normalisation and the direct pooling baselines;
+- :mod:`~featx.encoders.fisher`: improved Fisher vectors, VLAD, and the multi-scale
+  poolings MPP / NFK / CSF.
+
+Which of them an ``featx encode --method`` runs is said in :mod:`featx.methods`.
+"""
+
+from featx.encoders.cross_layer import CrossLayerGrid, cross_layer_pool, guide_at
+from featx.encoders.cross_layer import project_subarrays
+from featx.encoders.fisher import POSTERIOR_FLOOR, csf, fisher_vector, mpp, nfk, vlad
+from featx.encoders.local import LocalSpec
+from featx.encoders.pooling import concat_normalized, max_pool, normalize, spp, sum_pool
+
+__all__ = [
+    "POSTERIOR_FLOOR", "CrossLayerGrid", "LocalSpec", "concat_normalized", "cross_layer_pool",
+    "csf", "fisher_vector", "guide_at", "max_pool", "mpp", "nfk", "normalize",
+    "project_subarrays", "spp", "sum_pool", "vlad",
+]

@@ -1,0 +1,13 @@
+"""Estimators fitted on local features: :class:`PCA` and the diagonal :class:`GaussianMixture`.
+
+Both are scikit-learn estimators (``BaseEstimator``; ``check_estimator`` passes) computed in
+torch, on the GPU when given ``device=``. They take numpy arrays (validated as scikit-learn
+does, results returned as numpy) or torch tensors (kept on their device, results as tensors).
+"""
+
+from featx.fit.gmm import GaussianMixture, augment, log_densities, posteriors
+from featx.fit.kmeans import kmeans, kmeans_pp
+from featx.fit.pca import PCA
+
+__all__ = ["PCA", "GaussianMixture", "augment", "kmeans", "kmeans_pp", "log_densities",
+           "posteriors"]

@@ -1,0 +1,44 @@
+"""Low-level HDF5 helpers shared by shards and model files: the attribute codec and the
+format version."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import h5py
+import numpy as np
+
+# 1: the first format; 2: adds the ``label_kind`` attribute (readers infer it for 1)
+FORMAT_VERSION = 2
+TMP_SUFFIX = ".partial"
+STR = h5py.string_dtype("utf-8")
+
+
+def write_attrs(obj: h5py.HLObject, attrs: Mapping[str, Any]) -> None:
+    """Store attributes; lists and dicts go in as JSON text so every reader gets them back."""
+    for key, value in attrs.items():
+        if isinstance(value, (list, tuple, dict)):
+            obj.attrs[key] = "json:" + json.dumps(value)
+        elif value is None:
+            obj.attrs[key] = "json:null"
+        else:
+            obj.attrs[key] = value
+
+
+def read_attrs(obj: h5py.HLObject) -> dict[str, Any]:
+    out = {}
+    for key, value in obj.attrs.items():
+        if isinstance(value, bytes):
+            value = value.decode()
+        if isinstance(value, str) and value.startswith("json:"):
+            value = json.loads(value[5:])
+        elif isinstance(value, np.generic):
+            value = value.item()
+        out[key] = value
+    return out
+
+
+def decode_strings(ds: h5py.Dataset) -> list[str]:
+    return [s.decode() for s in ds[:]]

@@ -1,0 +1,56 @@
+"""Provenance: what every output records about how it was made, and the checks built on it.
+
+Every shard and model file carries :func:`provenance` attributes (featx version, command line,
+and the parameters of its stage). Later stages compare them with :func:`require_fit`, whose
+messages all read "WHAT has KEY=FOUND, this run needs KEY=EXPECTED", and a rerun keeps an
+existing output only through :func:`resume_or_refuse`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from pathlib import Path
+from typing import Any
+
+import featx
+from featx.errors import OutputExistsError, ProvenanceError
+
+# what identifies one extraction: activations, and every model fitted on them, must agree here
+EXTRACTION_KEYS = ("backbone", "weights", "input_size")
+# what an SVM model shares with the encodings it scores
+ENCODING_KEYS = EXTRACTION_KEYS + ("methods", "views", "power_norm", "l2", "quantize",
+                                   "pca_sha256", "gmm_sha256", "dim")
+
+
+def provenance(*, command: str, **params: Any) -> dict[str, Any]:
+    """The attributes every output records: featx's version, the command line, ``params``."""
+    return {"featx_version": featx.__version__, "command": command, **params}
+
+
+def require_fit(found: Mapping[str, Any], expected: Mapping[str, Any], what: str,
+                hint: str = "") -> None:
+    """Raise naming the first key of ``expected`` that ``found`` (``what``'s attributes) holds
+    differently; ``hint`` says how to fix it."""
+    for key, value in expected.items():
+        if found.get(key) != value:
+            raise ProvenanceError(f"{what} has {key}={found.get(key)!r}, this run needs "
+                                  f"{key}={value!r}" + (f"; {hint}" if hint else ""))
+
+
+def resume_or_refuse(target: Path, signature: Mapping[str, Any], ids: Collection[str]) -> bool:
+    """True when ``target`` is a complete output of these settings for these images (keep it),
+    False when there is none; refuses any other existing file."""
+    from featx.io.shards import read_header
+
+    if not target.exists():
+        return False
+    head = read_header(target)
+    fix = "pass --overwrite to replace it, or use another -o"
+    try:
+        require_fit(head, signature, f"existing {target}", fix)
+    except ProvenanceError as exc:
+        raise OutputExistsError(str(exc)) from None
+    if set(head["ids"]) | set(head["skipped_ids"]) != set(ids):
+        raise OutputExistsError(f"existing {target} holds other images than this run puts there "
+                                f"(did the input change?); {fix}")
+    return True

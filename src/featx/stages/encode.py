@@ -1,0 +1,220 @@
+"""The encode stage: activation shards -> encoding shards (one per activation shard).
+
+What each ``--method`` computes is in :mod:`featx.methods`. Local-feature methods run on each
+view in ``views``; the inputs of a view are pooled together (``blocks`` = CL-45F) and several
+views are concatenated (``whole,blocks`` = CL-45C). Several methods are concatenated too
+(e.g. ``cross-layer,global``). Each block is normalised (signed square root, L2) before
+joining, and the joined vector has unit norm.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from featx.backbones import get_backbone
+from featx.device import rank_and_world, resolve_device
+from featx.digest import file_digest
+from featx.encoders import CrossLayerGrid, LocalSpec
+from featx.errors import InputError, ProvenanceError
+from featx.io import EXTRACTION_KEYS, EncodingWriter, load_gmm, load_pca, prepare_output
+from featx.io import provenance, read_header, require_fit, resume_or_refuse, shard_paths
+from featx.io.shards import ActivationShard
+from featx.methods import GRID_VIEWS, Context, EncodePlan, get_methods
+from featx.stages import Progress, start
+
+log = logging.getLogger(__name__)
+
+_BLOCK = 32  # images per read / compute step
+QUANTIZE = ("none", "sign")
+DTYPES = ("float32", "float16")
+
+
+@dataclass(frozen=True)
+class EncodeConfig:
+    """Settings of one encoding, validated when made (before any file is read).
+
+    ``layers``: (local t, guide t+1), default the PCA's layer and the backbone's guidance
+    layer for it; ``fc_layer`` (global, jitter): default fc7, else pool.
+    """
+
+    methods: Sequence[str] = ("cross-layer",)
+    views: Sequence[str] = ("whole",)
+    pca: str | None = None
+    gmm: str | None = None
+    layers: Sequence[str] | None = None
+    fc_layer: str | None = None
+    power_norm: bool = True
+    l2: bool = True
+    quantize: str = "none"
+    dtype: str = "float32"
+    device: str = "auto"
+    overwrite: bool = False
+    command: str = ""
+
+    def __post_init__(self) -> None:
+        methods = get_methods(self.methods)
+        if any(m.view is None for m in methods):
+            bad = [v for v in self.views if v not in GRID_VIEWS] or ([] if self.views else [""])
+            if bad:
+                raise InputError(f"unknown view {bad[0]!r}; valid: {', '.join(GRID_VIEWS)}")
+        needs = set().union(*(m.needs for m in methods))
+        if "pca" in needs and not self.pca:
+            users = ", ".join(m.name for m in methods if "pca" in m.needs)
+            raise InputError(f"method {users} needs --pca (a PCA from featx fit-pca)")
+        if "gmm" in needs and not self.gmm:
+            users = ", ".join(m.name for m in methods if "gmm" in m.needs)
+            raise InputError(f"method {users} needs --gmm (a GMM from featx fit-gmm)")
+        if self.quantize not in QUANTIZE:
+            raise InputError(f"unknown quantisation {self.quantize!r}; valid: {', '.join(QUANTIZE)}")
+        if self.dtype not in DTYPES:
+            raise InputError(f"unknown dtype {self.dtype!r}; valid: {', '.join(DTYPES)}")
+        if self.layers is not None and len(self.layers) != 2:
+            raise InputError("--layers takes two layers: LOCAL,GUIDE (t and t+1)")
+
+
+def run(inputs: Sequence[str], out: str | Path, cfg: EncodeConfig, *,
+        progress: Progress | None = None) -> Iterator[Path]:
+    """Encode every activation shard of ``inputs`` into ``out``; yield each output path.
+
+    Output shard i has the name of input shard i. A rerun keeps complete outputs made with
+    the same settings (resume); others are refused unless ``cfg.overwrite``. Under torchrun,
+    rank r encodes input shards r, r + world, ...
+    """
+    rank, world = rank_and_world()
+    paths = shard_paths(inputs)[rank::world]
+    if not paths:
+        return
+    heads = [read_header(p) for p in paths]
+    for p, h in zip(paths, heads):
+        if h.get("kind") != "activations":
+            raise InputError(f"{p} holds {h.get('kind')!r}, not activations (featx extract)")
+        require_fit(h, {k: heads[0][k] for k in EXTRACTION_KEYS}, str(p),
+                    "encode shards of one extraction")
+    if len({p.name for p in paths}) != len(paths):
+        raise InputError("input shards share file names; encode one extraction folder at a time")
+    device = resolve_device(cfg.device)
+    plan = EncodePlan(get_methods(cfg.methods), tuple(cfg.views), _context(cfg, heads[0], device),
+                      cfg.power_norm, cfg.l2)
+    out = prepare_output(out, cfg.overwrite)
+    layers = plan.context.layers
+    signature = {
+        "kind": "encodings", "methods": list(cfg.methods), "views": list(cfg.views),
+        "power_norm": cfg.power_norm, "l2": cfg.l2, "quantize": cfg.quantize,
+        "pca_sha256": file_digest(cfg.pca) if cfg.pca else "",
+        "gmm_sha256": file_digest(cfg.gmm) if cfg.gmm else "",
+    }
+    attrs = provenance(
+        command=cfg.command, **signature, pca=str(Path(cfg.pca).resolve()) if cfg.pca else "",
+        local_layer=layers.get("local", ""), guide_layer=layers.get("guide", ""),
+        fc_layer=layers.get("fc", ""), dtype=cfg.dtype)
+    advance = start(progress, "encode", sum(len(h["ids"]) for h in heads))
+    with torch.inference_mode():
+        for path, head in zip(paths, heads):
+            target = out / path.name
+            if not resume_or_refuse(target, signature, head["ids"] + head["skipped_ids"]):
+                _encode_one(path, target, plan, cfg, attrs, device, advance)
+            else:
+                advance(len(head["ids"]))
+            yield target
+
+
+def _context(cfg: EncodeConfig, head: dict, device: torch.device) -> Context:
+    """The layer of each role and the models the plan's methods need, checked against the
+    activations' provenance."""
+    methods = get_methods(cfg.methods)
+    roles = {r for m in methods for r in m.reads}
+    layers: dict[str, str] = {}
+    ctx: dict = {}
+    fits = {k: head[k] for k in EXTRACTION_KEYS}
+    if "local" in roles:
+        pca, pattrs = load_pca(cfg.pca, device)
+        require_fit(pattrs, fits, cfg.pca, "fit the PCA on these activations")
+        spec = LocalSpec.parse(pattrs["local"])
+        if spec.kind != "subarray":
+            raise ProvenanceError(f"{cfg.pca} has local={spec}; cross-layer pooling needs a PCA "
+                                  "of subarray:MxN features")
+        local = pattrs["layer"]
+        guide = get_backbone(head["backbone"]).guide_for(local)
+        if cfg.layers:
+            if cfg.layers[0] != local:
+                raise ProvenanceError(f"{cfg.pca} has layer={local!r}, this run needs "
+                                      f"layer={cfg.layers[0]!r}; fit a PCA on it (featx fit-pca "
+                                      f"--layer {cfg.layers[0]})")
+            guide = cfg.layers[1]
+        if guide is None:
+            raise InputError(f"no default guidance layer for local layer {local}; pass "
+                             f"--layers {local},GUIDE")
+        shapes = head["layer_shapes"]
+        for layer in (local, guide):
+            if layer not in shapes:
+                raise InputError(f"the activations hold no layer {layer!r}; they hold "
+                                 f"{', '.join(shapes)}")
+        c, h, w = shapes[local]
+        require_fit(pattrs, {"layer_shape": [c, h, w]}, cfg.pca, f"it was fitted on {local} "
+                    "maps of another shape")
+        layers.update(local=local, guide=guide)
+        ctx["grid"] = CrossLayerGrid.of((h, w), tuple(shapes[guide][1:]), spec.size)
+        ctx["pca_conv"] = pca.as_conv(c, *spec.size)
+    if "fc" in roles:
+        layers["fc"] = cfg.fc_layer or ("fc7" if "fc7" in head["layers"] else "pool")
+    if "fisher" in roles:
+        gmm, gattrs = load_gmm(cfg.gmm, device)
+        require_fit(gattrs, {**fits, "view": "pyramid"}, cfg.gmm,
+                    "the Fisher methods encode pyramid vectors of these activations")
+        layers["fisher"] = gattrs["layer"]
+        if gattrs["layer"] not in head["layers"] or not head.get("pyramid_sizes"):
+            raise InputError(f"the activations hold no pyramid of {gattrs['layer']}; extract "
+                             f"with --views pyramid --layers {gattrs['layer']}")
+        ctx["gmm"] = gmm
+        if head.get("projected"):
+            require_fit({"projected": head["projected"]}, {"projected": gattrs["pca_sha256"]},
+                        "the activations", f"{cfg.gmm} was fitted on vectors projected by "
+                        "another PCA")
+        else:
+            pca_path = cfg.pca or gattrs["pca"]
+            if not Path(pca_path).is_file() or file_digest(pca_path) != gattrs["pca_sha256"]:
+                raise ProvenanceError(f"{cfg.gmm} was fitted on features reduced by "
+                                      f"{gattrs['pca']} (sha256 {gattrs['pca_sha256']}); pass "
+                                      "that PCA with --pca")
+            ctx["fisher_pca"] = load_pca(pca_path, device)[0]
+    return Context(layers=layers, **ctx)
+
+
+def _encode_one(path: Path, target: Path, plan: EncodePlan, cfg: EncodeConfig, attrs: dict,
+                device: torch.device, advance) -> Path:
+    with ActivationShard(path) as shard:
+        head = shard.attrs
+        classes = head.get("classes", [])
+        with EncodingWriter(target, {**attrs, **{k: head[k] for k in EXTRACTION_KEYS},
+                                     "classes": classes, "split": head.get("split", ""),
+                                     "source": str(path)},
+                            label_kind=shard.label_kind, num_classes=len(classes),
+                            quantize=cfg.quantize, dtype=cfg.dtype) as writer:
+            dims: list[int] = []
+            for start_ in range(0, len(shard.ids), _BLOCK):
+                rows = slice(start_, start_ + _BLOCK)
+                acts = {}
+                for view, layer in plan.reads():
+                    if view == "pyramid":
+                        acts[(view, layer)] = [torch.from_numpy(x).to(device)
+                                               for x in shard.pyramid(layer, rows)]
+                    else:
+                        acts[(view, layer)] = torch.from_numpy(shard.read(view, layer, rows)).to(device)
+                blocks = plan.encode_blocks(acts)
+                dims = [b.shape[1] for b in blocks]
+                vec = plan.join(blocks)
+                if not torch.isfinite(vec).all():
+                    raise InputError(f"non-finite encodings for images of {path}")
+                writer.append(shard.ids[rows], vec.cpu().numpy(), shard.labels(rows))
+                advance(len(shard.ids[rows]))
+            for sid, reason in shard.skipped:
+                writer.skip(sid, reason)
+            return writer.commit(
+                dim=int(sum(dims)),
+                blocks=[{"method": m.name, "view": v, "dim": d}
+                        for (m, v), d in zip(plan.blocks, dims)])

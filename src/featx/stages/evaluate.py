@@ -1,0 +1,71 @@
+"""The evaluate stage: score encoding shards with an SVM model; the metrics as a dict
+(VOC07 11-point and all-point AP for multi-label data, accuracies for single-label)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from featx import metrics, svm
+from featx.errors import InputError, ProvenanceError
+from featx.io import load_encodings, load_svm, require_fit, shard_paths
+from featx.io.provenance import ENCODING_KEYS
+
+DATASETS = ("voc07", "mit67", "cub200", "flowers102", "folder")
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """``dataset`` picks the benchmark's metric (voc07: 11-point AP); None: from the labels."""
+
+    model: str = ""
+    dataset: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.model:
+            raise InputError("evaluate needs --model (an SVM from featx train-svm)")
+        if self.dataset is not None and self.dataset not in DATASETS:
+            raise InputError(f"unknown dataset {self.dataset!r}; valid: {', '.join(DATASETS)}")
+
+
+def run(inputs: Sequence[str], cfg: EvaluateConfig) -> dict[str, Any]:
+    """The metrics of the encodings in ``inputs`` under the model, JSON-ready."""
+    weights, biases, mattrs = load_svm(cfg.model)
+    ids, x, labels, attrs = load_encodings(shard_paths(inputs), ENCODING_KEYS)
+    require_fit(attrs, {k: mattrs.get(k) for k in ENCODING_KEYS}, "these encodings",
+                f"{cfg.model} was trained on other encodings")
+    if attrs.get("classes") != mattrs["classes"]:
+        raise ProvenanceError(f"{cfg.model} was trained on classes {mattrs['classes']}; these "
+                              f"encodings have classes {attrs.get('classes')}")
+    classes = mattrs["classes"] or [str(i) for i in range(weights.shape[0])]
+    multilabel = labels.ndim == 2
+    if cfg.dataset == "voc07" and not multilabel:
+        raise InputError("--dataset voc07 expects multi-label (1/-1/0) labels; these are single")
+    s = svm.scores(x, weights, biases)
+    result = {"model": str(cfg.model), "split": attrs.get("split", ""), "n_images": len(ids),
+              "classes": classes}
+    if multilabel:
+        ap11 = metrics.voc07_ap(s, labels)
+        apall = metrics.average_precision(s, labels)
+        result.update({"metric": "voc07 11-point AP", "mAP": float(ap11.mean()),
+                       "AP": ap11.tolist(), "mAP_all_point": float(apall.mean()),
+                       "AP_all_point": apall.tolist()})
+    else:
+        top1, per_class = metrics.accuracy(s.argmax(1), labels, len(classes))
+        result.update({"metric": "accuracy", "top1": top1,
+                       "mean_class_accuracy": float(np.nanmean(per_class)),
+                       "class_accuracy": [None if np.isnan(v) else float(v) for v in per_class]})
+    return result
+
+
+def write_json(result: dict[str, Any], path: str | Path | None) -> str:
+    """The metrics as JSON text, also written to ``path`` when given."""
+    text = json.dumps(result, indent=2)
+    if path:
+        Path(path).write_text(text + "\n")
+    return text

@@ -1,0 +1,82 @@
+"""The fit-gmm stage: a diagonal GMM of PCA-reduced local features sampled from shards."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from featx.device import resolve_device
+from featx.digest import file_digest
+from featx.encoders import LocalSpec
+from featx.errors import InputError, ProvenanceError
+from featx.fit import GaussianMixture
+from featx.io import EXTRACTION_KEYS, check_model_output, load_pca, provenance, require_fit
+from featx.io import save_gmm, shard_paths
+from featx.sampling import activation_header, sample_local_features
+from featx.stages import Progress
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FitGMMConfig:
+    pca: str = ""
+    components: int = 256
+    per_image: int = 100
+    max_iter: int = 100
+    tol: float = 1e-3
+    n_init: int = 1
+    var_floor: float = 1e-4
+    seed: int = 0
+    device: str = "auto"
+    overwrite: bool = False
+    command: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.pca:
+            raise InputError("fit-gmm needs --pca (a PCA from featx fit-pca)")
+        for name in ("components", "per_image", "max_iter", "n_init"):
+            if getattr(self, name) < 1:
+                raise InputError(f"--{name.replace('_', '-')} must be at least 1")
+        if not (math.isfinite(self.tol) and self.tol >= 0):
+            raise InputError(f"--tol must be a finite number >= 0, got {self.tol}")
+        if not (math.isfinite(self.var_floor) and self.var_floor > 0):
+            raise InputError(f"--var-floor must be a finite number > 0, got {self.var_floor}")
+
+
+def run(inputs: Sequence[str], out: str | Path, cfg: FitGMMConfig, *,
+        progress: Progress | None = None) -> Iterator[Path]:
+    out = check_model_output(out, cfg.overwrite)
+    device = resolve_device(cfg.device)
+    pca, pattrs = load_pca(cfg.pca, device)
+    pca_digest = file_digest(cfg.pca)
+    paths = shard_paths(inputs)
+    head = activation_header(paths, pattrs["layer"], pattrs["view"])
+    require_fit(head, {k: pattrs[k] for k in EXTRACTION_KEYS}, "the activations",
+                f"{cfg.pca} was fitted on other activations")
+    if head.get("projected") and head["projected"] != pca_digest:
+        raise ProvenanceError(f"the activations were projected (extract --project) with another "
+                         f"PCA than {cfg.pca}; pass that PCA")
+    t = time.perf_counter()
+    x = sample_local_features(paths, pattrs["layer"], pattrs["view"],
+                              LocalSpec.parse(pattrs["local"]), cfg.per_image, cfg.seed,
+                              transform=pca.transform)
+    log.info("sampled %d PCA-reduced local features (%d-d) in %.1f s", *x.shape,
+             time.perf_counter() - t)
+    t = time.perf_counter()
+    gmm = GaussianMixture(n_components=cfg.components, max_iter=cfg.max_iter, tol=cfg.tol,
+                          n_init=cfg.n_init, var_floor=cfg.var_floor, random_state=cfg.seed,
+                          device=str(device)).fit(x)
+    log.info("GMM K=%d fitted in %.1f s, %d iterations, average log-likelihood %.4f",
+             cfg.components, time.perf_counter() - t, gmm.n_iter_, gmm.lower_bound_)
+    yield save_gmm(out, gmm, provenance(
+        command=cfg.command, backbone=head["backbone"], weights=head["weights"],
+        input_size=head["input_size"], layer=pattrs["layer"], view=pattrs["view"],
+        local=pattrs["local"], dim=pattrs["dim"], pca=str(Path(cfg.pca).resolve()),
+        pca_sha256=pca_digest, components=cfg.components, per_image=cfg.per_image,
+        n_samples=x.shape[0], max_iter=cfg.max_iter, tol=cfg.tol, n_init=cfg.n_init,
+        var_floor=cfg.var_floor, seed=cfg.seed, shards=[str(p) for p in paths]))

@@ -1,0 +1,107 @@
+"""Wiring: for every registered encode method, the encode stage's output equals the pure
+functions of featx.encoders applied by hand to the same activations. Swapping two methods in
+the registry (mpp and nfk, say) fails here."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from featx import encoders
+from featx.encoders import LocalSpec
+from featx.io import ActivationShard, load_gmm, load_pca
+from featx.methods import METHODS
+from featx.stages import encode
+from featx.stages.encode import EncodeConfig
+from tests.conftest import build_chain, read_encodings
+
+
+@pytest.fixture(scope="module")
+def acts(tmp_path_factory, alexnet_weights):
+    root = tmp_path_factory.mktemp("methods")
+    common = ["--weights", alexnet_weights, "--workers", "0"]
+    return build_chain(root, 3, (300, 260), [
+        ["extract", root / "img", "-o", root / "grid", *common, "--views", "whole,jitter",
+         "--layers", "conv4,conv5,fc7"],
+        ["fit-pca", root / "grid", "--layer", "conv4", "--dim", "6", "--per-image", "20",
+         "-o", root / "pca.h5"],
+        ["extract", root / "img", "-o", root / "pyr", *common, "--views", "pyramid",
+         "--scales", "2", "--layers", "fc7"],
+        ["fit-pca", root / "pyr", "--layer", "fc7", "--view", "pyramid", "--local", "dense",
+         "--dim", "5", "-o", root / "pca-fc7.h5"],
+        ["fit-gmm", root / "pyr", "--pca", root / "pca-fc7.h5", "--components", "2",
+         "-o", root / "gmm.h5"],
+    ])
+
+
+def _local(root):
+    """PCA-reduced 3x3 conv4 subarrays (B, 121, 6), by unfold + PCA.transform, and conv5 at
+    their centres (B, 121, 256)."""
+    with ActivationShard(root / "grid" / "shard-00000.h5") as shard:
+        conv4 = torch.from_numpy(shard.read("whole", "conv4"))[:, 0]
+        conv5 = torch.from_numpy(shard.read("whole", "conv5"))[:, 0]
+    pca, _ = load_pca(root / "pca.h5")
+    sub = LocalSpec.parse("subarray:3x3").extract(conv4)  # (B, 121, 2304)
+    x = pca.transform(sub.flatten(0, 1)).view(sub.shape[0], 121, -1)
+    return x, conv5[:, :, 1:12, 1:12].flatten(2).transpose(1, 2)
+
+
+def _fc7(root, view):
+    with ActivationShard(root / "grid" / "shard-00000.h5") as shard:
+        return torch.from_numpy(shard.read(view, "fc7"))
+
+
+def _scales(root):
+    with ActivationShard(root / "pyr" / "shard-00000.h5") as shard:
+        raw = [torch.from_numpy(s) for s in shard.pyramid("fc7")]
+    pca, _ = load_pca(root / "pca-fc7.h5")
+    gmm, _ = load_gmm(root / "gmm.h5")
+    return [pca.transform(s.flatten(0, 1)).view(*s.shape[:2], -1) for s in raw], gmm
+
+
+def _fv(root, fn):
+    scales, gmm = _scales(root)
+    return fn(scales, gmm)
+
+
+N = encoders.normalize
+EXPECTED = {  # the pure functions, applied by hand
+    "cross-layer": lambda r: N(encoders.cross_layer_pool(*_local(r))),
+    "max": lambda r: N(encoders.max_pool(_local(r)[0])),
+    "sum-sqrt": lambda r: N(encoders.sum_pool(_local(r)[0])),
+    "spp": lambda r: N(encoders.spp(_local(r)[0].transpose(1, 2).reshape(-1, 6, 11, 11))),
+    "global": lambda r: N(_fc7(r, "whole").mean(1)),
+    "jitter": lambda r: N(_fc7(r, "jitter").mean(1)),
+    "fisher": lambda r: _fv(r, lambda s, g: encoders.fisher_vector(
+        torch.cat(s, 1), g.means_, g.variances_, g.priors_)),
+    "vlad": lambda r: _fv(r, lambda s, g: encoders.vlad(torch.cat(s, 1), g.means_)),
+    "mpp": lambda r: _fv(r, encoders.mpp),
+    "nfk": lambda r: _fv(r, encoders.nfk),
+    "csf": lambda r: _fv(r, encoders.csf),
+}
+
+
+def test_every_registered_method_is_checked_here():
+    assert set(EXPECTED) == set(METHODS)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_stage_output_equals_the_pure_function(acts, tmp_path, name):
+    pyramid = METHODS[name].view == "pyramid"
+    cfg = EncodeConfig(methods=(name,), device="cpu",
+                       pca=str(acts / ("pca-fc7.h5" if pyramid else "pca.h5")),
+                       gmm=str(acts / "gmm.h5") if pyramid else None)
+    [path] = encode.run([acts / ("pyr" if pyramid else "grid")], tmp_path / "enc", cfg)
+    ids, got, _, attrs = read_encodings(path)
+    want = EXPECTED[name](acts).numpy()
+    assert got.shape == want.shape and attrs["dim"] == want.shape[1]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_the_checks_tell_mpp_nfk_and_csf_apart(acts):
+    """The comparison above could not catch a swap if two methods gave the same numbers."""
+    mpp, nfk = EXPECTED["mpp"](acts), EXPECTED["nfk"](acts)
+    assert (mpp - nfk).abs().max() > 1e-3
+    g, j = EXPECTED["global"](acts), EXPECTED["jitter"](acts)
+    assert (g - j).abs().max() > 1e-3
