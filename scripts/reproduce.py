@@ -124,6 +124,8 @@ class Runner:
 
 
 def run(setup: Setup, work: Path, reports: Path) -> Path:
+    from featx.io import read_header
+
     w = work / setup.name
     r = Runner(w)
     print(f"== {setup.name}: {setup.dataset} at {setup.root}", file=sys.stderr)
@@ -164,7 +166,7 @@ def run(setup: Setup, work: Path, reports: Path) -> Path:
         out = r.featx("evaluate", "evaluate", *enc[setup.test], "--model", model, "--json",
                       w / f"metrics-{slug}.json")[0]
         m = json.loads(Path(out).read_text())
-        dim = __import__("h5py").File(enc[setup.test][0])["/"].attrs["dim"]
+        dim = read_header(enc[setup.test][0])["dim"]
         rows.append((name, m, int(dim)))
         print(f"   {name:<24} {summary(m)}", file=sys.stderr)
     return write_report(setup, rows, r.times, reports)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +55,6 @@ class ExtractConfig:
     skip_bad: bool = False
     overwrite: bool = False
     command: str = ""
-    extra_attrs: dict = field(default_factory=dict)
     project: str | None = None
 
     def __post_init__(self) -> None:
@@ -185,7 +184,6 @@ def run(source: ImageSource, out: str | Path, cfg: ExtractConfig = ExtractConfig
         seed=cfg.seed, classes=list(source.classes), split=source.split,
         source=source.description, layer_shapes={k: list(shapes[k]) for k in layers},
         pyramid_shapes=[{k: list(v) for k, v in d.items()} for d in pyr_shapes],
-        **cfg.extra_attrs,
     )
     records = [(k, r) for k in todo for r in chunks[k]]
     per_image = sum(v.count() for v in grid_views) or 1
