@@ -38,3 +38,15 @@ class ProvenanceError(FeatxError):
 
 class NonFiniteError(FeatxError):
     """NaN or Inf values appeared where finite numbers are required."""
+
+
+class OutputError(FeatxError):
+    """The output cannot be written: an unwritable path, a full disk, another run holds it."""
+
+
+class OutputLockedError(OutputError):
+    """Another featx run is writing the same output."""
+
+
+class DiskFullError(OutputError):
+    """Not enough free disk space for what the run writes next."""

@@ -74,10 +74,16 @@ class ImageSource:
         return None
 
 
+def _is_image_file(p: Path) -> bool:
+    """An image by its name that is a file, or a dangling link to one (kept, so that it fails
+    to decode by name instead of vanishing)."""
+    return p.suffix.lower() in IMAGE_SUFFIXES and (p.is_file() or (p.is_symlink() and not p.exists()))
+
+
 def folder_source(root: str | Path) -> ImageSource:
     """Every image below ``root`` (recursively), sorted; ids are paths relative to ``root``."""
     root = Path(root)
-    paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    paths = sorted(p for p in root.rglob("*") if _is_image_file(p))
     records = [ImageRecord(p.relative_to(root).as_posix(), str(p)) for p in paths]
     return ImageSource(records, description=f"folder {root}")
 
@@ -136,6 +142,7 @@ def decode(path: str, min_size: tuple[int, int] | None = None,
                 rotated = img.getexif().get(0x0112, 1) in (5, 6, 7, 8)
                 img.draft("RGB", tuple(want[::-1]) if rotated and min_size else tuple(want))
             img = ImageOps.exif_transpose(img)
+            img = _to_8_bits(img)
             if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
                 rgba = img.convert("RGBA")
                 img = Image.new("RGB", rgba.size, (255, 255, 255))
@@ -152,6 +159,20 @@ def decode(path: str, min_size: tuple[int, int] | None = None,
             return torch.from_numpy(np.array(img, dtype=np.uint8))
     except Exception as exc:  # PIL raises many types for bad files
         raise ImageDecodeError(f"cannot decode image {path}: {exc}") from exc
+
+
+def _to_8_bits(img: Image.Image) -> Image.Image:
+    """16-bit and 32-bit integer images scaled to 8 bits (``I;16`` PNGs would otherwise clip to
+    white); float images scaled from [0, 1], or from [0, max] where they exceed 1."""
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        scale = 257.0 if img.mode.startswith("I;16") or arr.max() <= 65535 else arr.max() / 255
+        return Image.fromarray(np.clip(np.rint(arr / scale), 0, 255).astype(np.uint8), "L")
+    if img.mode == "F":
+        arr = np.nan_to_num(np.asarray(img, dtype=np.float64))
+        top = max(arr.max(), 1.0)
+        return Image.fromarray(np.clip(np.rint(arr / top * 255), 0, 255).astype(np.uint8), "L")
+    return img
 
 
 def resize(img: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:

@@ -24,12 +24,12 @@ def test_require_fit_names_the_attribute_and_the_fix():
 
 def test_resume_or_refuse(tmp_path):
     target = tmp_path / "shard-00000.h5"
-    assert resume_or_refuse(target, {"layers": ["conv5"]}, ["a", "b"]) is False
+    assert resume_or_refuse(target, {"layers": ["conv5"]}, ["a", "b"]) is None
     w = ActivationWriter(target, {"layers": ["conv5"]}, label_kind=None)
     w.append(["a"], {("whole", "conv5"): np.zeros((1, 1, 2))}, {})
     w.skip("b", "cannot decode image b")
     w.commit()
-    assert resume_or_refuse(target, {"layers": ["conv5"]}, ["b", "a"]) is True
+    assert resume_or_refuse(target, {"layers": ["conv5"]}, ["b", "a"])["ids"] == ["a"]
     with pytest.raises(OutputExistsError, match="has layers=\\['conv5'\\], this run needs "
                                                 "layers=\\['conv4'\\]; pass --overwrite"):
         resume_or_refuse(target, {"layers": ["conv4"]}, ["a", "b"])

@@ -12,7 +12,7 @@ from hypothesis.extra.numpy import arrays
 
 from featx.errors import InputError, OutputExistsError
 from featx.io import ActivationShard, ActivationWriter, EncodingShard, EncodingWriter
-from featx.io import prepare_output, read_header, shard_paths
+from featx.io import output_folder, read_header, shard_paths
 from featx.io.h5 import read_attrs
 from featx.io.shards import pack_sign, unpack_sign
 
@@ -89,7 +89,7 @@ def test_format_1_shards_still_read(tmp_path):
     path = tmp_path / "old.h5"
     s = h5py.string_dtype("utf-8")
     with h5py.File(path, "w") as f:
-        f.attrs.update({"featx_format": 1, "kind": "encodings", "dim": 4})
+        f.attrs.update({"featx_format": 1, "kind": "encodings", "dim": 4, "num_images": 2})
         f["ids"] = np.array(["a", "b"], dtype=object).astype(s)
         f["labels"] = np.array([[1, -1], [0, 1]], np.int8)
         f["enc"] = np.eye(2, 4, dtype=np.float32)
@@ -100,17 +100,20 @@ def test_format_1_shards_still_read(tmp_path):
         np.testing.assert_array_equal(shard.encodings(), np.eye(2, 4))
 
 
-def test_prepare_output(tmp_path):
-    (tmp_path / "out").mkdir()
-    (tmp_path / "out" / "shard-00000.h5.partial").write_bytes(b"")
-    (tmp_path / "out" / "shard-00001.h5").write_bytes(b"")
-    prepare_output(tmp_path / "out", overwrite=False)
-    assert [p.name for p in (tmp_path / "out").iterdir()] == ["shard-00001.h5"]
-    prepare_output(tmp_path / "out", overwrite=True)
-    assert list((tmp_path / "out").iterdir()) == []
+def test_output_folder(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "shard-00000.h5.partial").write_bytes(b"")
+    (out / "shard-00001.h5").write_bytes(b"")
+    with output_folder(out, overwrite=False) as folder:
+        assert [p.name for p in folder.shards()] == ["shard-00001.h5"]  # .partial removed
+    with output_folder(out, overwrite=True) as folder:
+        assert (out / "shard-00001.h5").exists()  # nothing deleted before the run completes
+    assert folder.shards() == []  # ... and what the new run did not write is gone after
     (tmp_path / "file").write_text("")
     with pytest.raises(OutputExistsError, match="not a folder"):
-        prepare_output(tmp_path / "file", overwrite=False)
+        with output_folder(tmp_path / "file", overwrite=False):
+            pass
 
 
 def test_not_a_shard(tmp_path):

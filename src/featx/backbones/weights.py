@@ -3,6 +3,8 @@ or a state-dict file (named in provenance by a streamed digest)."""
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -27,7 +29,9 @@ def load_model(bb: Backbone, weights: str = "imagenet", seed: int = 0) -> tuple[
         if bb.imagenet is None:
             raise WeightsError(f"{bb.name} has no ImageNet weights to fetch; pass --weights PATH")
         try:
-            state = bb.imagenet()
+            # downloads announce themselves on stdout, which belongs to the paths written
+            with contextlib.redirect_stdout(sys.stderr):
+                state = bb.imagenet()
         except WeightsError:
             raise
         except Exception as exc:  # offline: URLError, OSError, ...

@@ -3,20 +3,22 @@
 - :mod:`featx.io.shards`: activation and encoding shards — typed writers that commit
   atomically, readers that decode ids once and check what they return;
 - :mod:`featx.io.models`: PCA, GMM and SVM model files;
+- :mod:`featx.io.output`: one run owns an output at a time (a lock), checked writable before
+  any work, replaced only by complete new output;
 - :mod:`featx.io.provenance`: the attributes every output records, and the checks that an
   input fits (``require_fit``) or that an existing output can be resumed (``resume_or_refuse``).
 """
 
-from featx.io.models import check_model_output, load_gmm, load_pca, load_svm, save_gmm
-from featx.io.models import save_pca, save_svm
+from featx.io.models import load_gmm, load_pca, load_svm, save_gmm, save_pca, save_svm
+from featx.io.output import model_output, output_folder
 from featx.io.provenance import EXTRACTION_KEYS, provenance, require_fit, resume_or_refuse
 from featx.io.shards import ActivationShard, ActivationWriter, EncodingShard, EncodingWriter
-from featx.io.shards import load_encodings, prepare_output, read_header, shard_name
+from featx.io.shards import load_encodings, read_header, shard_name
 from featx.io.shards import shard_paths
 
 __all__ = [
     "EXTRACTION_KEYS", "ActivationShard", "ActivationWriter", "EncodingShard", "EncodingWriter",
-    "check_model_output", "load_encodings", "load_gmm", "load_pca", "load_svm",
-    "prepare_output", "provenance", "read_header", "require_fit", "resume_or_refuse",
+    "load_encodings", "load_gmm", "load_pca", "load_svm", "model_output", "output_folder",
+    "provenance", "read_header", "require_fit", "resume_or_refuse",
     "save_gmm", "save_pca", "save_svm", "shard_name", "shard_paths",
 ]

@@ -16,18 +16,9 @@ import h5py
 import numpy as np
 import torch
 
-from featx.errors import InputError, OutputExistsError
+from featx.errors import InputError
 from featx.fit import PCA, GaussianMixture
 from featx.io.h5 import FORMAT_VERSION, TMP_SUFFIX, read_attrs, write_attrs
-
-
-def check_model_output(path: str | Path, overwrite: bool) -> Path:
-    """Refuse an existing model file unless ``overwrite``; create the folder it goes in."""
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path} exists; pass --overwrite to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def _save(path: str | Path, kind: str, arrays: Mapping[str, Any], attrs: Mapping[str, Any]
@@ -40,23 +31,34 @@ def _save(path: str | Path, kind: str, arrays: Mapping[str, Any], attrs: Mapping
             for name, value in arrays.items():
                 if isinstance(value, torch.Tensor):
                     value = value.detach().cpu().numpy()
-                f.create_dataset(name, data=np.asarray(value))
+                value = np.asarray(value)
+                # every chunk checksummed (Fletcher-32), so corruption is noticed on load
+                f.create_dataset(name, data=value, chunks=True if value.size else None,
+                                 fletcher32=bool(value.size))
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
 
 
-def _load(path: str | Path, kind: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Arrays and attributes of a model file, refusing files of another kind."""
+def _load(path: str | Path, kind: str, names: tuple[str, ...]
+          ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Arrays ``names`` and the attributes of a model file, refusing files of another kind,
+    corrupt ones, and ones that lack an array."""
     try:
         with h5py.File(path, "r") as f:
             attrs = read_attrs(f)
-            arrays = {name: f[name][()] for name in f if isinstance(f[name], h5py.Dataset)}
+            if attrs.get("kind") != kind:
+                raise InputError(f"{path} is not a {kind} model (kind={attrs.get('kind')!r})")
+            missing = [n for n in names if n not in f]
+            if missing:
+                raise InputError(f"{path} is not a complete {kind} model: it has no {missing[0]}")
+            arrays = {name: f[name][()] for name in names}
     except OSError as exc:
-        raise InputError(f"cannot read model file {path}: {exc}") from exc
-    if attrs.get("kind") != kind:
-        raise InputError(f"{path} is not a {kind} model (kind={attrs.get('kind')!r})")
+        raise InputError(f"cannot read model file {path} (corrupt or not HDF5): {exc}") from None
+    bad = [n for n, a in arrays.items() if a.dtype.kind == "f" and not np.isfinite(a).all()]
+    if bad:
+        raise InputError(f"{path} holds NaN/Inf values in {bad[0]}; fit it again")
     return arrays, attrs
 
 
@@ -69,7 +71,8 @@ def save_pca(path, pca: PCA, attrs: Mapping[str, Any]) -> Path:
 
 
 def load_pca(path, device: torch.device | str = "cpu") -> tuple[PCA, dict[str, Any]]:
-    arrays, attrs = _load(path, "pca")
+    arrays, attrs = _load(path, "pca", ("components", "mean", "explained_variance",
+                                            "explained_variance_ratio"))
     pca = PCA(n_components=arrays["components"].shape[0], whiten=bool(attrs["whiten"]),
               device=str(device))
     for name in ("components", "mean", "explained_variance", "explained_variance_ratio"):
@@ -88,7 +91,7 @@ def save_gmm(path, gmm: GaussianMixture, attrs: Mapping[str, Any]) -> Path:
 
 
 def load_gmm(path, device: torch.device | str = "cpu") -> tuple[GaussianMixture, dict[str, Any]]:
-    arrays, attrs = _load(path, "gmm")
+    arrays, attrs = _load(path, "gmm", ("means", "variances", "priors", "history"))
     gmm = GaussianMixture(n_components=arrays["means"].shape[0], device=str(device))
     for name in ("means", "variances", "priors"):
         setattr(gmm, name + "_", torch.from_numpy(arrays[name]).to(device))
@@ -105,5 +108,5 @@ def save_svm(path, weights: np.ndarray, biases: np.ndarray, attrs: Mapping[str, 
 
 def load_svm(path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Weights (C, dim), biases (C,) and attributes of an SVM model file."""
-    arrays, attrs = _load(path, "svm")
+    arrays, attrs = _load(path, "svm", ("weights", "biases"))
     return arrays["weights"], arrays["biases"], attrs

@@ -37,13 +37,14 @@ def require_fit(found: Mapping[str, Any], expected: Mapping[str, Any], what: str
                                   f"{key}={value!r}" + (f"; {hint}" if hint else ""))
 
 
-def resume_or_refuse(target: Path, signature: Mapping[str, Any], ids: Collection[str]) -> bool:
-    """True when ``target`` is a complete output of these settings for these images (keep it),
-    False when there is none; refuses any other existing file."""
+def resume_or_refuse(target: Path, signature: Mapping[str, Any], ids: Collection[str]
+                     ) -> dict[str, Any] | None:
+    """The header of ``target`` when it is a complete output of these settings for these
+    images (keep it), None when there is none; refuses any other existing file."""
     from featx.io.shards import read_header
 
     if not target.exists():
-        return False
+        return None
     head = read_header(target)
     fix = "pass --overwrite to replace it, or use another -o"
     try:
@@ -53,4 +54,4 @@ def resume_or_refuse(target: Path, signature: Mapping[str, Any], ids: Collection
     if set(head["ids"]) | set(head["skipped_ids"]) != set(ids):
         raise OutputExistsError(f"existing {target} holds other images than this run puts there "
                                 f"(did the input change?); {fix}")
-    return True
+    return head

@@ -18,6 +18,7 @@ never sees a half-written shard; :func:`shard_paths` ignores temporary files.
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -26,10 +27,10 @@ from typing import Any
 import h5py
 import numpy as np
 
-from featx.errors import InputError, OutputExistsError, ProvenanceError
+from featx.errors import DiskFullError, InputError, OutputError, ProvenanceError
 from featx.io.h5 import FORMAT_VERSION, STR, TMP_SUFFIX, decode_strings, read_attrs, write_attrs
+from featx.io.output import SHARD_GLOB
 
-SHARD_GLOB = "shard-*.h5"
 
 
 def shard_name(index: int) -> str:
@@ -78,15 +79,17 @@ class _ShardWriter:
                  num_classes: int = 0):
         self.path = Path(path)
         self.tmp = self.path.with_name(self.path.name + TMP_SUFFIX)
-        self.file = h5py.File(self.tmp, "w")
+        try:
+            self.file = h5py.File(self.tmp, "w")
+        except OSError as exc:
+            raise OutputError(f"cannot write {self.tmp}: {exc}") from None
         write_attrs(self.file, {"featx_format": FORMAT_VERSION, **attrs,
                                 "label_kind": label_kind or "none"})
-        self.file.create_dataset("ids", (0,), dtype=STR, maxshape=(None,), chunks=(256,))
+        self._create("ids", (0,), STR, (256,))
         if label_kind == "multi":
-            self.file.create_dataset("labels", (0, num_classes), dtype="i1",
-                                     maxshape=(None, num_classes), chunks=(256, num_classes))
+            self._create("labels", (0, num_classes), "i1", (256, num_classes))
         elif label_kind == "single":
-            self.file.create_dataset("labels", (0,), dtype="i8", maxshape=(None,), chunks=(256,))
+            self._create("labels", (0,), "i8", (256,))
         self.skipped: list[tuple[str, str]] = []
         self.n = 0
 
@@ -97,34 +100,53 @@ class _ShardWriter:
         if exc_type is not None:
             self.abort()
 
+    def _create(self, name: str, shape: tuple, dtype, chunks: tuple) -> None:
+        """A growable dataset; numeric ones carry a Fletcher-32 checksum in every chunk, so
+        that a reader notices corrupted bytes (HDF5 allows no filter on variable-length
+        strings)."""
+        self.file.create_dataset(name, shape, dtype=dtype, maxshape=(None, *shape[1:]),
+                                 chunks=chunks, fletcher32=dtype is not STR)
+
     def _append(self, ids: Sequence[str], arrays: Mapping[str, np.ndarray],
                 labels: np.ndarray | None) -> None:
-        start, self.n = self.n, self.n + len(ids)
-        for name, arr in arrays.items():
-            if name not in self.file:
-                self.file.create_dataset(name, (0, *arr.shape[1:]), dtype=arr.dtype,
-                                         maxshape=(None, *arr.shape[1:]),
-                                         chunks=(1, *arr.shape[1:]))
-            ds = self.file[name]
-            ds.resize(self.n, axis=0)
-            ds[start:] = arr
-        self.file["ids"].resize(self.n, axis=0)
-        self.file["ids"][start:] = list(ids)
+        start, n = self.n, self.n + len(ids)
+        columns = {**arrays, "ids": list(ids)}
         if labels is not None and "labels" in self.file:
-            self.file["labels"].resize(self.n, axis=0)
-            self.file["labels"][start:] = labels
+            columns["labels"] = labels
+        try:
+            for name, arr in columns.items():
+                if name not in self.file:
+                    self._create(name, (0, *arr.shape[1:]), arr.dtype, (1, *arr.shape[1:]))
+                ds = self.file[name]
+                ds.resize(n, axis=0)
+                ds[start:] = arr
+        except OSError as exc:
+            self._failed(exc)
+        self.n = n
+
+    def _failed(self, exc: OSError):
+        """Abort on a write error; a full disk gets its own message."""
+        self.abort()
+        if getattr(exc, "errno", None) == errno.ENOSPC or "No space left" in str(exc):
+            raise DiskFullError(f"the disk is full: {self.path} was not written (the complete "
+                                "shards beside it are kept); free space and rerun to resume"
+                                ) from None
+        raise OutputError(f"cannot write {self.path}: {exc}") from None
 
     def skip(self, image_id: str, reason: str) -> None:
         self.skipped.append((image_id, reason))
 
     def commit(self, **attrs: Any) -> Path:
         """Record the skipped images and ``attrs``, close, and rename into place."""
-        for name, column in (("skipped_ids", 0), ("skipped_reasons", 1)):
-            self.file.create_dataset(name, data=np.array([s[column] for s in self.skipped],
-                                                         dtype=object), dtype=STR)
-        write_attrs(self.file, {**attrs, "num_images": self.n})
-        self.file.close()
-        os.replace(self.tmp, self.path)
+        try:
+            for name, column in (("skipped_ids", 0), ("skipped_reasons", 1)):
+                self._create(name, (len(self.skipped),), STR, (256,))
+                self.file[name][:] = [s[column] for s in self.skipped]
+            write_attrs(self.file, {**attrs, "num_images": self.n})
+            self.file.close()
+            os.replace(self.tmp, self.path)
+        except OSError as exc:
+            self._failed(exc)
         return self.path
 
     def abort(self) -> None:
@@ -170,23 +192,6 @@ class EncodingWriter(_ShardWriter):
         self._append(ids, data, labels)
 
 
-def prepare_output(out: str | Path, overwrite: bool) -> Path:
-    """Create the output folder; with ``overwrite`` delete the shards it holds.
-
-    Temporary files of an interrupted run are always removed: they are never complete.
-    """
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise OutputExistsError(f"output {out} exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
-    for tmp in out.glob(SHARD_GLOB + TMP_SUFFIX):
-        tmp.unlink()
-    if overwrite:
-        for old in out.glob(SHARD_GLOB):
-            old.unlink()
-    return out
-
-
 # --- reading ---------------------------------------------------------------------------------
 
 def shard_paths(inputs: Sequence[str | Path]) -> list[Path]:
@@ -216,18 +221,53 @@ class Shard:
         try:
             self.file = h5py.File(self.path, "r")
         except OSError as exc:
-            raise InputError(f"cannot read shard {path}: {exc}") from exc
+            raise InputError(f"cannot read shard {path}: {exc}") from None
+        try:
+            self._open(kind)
+        except InputError:
+            self.close()
+            raise
+        except (OSError, KeyError, RuntimeError, ValueError) as exc:  # damaged HDF5 metadata
+            self.close()
+            raise self._corrupt("its header", exc) from None
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, kind: str | None) -> None:
         self.attrs = read_attrs(self.file)
         if "featx_format" not in self.attrs:
-            self.close()
-            raise InputError(f"{path} is not a featx shard (no featx_format attribute)")
+            raise InputError(f"{self.path} is not a featx shard (no featx_format attribute)")
         if kind is not None and self.attrs.get("kind") != kind:
-            self.close()
             made_by = {"activations": "featx extract", "encodings": "featx encode"}[kind]
-            raise InputError(f"{path} holds {self.attrs.get('kind')!r}, not {kind} ({made_by})")
+            raise InputError(f"{self.path} holds {self.attrs.get('kind')!r}, not {kind} "
+                             f"({made_by})")
         self.ids = decode_strings(self.file["ids"])
         self.skipped = list(zip(decode_strings(self.file["skipped_ids"]),
                                 decode_strings(self.file["skipped_reasons"])))
+        rows = {name: self.file[name].shape[0] for name in self._row_datasets()}
+        short = {name: n for name, n in rows.items() if n != len(self.ids)}
+        if self.attrs.get("num_images") != len(self.ids) or short:
+            raise InputError(f"{self.path} is incomplete: it says {self.attrs.get('num_images')} "
+                             f"images, holds {len(self.ids)} ids"
+                             + (f" and {short}" if short else "") + "; write it again")
+
+    def _row_datasets(self) -> list[str]:
+        """Every dataset with one row per image."""
+        out: list[str] = []
+        self.file.visititems(lambda name, obj: out.append(name) if isinstance(obj, h5py.Dataset)
+                             and name not in ("ids", "skipped_ids", "skipped_reasons") else None)
+        return out
+
+    def _corrupt(self, what: str, exc: Exception) -> InputError:
+        return InputError(f"{self.path} is corrupt: reading {what} failed ({exc}); write it "
+                          "again (extract / encode with --overwrite)")
+
+    def _read(self, name: str, rows=slice(None)) -> np.ndarray:
+        try:
+            return self.file[name][rows]
+        except OSError as exc:  # a Fletcher-32 mismatch, a truncated file
+            raise self._corrupt(name, exc) from None
 
     def __enter__(self):
         return self
@@ -247,13 +287,13 @@ class Shard:
         return None if kind in (None, "none") else kind
 
     def labels(self, rows: slice = slice(None)) -> np.ndarray | None:
-        return self.file["labels"][rows] if "labels" in self.file else None
+        return self._read("labels", rows) if "labels" in self.file else None
 
     def header(self) -> dict[str, Any]:
         return {**self.attrs, "ids": self.ids, "skipped_ids": [i for i, _ in self.skipped]}
 
     def _checked(self, name: str, rows) -> np.ndarray:
-        block = self.file[name][rows].astype(np.float32, copy=False)
+        block = self._read(name, rows).astype(np.float32, copy=False)
         if not np.isfinite(block).all():
             raise InputError(f"{self.path} holds NaN/Inf values in {name}")
         return block
@@ -289,8 +329,8 @@ class EncodingShard(Shard):
     def encodings(self) -> np.ndarray:
         """float32 (N, dim); sign codes unpacked to {-1, 0, 1}."""
         if "codes" in self.file:
-            return unpack_sign(self.file["codes"][:], self.attrs["dim"])
-        return self.file["enc"][:].astype(np.float32)
+            return unpack_sign(self._read("codes"), self.attrs["dim"])
+        return self._read("enc").astype(np.float32)
 
 
 def read_header(path: str | Path) -> dict[str, Any]:
@@ -321,6 +361,11 @@ def load_encodings(paths: Sequence[Path], same: Sequence[str]
             ids += shard.ids
             xs.append(shard.encodings())
             labels.append(y)
+    if len(set(ids)) != len(ids):
+        seen: set[str] = set()
+        dup = next(i for i in ids if i in seen or seen.add(i))
+        raise InputError(f"image {dup!r} occurs in more than one input shard (the same shard "
+                         "given twice?); give each shard once")
     x = np.concatenate(xs)
     if not np.isfinite(x).all():
         raise InputError("the encodings hold NaN/Inf values")

@@ -21,8 +21,9 @@ from featx.device import rank_and_world, resolve_device
 from featx.digest import file_digest
 from featx.encoders import CrossLayerGrid, LocalSpec
 from featx.errors import InputError, ProvenanceError
-from featx.io import EXTRACTION_KEYS, EncodingWriter, load_gmm, load_pca, prepare_output
+from featx.io import EXTRACTION_KEYS, EncodingWriter, load_gmm, load_pca, output_folder
 from featx.io import provenance, read_header, require_fit, resume_or_refuse, shard_paths
+from featx.io.output import OutputFolder
 from featx.io.shards import ActivationShard
 from featx.methods import GRID_VIEWS, Context, EncodePlan, get_methods
 from featx.stages import Progress, start
@@ -86,7 +87,8 @@ def run(inputs: Sequence[str], out: str | Path, cfg: EncodeConfig, *,
     rank r encodes input shards r, r + world, ...
     """
     rank, world = rank_and_world()
-    paths = shard_paths(inputs)[rank::world]
+    every = shard_paths(inputs)
+    paths = every[rank::world]
     if not paths:
         return
     heads = [read_header(p) for p in paths]
@@ -95,12 +97,11 @@ def run(inputs: Sequence[str], out: str | Path, cfg: EncodeConfig, *,
             raise InputError(f"{p} holds {h.get('kind')!r}, not activations (featx extract)")
         require_fit(h, {k: heads[0][k] for k in EXTRACTION_KEYS}, str(p),
                     "encode shards of one extraction")
-    if len({p.name for p in paths}) != len(paths):
+    if len({p.name for p in every}) != len(every):
         raise InputError("input shards share file names; encode one extraction folder at a time")
     device = resolve_device(cfg.device)
     plan = EncodePlan(get_methods(cfg.methods), tuple(cfg.views), _context(cfg, heads[0], device),
                       cfg.power_norm, cfg.l2)
-    out = prepare_output(out, cfg.overwrite)
     layers = plan.context.layers
     signature = {
         "kind": "encodings", "methods": list(cfg.methods), "views": list(cfg.views),
@@ -113,14 +114,19 @@ def run(inputs: Sequence[str], out: str | Path, cfg: EncodeConfig, *,
         local_layer=layers.get("local", ""), guide_layer=layers.get("guide", ""),
         fc_layer=layers.get("fc", ""), dtype=cfg.dtype)
     advance = start(progress, "encode", sum(len(h["ids"]) for h in heads))
-    with torch.inference_mode():
+    mine, names = {p.name for p in paths}, {p.name for p in every}
+    # output i has input i's name; leftovers of an older run are rank 0's to remove
+    owned = lambda name: name in mine or (rank == 0 and name not in names)  # noqa: E731
+    with output_folder(out, overwrite=cfg.overwrite, command=cfg.command, rank=rank,
+                       world=world, owned=owned) as folder, torch.inference_mode():
         for path, head in zip(paths, heads):
-            target = out / path.name
-            if not resume_or_refuse(target, signature, head["ids"] + head["skipped_ids"]):
-                _encode_one(path, target, plan, cfg, attrs, device, advance)
+            target = folder.path / path.name
+            if cfg.overwrite or resume_or_refuse(target, signature,
+                                                 head["ids"] + head["skipped_ids"]) is None:
+                _encode_one(path, target, plan, cfg, attrs, device, folder, advance)
             else:
                 advance(len(head["ids"]))
-            yield target
+            yield folder.keep(target)
 
 
 def _context(cfg: EncodeConfig, head: dict, device: torch.device) -> Context:
@@ -157,6 +163,11 @@ def _context(cfg: EncodeConfig, head: dict, device: torch.device) -> Context:
         c, h, w = shapes[local]
         require_fit(pattrs, {"layer_shape": [c, h, w]}, cfg.pca, f"it was fitted on {local} "
                     "maps of another shape")
+        kernel = get_backbone(head["backbone"]).kernels.get(guide)
+        if kernel and spec.size != (kernel, kernel):
+            log.warning("%s has %s subarrays, but %s's kernel is %dx%d: the local features "
+                        "are not what %s computes from (Liu et al. §3.2)", cfg.pca, spec, guide,
+                        kernel, kernel, guide)
         layers.update(local=local, guide=guide)
         ctx["grid"] = CrossLayerGrid.of((h, w), tuple(shapes[guide][1:]), spec.size)
         ctx["pca_conv"] = pca.as_conv(c, *spec.size)
@@ -182,11 +193,15 @@ def _context(cfg: EncodeConfig, head: dict, device: torch.device) -> Context:
                                       f"{gattrs['pca']} (sha256 {gattrs['pca_sha256']}); pass "
                                       "that PCA with --pca")
             ctx["fisher_pca"] = load_pca(pca_path, device)[0]
+        dim = ctx["fisher_pca"].components_.shape[0] if "fisher_pca" in ctx else gattrs["dim"]
+        if gmm.means_.shape[1] != dim:
+            raise InputError(f"{cfg.gmm} models {gmm.means_.shape[1]}-d features, the PCA "
+                             f"gives {dim}-d; fit the GMM on this PCA")
     return Context(layers=layers, **ctx)
 
 
 def _encode_one(path: Path, target: Path, plan: EncodePlan, cfg: EncodeConfig, attrs: dict,
-                device: torch.device, advance) -> Path:
+                device: torch.device, folder: OutputFolder, advance) -> Path:
     with ActivationShard(path) as shard:
         head = shard.attrs
         classes = head.get("classes", [])
@@ -210,6 +225,9 @@ def _encode_one(path: Path, target: Path, plan: EncodePlan, cfg: EncodeConfig, a
                 vec = plan.join(blocks)
                 if not torch.isfinite(vec).all():
                     raise InputError(f"non-finite encodings for images of {path}")
+                if start_ == 0:  # the width is known now: is there room for the shard?
+                    itemsize = 1 / 4 if cfg.quantize == "sign" else 4 if cfg.dtype == "float32" else 2
+                    folder.require_space(int(len(shard.ids) * vec.shape[1] * itemsize) + (1 << 20))
                 writer.append(shard.ids[rows], vec.cpu().numpy(), shard.labels(rows))
                 advance(len(shard.ids[rows]))
             for sid, reason in shard.skipped:

@@ -46,6 +46,9 @@ def run(inputs: Sequence[str], cfg: EvaluateConfig) -> dict[str, Any]:
     multilabel = labels.ndim == 2
     if cfg.dataset == "voc07" and not multilabel:
         raise InputError("--dataset voc07 expects multi-label (1/-1/0) labels; these are single")
+    if weights.ndim != 2 or weights.shape[1] != x.shape[1] or biases.shape != weights.shape[:1]:
+        raise InputError(f"{cfg.model} holds weights of shape {weights.shape} for "
+                         f"{x.shape[1]}-d encodings; train it again")
     s = svm.scores(x, weights, biases)
     result = {"model": str(cfg.model), "split": attrs.get("split", ""), "n_images": len(ids),
               "classes": classes}

@@ -8,8 +8,13 @@ holds the same images under the same settings is kept and not recomputed.
 
 from __future__ import annotations
 
+import ctypes
+import hashlib
 import logging
+import math
 import os
+import signal
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,15 +27,19 @@ from featx.backbones import ActivationExtractor, DenseFC, dense_shapes, get_back
 from featx.backbones import layer_shapes, load_model
 from featx.device import rank_and_world, resolve_device
 from featx.digest import file_digest
-from featx.errors import ImageDecodeError, InputError, NonFiniteError
+from featx.errors import FeatxError, ImageDecodeError, InputError, NonFiniteError
+from featx.errors import OutputExistsError
 from featx.images import ImageSource, ViewSpec, decode, normalize, render_pyramid
-from featx.io import ActivationWriter, load_pca, prepare_output, provenance, require_fit
+from featx.io import ActivationWriter, load_pca, output_folder, provenance, require_fit
 from featx.io import resume_or_refuse, shard_name
 from featx.stages import Progress, start
 
 log = logging.getLogger(__name__)
 
 DTYPES = {"float16": torch.float16, "float32": torch.float32}
+# CNN inputs in one forward pass at most: a larger --batch-size is clamped, so memory stays
+# bounded by a few batches of decoded views and their activations
+MAX_BATCH = 1024
 
 
 @dataclass(frozen=True)
@@ -62,6 +71,9 @@ class ExtractConfig:
             raise InputError(f"unknown dtype {self.dtype!r}; valid: {', '.join(DTYPES)}")
         if self.shard_size < 1 or self.batch_size < 1:
             raise InputError("--shard-size and --batch-size must be at least 1")
+        if self.batch_size > MAX_BATCH:
+            log.warning("--batch-size %d is above the %d CNN inputs a forward pass takes at "
+                        "most (to bound memory); using %d", self.batch_size, MAX_BATCH, MAX_BATCH)
 
 
 class _ViewDataset(Dataset):
@@ -83,10 +95,12 @@ class _ViewDataset(Dataset):
     def __getitem__(self, i: int):
         try:
             img = decode(self.paths[i], self.min_size, self.boxes[i])
-        except ImageDecodeError as exc:
-            return i, None, str(exc)
-        grid = (torch.cat([v.render(img, self.size, self.jitter) for v in self.views])
-                if self.views else None)
+            grid = (torch.cat([v.render(img, self.size, self.jitter) for v in self.views])
+                    if self.views else None)
+        except FeatxError as exc:  # undecodable, or too small for a view: a bad image
+            message = str(exc) if isinstance(exc, ImageDecodeError) else \
+                f"cannot use image {self.paths[i]}: {exc}"
+            return i, None, message
         return i, (grid, render_pyramid(img, self.pyramid) if self.pyramid else None), None
 
 
@@ -149,146 +163,157 @@ def run(source: ImageSource, out: str | Path, cfg: ExtractConfig = ExtractConfig
         "pyramid_sizes": pyramid.sizes(size) if pyramid else [],
         "projected": project[1] if project else "",
     }
-    out = prepare_output(out, cfg.overwrite)
     rank, world = rank_and_world()
     chunks = [source.records[i:i + cfg.shard_size]
               for i in range(0, len(source.records), cfg.shard_size)]
-    mine = [k for k in range(len(chunks)) if k % world == rank]
+    digests = [_inputs_digest(chunk) for chunk in chunks]
+    per_image_bytes = _bytes_per_image(shapes, layers, grid_views, pyr_shapes, cfg.dtype)
+    with output_folder(out, overwrite=cfg.overwrite, command=cfg.command, rank=rank,
+                       world=world, owned=lambda name: _index(name) % world == rank) as folder:
+        out = folder.path
+        mine = [k for k in range(len(chunks)) if k % world == rank]
 
-    # Decide which shards exist already (resume) before loading any weights.
-    todo, done = [], {}
-    for k in mine:
-        path = out / shard_name(k)
-        if resume_or_refuse(path, {**signature, "weights_arg": cfg.weights},
-                            [r.id for r in chunks[k]]):
-            done[k] = path
-        else:
-            todo.append(k)
-    if done:
-        log.info("resuming: %d of %d shards already complete in %s", len(done), len(mine), out)
+        # Decide which shards exist already (resume) before loading any weights.
+        todo, done = [], {}
+        for k in mine:
+            path = out / shard_name(k)
+            head = None if cfg.overwrite else resume_or_refuse(
+                path, {**signature, "weights_arg": cfg.weights}, [r.id for r in chunks[k]])
+            if head is not None:
+                if head.get("inputs_digest", digests[k]) != digests[k]:
+                    raise OutputExistsError(
+                        f"existing {path} was extracted from images that have changed since (size "
+                        "or modification time); pass --overwrite to extract them again")
+                done[k] = folder.keep(path)
+            else:
+                todo.append(k)
+        if done:
+            log.info("resuming: %d of %d shards already complete in %s", len(done), len(mine), out)
 
-    if not todo:
-        yield from (done[k] for k in mine)
-        return
+        if not todo:
+            yield from (done[k] for k in mine)
+            return
 
-    model, weights_desc = load_model(bb, cfg.weights, cfg.seed)
-    # channels_last is faster for these convolutions on CPU (oneDNN) and on GPU (cuDNN)
-    model = model.to(device, memory_format=torch.channels_last)
-    extractor = ActivationExtractor(model, bb, layers, DTYPES[cfg.dtype]) if grid_views else None
-    dense = DenseFC(model, bb, pyr_fc).to(device, memory_format=torch.channels_last) \
-        if pyr_fc else None
-    dense_conv = ActivationExtractor(model, bb, pyr_conv) if pyr_conv else None
+        model, weights_desc = load_model(bb, cfg.weights, cfg.seed)
+        # channels_last is faster for these convolutions on CPU (oneDNN) and on GPU (cuDNN)
+        model = model.to(device, memory_format=torch.channels_last)
+        extractor = ActivationExtractor(model, bb, layers, DTYPES[cfg.dtype]) if grid_views else None
+        dense = DenseFC(model, bb, pyr_fc).to(device, memory_format=torch.channels_last) \
+            if pyr_fc else None
+        dense_conv = ActivationExtractor(model, bb, pyr_conv) if pyr_conv else None
 
-    attrs = provenance(
-        command=cfg.command, **signature, weights=weights_desc, weights_arg=cfg.weights,
-        seed=cfg.seed, classes=list(source.classes), split=source.split,
-        source=source.description, layer_shapes={k: list(shapes[k]) for k in layers},
-        pyramid_shapes=[{k: list(v) for k, v in d.items()} for d in pyr_shapes],
-    )
-    records = [(k, r) for k in todo for r in chunks[k]]
-    per_image = sum(v.count() for v in grid_views) or 1
-    workers = (os.cpu_count() or 1) if cfg.workers is None else cfg.workers
-    loader = DataLoader(
-        _ViewDataset([r for _, r in records], views, size, bb.jitter_size),
-        batch_size=max(1, cfg.batch_size // per_image), num_workers=workers,
-        collate_fn=_as_list, pin_memory=device.type == "cuda",
-        prefetch_factor=4 if workers else None, worker_init_fn=_low_priority if workers else None,
-    )
-    splits = np.cumsum([0] + [v.count() for v in grid_views])
-    autocast = torch.autocast("cuda", enabled=device.type == "cuda")
+        attrs = provenance(
+            command=cfg.command, **signature, weights=weights_desc, weights_arg=cfg.weights,
+            seed=cfg.seed, classes=list(source.classes), split=source.split,
+            source=source.description, layer_shapes={k: list(shapes[k]) for k in layers},
+            pyramid_shapes=[{k: list(v) for k, v in d.items()} for d in pyr_shapes],
+        )
+        records = [(k, r) for k in todo for r in chunks[k]]
+        per_image = sum(v.count() for v in grid_views) or 1
+        workers = (os.cpu_count() or 1) if cfg.workers is None else cfg.workers
+        loader = DataLoader(
+            _ViewDataset([r for _, r in records], views, size, bb.jitter_size),
+            batch_size=max(1, min(cfg.batch_size, MAX_BATCH) // per_image), num_workers=workers,
+            collate_fn=_as_list, pin_memory=device.type == "cuda",
+            prefetch_factor=4 if workers else None, worker_init_fn=_worker_init if workers else None,
+        )
+        splits = np.cumsum([0] + [v.count() for v in grid_views])
+        autocast = torch.autocast("cuda", enabled=device.type == "cuda")
 
-    def store(batch: list, what: str, t: torch.Tensor) -> np.ndarray:
-        """A (B, ...) activation checked for NaN/Inf, as a numpy array in the storage dtype."""
-        t = t.to(DTYPES[cfg.dtype])
-        bad = ~torch.isfinite(t).flatten(1).all(1)
-        if bad.any():
-            ids = [records[batch[j][0]][1].id for j in bad.nonzero()[:, 0].tolist()]
-            hint = "; try --dtype float32" if cfg.dtype == "float16" else ""
-            raise NonFiniteError(f"non-finite {what} activations ({cfg.dtype}) "
-                                 f"for {', '.join(ids[:5])}{hint}")
-        return t.contiguous().cpu().numpy()
+        def store(batch: list, what: str, t: torch.Tensor) -> np.ndarray:
+            """A (B, ...) activation checked for NaN/Inf, as a numpy array in the storage dtype."""
+            t = t.to(DTYPES[cfg.dtype])
+            bad = ~torch.isfinite(t).flatten(1).all(1)
+            if bad.any():
+                ids = [records[batch[j][0]][1].id for j in bad.nonzero()[:, 0].tolist()]
+                hint = "; try --dtype float32" if cfg.dtype == "float16" else ""
+                raise NonFiniteError(f"non-finite {what} activations ({cfg.dtype}) "
+                                     f"for {', '.join(ids[:5])}{hint}")
+            return t.contiguous().cpu().numpy()
 
-    def forward(batch: list) -> tuple[dict, dict]:
-        """The decoded images of batch: grid {(view, layer): (B, V, ...)} and pyramid
-        {(layer, scale): (B, vectors, C)} arrays in the storage dtype."""
-        grid: dict[tuple[str, str], np.ndarray] = {}
-        pyr: dict[tuple[str, int], np.ndarray] = {}
-        if grid_views:
-            x = torch.cat([x[0] for _, x, _ in batch]).to(device, non_blocking=True)
-            with autocast:
-                feats = extractor(normalize(x, bb.mean, bb.std, bb.bgr))
-            for name, t in feats.items():
-                t = t.reshape(len(batch), per_image, *t.shape[1:])
-                for n, v in enumerate(grid_views):
-                    grid[(v.kind, name)] = store(batch, name, t[:, splits[n]:splits[n + 1]])
-        if pyramid:
-            for s in range(pyramid.scales):  # one forward pass per scale
-                x = torch.stack([x[1][s] for _, x, _ in batch]).to(device, non_blocking=True)
-                x = normalize(x, bb.mean, bb.std, bb.bgr)
+        def forward(batch: list) -> tuple[dict, dict]:
+            """The decoded images of batch: grid {(view, layer): (B, V, ...)} and pyramid
+            {(layer, scale): (B, vectors, C)} arrays in the storage dtype."""
+            grid: dict[tuple[str, str], np.ndarray] = {}
+            pyr: dict[tuple[str, int], np.ndarray] = {}
+            if grid_views:
+                x = torch.cat([x[0] for _, x, _ in batch]).to(device, non_blocking=True)
                 with autocast:
-                    maps = dense(x) if dense is not None else {}
-                    if dense_conv is not None:
-                        maps.update(dense_conv(x))
-                for name, t in maps.items():
-                    vecs = t.float().flatten(2).transpose(1, 2)  # (B, h*w, C): dense fc vectors
-                    if project is not None:
-                        vecs = project[0].transform(vecs.flatten(0, 1)).view(*vecs.shape[:2], -1)
-                    pyr[(name, s)] = store(batch, name, vecs)
-        return grid, pyr
+                    feats = extractor(normalize(x, bb.mean, bb.std, bb.bgr))
+                for name, t in feats.items():
+                    t = t.reshape(len(batch), per_image, *t.shape[1:])
+                    for n, v in enumerate(grid_views):
+                        grid[(v.kind, name)] = store(batch, name, t[:, splits[n]:splits[n + 1]])
+            if pyramid:
+                for s in range(pyramid.scales):  # one forward pass per scale
+                    x = torch.stack([x[1][s] for _, x, _ in batch]).to(device, non_blocking=True)
+                    x = normalize(x, bb.mean, bb.std, bb.bgr)
+                    with autocast:
+                        maps = dense(x) if dense is not None else {}
+                        if dense_conv is not None:
+                            maps.update(dense_conv(x))
+                    for name, t in maps.items():
+                        vecs = t.float().flatten(2).transpose(1, 2)  # (B, h*w, C): dense fc vectors
+                        if project is not None:
+                            vecs = project[0].transform(vecs.flatten(0, 1)).view(*vecs.shape[:2], -1)
+                        pyr[(name, s)] = store(batch, name, vecs)
+            return grid, pyr
 
-    view_attrs = {v.kind: {"view": str(v), "count": v.count()} for v in grid_views}
-    if pyramid:
-        view_attrs["pyramid"] = {"view": str(pyramid), "sizes": pyramid.sizes(size)}
+        view_attrs = {v.kind: {"view": str(v), "count": v.count()} for v in grid_views}
+        if pyramid:
+            view_attrs["pyramid"] = {"view": str(pyramid), "sizes": pyramid.sizes(size)}
 
-    def new_writer(k: int) -> ActivationWriter:
-        return ActivationWriter(out / shard_name(k), {**attrs, "shard_index": k},
-                                label_kind=labelled, num_classes=len(source.classes),
-                                view_attrs=view_attrs, index=k)
+        def new_writer(k: int) -> ActivationWriter:
+            folder.require_space(per_image_bytes * len(chunks[k]) + (1 << 20))
+            return ActivationWriter(out / shard_name(k), {**attrs, "shard_index": k,
+                                                          "inputs_digest": digests[k]},
+                                    label_kind=labelled, num_classes=len(source.classes),
+                                    view_attrs=view_attrs, index=k)
 
-    writer: ActivationWriter | None = None
-    pending = iter(mine)  # shard order, so resumed shards are yielded in their place
-    advance = start(progress, f"extract {bb.name}", len(records))
-    try:
-        with torch.inference_mode():
-            for batch in loader:
-                for i, _, err in batch:
-                    if err is None:
-                        continue
-                    if not cfg.skip_bad:
-                        raise ImageDecodeError(f"{err} (pass --skip-bad to skip such images)")
-                    log.warning("skipped: %s", err)
-                good = [item for item in batch if item[2] is None]
-                grid, pyr = forward(good) if good else ({}, {})
-                # a batch can straddle shards: write it as runs of one shard each
-                rows = [(records[i][0], j) for j, (i, _, _) in enumerate(good)]
-                for k in sorted({records[i][0] for i, _, _ in batch}):
-                    if writer is None or writer.index != k:
-                        if writer is not None:
-                            path, writer = writer.commit(), None
-                            yield path
-                        for j in pending:
-                            if j == k:
-                                break
-                            yield done[j]
-                        writer = new_writer(k)
+        writer: ActivationWriter | None = None
+        pending = iter(mine)  # shard order, so resumed shards are yielded in their place
+        advance = start(progress, f"extract {bb.name}", len(records))
+        try:
+            with torch.inference_mode():
+                for batch in loader:
                     for i, _, err in batch:
-                        if err is not None and records[i][0] == k:
-                            writer.skip(records[i][1].id, err)
-                    sel = [j for kk, j in rows if kk == k]
-                    if not sel:
-                        continue
-                    recs = [records[good[j][0]][1] for j in sel]
-                    labels = np.asarray([r.labels for r in recs]) if labelled else None
-                    writer.append([r.id for r in recs], {n: a[sel] for n, a in grid.items()},
-                                  {n: a[sel] for n, a in pyr.items()}, labels)
-                advance(len(batch))
-        if writer is not None:
-            path, writer = writer.commit(), None
-            yield path
-        yield from (done[j] for j in pending)
-    finally:
-        if writer is not None:
-            writer.abort()
+                        if err is None:
+                            continue
+                        if not cfg.skip_bad:
+                            raise ImageDecodeError(f"{err} (pass --skip-bad to skip such images)")
+                        log.warning("skipped: %s", err)
+                    good = [item for item in batch if item[2] is None]
+                    grid, pyr = forward(good) if good else ({}, {})
+                    # a batch can straddle shards: write it as runs of one shard each
+                    rows = [(records[i][0], j) for j, (i, _, _) in enumerate(good)]
+                    for k in sorted({records[i][0] for i, _, _ in batch}):
+                        if writer is None or writer.index != k:
+                            if writer is not None:
+                                path, writer = folder.keep(writer.commit()), None
+                                yield path
+                            for j in pending:
+                                if j == k:
+                                    break
+                                yield done[j]
+                            writer = new_writer(k)
+                        for i, _, err in batch:
+                            if err is not None and records[i][0] == k:
+                                writer.skip(records[i][1].id, err)
+                        sel = [j for kk, j in rows if kk == k]
+                        if not sel:
+                            continue
+                        recs = [records[good[j][0]][1] for j in sel]
+                        labels = np.asarray([r.labels for r in recs]) if labelled else None
+                        writer.append([r.id for r in recs], {n: a[sel] for n, a in grid.items()},
+                                      {n: a[sel] for n, a in pyr.items()}, labels)
+                    advance(len(batch))
+            if writer is not None:
+                path, writer = folder.keep(writer.commit()), None
+                yield path
+            yield from (done[j] for j in pending)
+        finally:
+            if writer is not None:
+                writer.abort()
 
 
 def _load_projection(path: str, backbone: str, layers: list[str], device: torch.device):
@@ -303,7 +328,37 @@ def _load_projection(path: str, backbone: str, layers: list[str], device: torch.
     return pca, file_digest(path)
 
 
-def _low_priority(worker_id: int) -> None:
+def _index(shard: str) -> int:
+    """shard-00012.h5 -> 12."""
+    return int(shard.split("-")[1].split(".")[0])
+
+
+def _inputs_digest(records) -> str:
+    """What the images of a shard were when extracted: a digest of each one's id, size and
+    modification time (-1 for a missing file), so a rerun notices changed images."""
+    h = hashlib.sha256()
+    for r in records:
+        try:
+            st = os.stat(r.path)
+            stamp = (st.st_size, st.st_mtime_ns)
+        except OSError:
+            stamp = (-1, -1)
+        h.update(f"{r.id}\0{stamp[0]}\0{stamp[1]}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def _bytes_per_image(shapes, layers, grid_views, pyr_shapes, dtype: str) -> int:
+    """Stored bytes of one image's activations (a shard's size before it is written)."""
+    item = DTYPES[dtype].itemsize
+    grid = sum(math.prod(shapes[x]) for x in layers) * sum(v.count() for v in grid_views)
+    pyr = sum(math.prod(shape) for scale in pyr_shapes for shape in scale.values())
+    return (grid + pyr) * item
+
+
+def _worker_init(worker_id: int) -> None:
     """Decode at the lowest CPU priority: on a machine whose cores the forward pass fills, the
-    decoders then run in its gaps and while it waits, instead of stalling its parallel loops."""
+    decoders then run in its gaps and while it waits, instead of stalling its parallel loops.
+    On Linux a worker also dies with its parent (kill -9 of featx leaves no decoder running)."""
     os.nice(19)
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG

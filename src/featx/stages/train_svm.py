@@ -11,7 +11,7 @@ from pathlib import Path
 from featx import svm
 from featx.device import resolve_device
 from featx.errors import InputError
-from featx.io import check_model_output, load_encodings, provenance, save_svm, shard_paths
+from featx.io import model_output, load_encodings, provenance, save_svm, shard_paths
 from featx.io.provenance import ENCODING_KEYS
 from featx.stages import Progress, start
 
@@ -33,19 +33,19 @@ class TrainSVMConfig:
 
 def run(inputs: Sequence[str], out: str | Path, cfg: TrainSVMConfig = TrainSVMConfig(), *,
         progress: Progress | None = None) -> Iterator[Path]:
-    out = check_model_output(out, cfg.overwrite)
     device = resolve_device(cfg.device)
-    ids, x, labels, attrs = load_encodings(shard_paths(inputs), ENCODING_KEYS)
-    classes = attrs.get("classes") or []
-    num = len(classes) if classes else int(labels.max()) + 1
-    advance = start(progress, "train-svm", num)
-    t = time.perf_counter()
-    weights, biases = svm.train_ovr(x, labels, num, c=cfg.c, device=device,
-                                    include_difficult=cfg.include_difficult,
-                                    progress=lambda: advance(1))
-    log.info("trained %d one-vs-rest SVMs on %d x %d encodings in %.1f s", num, *x.shape,
-             time.perf_counter() - t)
-    yield save_svm(out, weights, biases, provenance(
-        command=cfg.command, **{k: attrs.get(k) for k in ENCODING_KEYS}, classes=classes,
-        multilabel=labels.ndim == 2, C=cfg.c, include_difficult=cfg.include_difficult,
-        n_train=len(ids), train_split=attrs.get("split", "")))
+    with model_output(out, overwrite=cfg.overwrite, command=cfg.command) as out:
+        ids, x, labels, attrs = load_encodings(shard_paths(inputs), ENCODING_KEYS)
+        classes = attrs.get("classes") or []
+        num = len(classes) if classes else int(labels.max()) + 1
+        advance = start(progress, "train-svm", num)
+        t = time.perf_counter()
+        weights, biases = svm.train_ovr(x, labels, num, c=cfg.c, device=device,
+                                        include_difficult=cfg.include_difficult,
+                                        progress=lambda: advance(1))
+        log.info("trained %d one-vs-rest SVMs on %d x %d encodings in %.1f s", num, *x.shape,
+                 time.perf_counter() - t)
+        yield save_svm(out, weights, biases, provenance(
+            command=cfg.command, **{k: attrs.get(k) for k in ENCODING_KEYS}, classes=classes,
+            multilabel=labels.ndim == 2, C=cfg.c, include_difficult=cfg.include_difficult,
+            n_train=len(ids), train_split=attrs.get("split", "")))

@@ -1,0 +1,182 @@
+"""Corrupt, mismatched and out-of-range inputs to the later stages: one-line errors naming
+the file or the option, never a traceback, never a silently wrong result."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+
+from featx.io import load_svm, save_svm
+
+pytestmark = pytest.mark.reliability
+
+
+def _one_line_error(res, *words):
+    assert res.exit_code == 1, res.stdout
+    assert res.stderr.startswith("Error: ") and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    for w in words:
+        assert w in res.stderr, res.stderr
+
+
+def _copy(src, dst):
+    shutil.copytree(src, dst)
+    return dst
+
+
+@pytest.mark.parametrize("damage", ["truncated", "random", "flipped"])
+@pytest.mark.parametrize("stage", ["train-svm", "evaluate", "encode"])
+def test_damaged_shards_are_refused_by_name(chain, tmp_path, cli, damage, stage):
+    folder = _copy(chain / ("acts" if stage == "encode" else "enc"), tmp_path / "in")
+    shard = folder / "shard-00001.h5"
+    data = bytearray(shard.read_bytes())
+    if damage == "truncated":
+        data = data[: len(data) // 2]
+    elif damage == "random":
+        data = bytearray(os.urandom(len(data)))
+    else:  # 16 KB of random bytes in the middle: the array data, caught by the checksums
+        mid = len(data) // 2
+        data[mid:mid + 16384] = os.urandom(min(16384, len(data) - mid))
+    shard.write_bytes(bytes(data))
+    if stage == "encode":
+        res = cli("encode", folder, "--pca", chain / "pca.h5", "-o", tmp_path / "e", ok=False)
+    elif stage == "train-svm":
+        res = cli("train-svm", folder, "-o", tmp_path / "svm.h5", ok=False)
+    else:
+        res = cli("evaluate", folder, "--model", chain / "svm.h5", ok=False)
+    _one_line_error(res, "shard-00001.h5")
+
+
+def test_the_same_shard_twice_is_refused(chain, tmp_path, cli):
+    shard = chain / "enc" / "shard-00000.h5"
+    res = cli("train-svm", shard, shard, "-o", tmp_path / "svm.h5", ok=False)
+    _one_line_error(res, "more than one input shard")
+    res = cli("evaluate", chain / "enc", shard, "--model", chain / "svm.h5", ok=False)
+    _one_line_error(res, "more than one input shard")
+
+
+def test_a_model_of_other_classes_is_refused(chain, tmp_path, cli):
+    w, b, attrs = load_svm(chain / "svm.h5")
+    save_svm(tmp_path / "other.h5", np.concatenate([w, w[:1]]), np.concatenate([b, b[:1]]),
+             {**attrs, "classes": ["cat", "dog", "owl"]})
+    res = cli("evaluate", chain / "enc", "--model", tmp_path / "other.h5", ok=False)
+    _one_line_error(res, "['cat', 'dog', 'owl']", "['a', 'b']")
+
+
+def test_a_model_with_weights_of_the_wrong_width_is_refused(chain, tmp_path, cli):
+    w, b, attrs = load_svm(chain / "svm.h5")
+    save_svm(tmp_path / "narrow.h5", w[:, :-5], b, attrs)
+    res = cli("evaluate", chain / "enc", "--model", tmp_path / "narrow.h5", ok=False)
+    _one_line_error(res, "weights of shape")
+
+
+def test_a_corrupt_model_file_is_refused(chain, tmp_path, cli):
+    data = bytearray((chain / "pca.h5").read_bytes())
+    mid = len(data) // 2
+    data[mid:mid + 4096] = os.urandom(4096)
+    (tmp_path / "pca.h5").write_bytes(bytes(data))
+    res = cli("encode", chain / "acts", "--pca", tmp_path / "pca.h5", "-o", tmp_path / "e",
+              ok=False)
+    _one_line_error(res, "pca.h5")
+
+
+def test_non_finite_activations_are_refused(chain, tmp_path, cli):
+    folder = _copy(chain / "acts", tmp_path / "acts")
+    with h5py.File(folder / "shard-00000.h5", "a") as f:
+        # rewrite the array in place (the chunk checksums are recomputed by HDF5)
+        x = f["acts/whole/conv4"][:]
+        x[0, 0, 0, 0, 0] = np.nan
+        f["acts/whole/conv4"][:] = x
+    res = cli("encode", folder, "--pca", chain / "pca.h5", "-o", tmp_path / "e", ok=False)
+    _one_line_error(res, "NaN/Inf", "shard-00000.h5")
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--var-floor", "nan"], ["--var-floor"]),
+    (["--var-floor", "-1"], ["--var-floor"]),
+    (["--tol", "-1"], ["--tol"]),
+    (["--components", "0"], ["--components"]),
+])
+def test_fit_gmm_option_ranges(chain, tmp_path, cli, args, words):
+    res = cli("fit-gmm", chain / "acts", "--pca", chain / "pca.h5", *args, "-o",
+              tmp_path / "gmm.h5", ok=False)
+    assert res.exit_code in (1, 2) and "Traceback" not in res.stderr
+    assert any(w in res.stderr for w in words), res.stderr
+    assert not (tmp_path / "gmm.h5").exists()
+
+
+@pytest.mark.parametrize(("stage", "args", "words"), [
+    ("extract", ["--batch-size", "0"], ["--batch-size"]),
+    ("extract", ["--shard-size", "0"], ["--shard-size"]),
+    ("extract", ["--views", "blocks:0x2"], ["blocks"]),
+    ("extract", ["--dtype", "int8"], ["--dtype"]),
+    ("encode", ["--method", "nope"], ["unknown method 'nope'"]),
+    ("encode", ["--views", "tiles"], ["unknown view 'tiles'"]),
+    ("train-svm", ["--C", "0"], ["--C"]),
+])
+def test_bad_option_values(chain, tmp_path, cli, stage, args, words):
+    if stage == "extract":
+        res = cli("extract", chain / "ds", "--weights", "none", *args, "-o", tmp_path / "o",
+                  ok=False)
+    elif stage == "encode":
+        res = cli("encode", chain / "acts", "--pca", chain / "pca.h5", *args, "-o",
+                  tmp_path / "o", ok=False)
+    else:
+        res = cli("train-svm", chain / "enc", *args, "-o", tmp_path / "o.h5", ok=False)
+    assert res.exit_code in (1, 2) and "Traceback" not in res.stderr
+    assert any(w in res.stderr for w in words), res.stderr
+
+
+@pytest.mark.parametrize(("case", "words"), [
+    ("other-backbone", ["has backbone='alexnet', this run needs backbone='efficientnet_lite0'"]),
+    ("other-layer", ["has layer='conv4', this run needs layer='conv3'"]),
+    ("encodings-as-activations", ["holds 'encodings', not activations"]),
+    ("activations-as-encodings", ["holds 'activations', not encodings"]),
+    ("model-of-other-encodings", ["was trained on other encodings"]),
+])
+def test_provenance_mismatches_are_refused_by_name(chain, tmp_path, cli, make_images, case,
+                                                   words):
+    if case == "other-backbone":
+        other = tmp_path / "other"
+        cli("extract", make_images(1), "-o", other, "--backbone", "efficientnet_lite0",
+            "--weights", "none", "--workers", "0")
+        res = cli("encode", other, "--pca", chain / "pca.h5", "-o", tmp_path / "x", ok=False)
+    elif case == "other-layer":
+        res = cli("encode", chain / "acts", "--pca", chain / "pca.h5", "--layers",
+                  "conv3,conv5", "-o", tmp_path / "x", ok=False)
+    elif case == "encodings-as-activations":
+        res = cli("encode", chain / "enc", "--pca", chain / "pca.h5", "-o", tmp_path / "x",
+                  ok=False)
+    elif case == "activations-as-encodings":
+        res = cli("train-svm", chain / "acts", "-o", tmp_path / "x.h5", ok=False)
+    else:
+        g = cli("encode", chain / "acts", "--method", "max", "--pca", chain / "pca.h5", "-o",
+                tmp_path / "g").stdout.split()
+        res = cli("evaluate", *g, "--model", chain / "svm.h5", ok=False)
+    _one_line_error(res, *words)
+
+
+def test_a_subarray_pca_that_does_not_match_the_guidance_kernel_is_warned(chain, tmp_path, cli):
+    pca = cli("fit-pca", chain / "acts", "--layer", "conv4", "--local", "subarray:1x1", "--dim",
+              "4", "-o", tmp_path / "p.h5").stdout.split()[0]
+    res = CliRunnerWithLogs(cli).run("encode", chain / "acts", "--pca", pca, "-o", tmp_path / "e")
+    assert "subarray:1x1 subarrays, but conv5's kernel is 3x3" in res.stderr
+
+
+class CliRunnerWithLogs:
+    """The cli fixture runs with -q (errors only); this runs with the default log level."""
+
+    def __init__(self, cli):
+        from click.testing import CliRunner
+
+        from featx.cli import main
+
+        self.runner, self.main = CliRunner(), main
+
+    def run(self, *args):
+        res = self.runner.invoke(self.main, [*map(str, args)], catch_exceptions=False)
+        assert res.exit_code == 0, res.stderr
+        return res

@@ -1,0 +1,190 @@
+"""Outputs: one run owns an output at a time; --overwrite replaces old output only with
+complete new output; unwritable paths and a full disk are one-line errors that lose nothing."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+import featx.io.output
+from featx.io import read_header
+from tests.reliability.conftest import arrays_of, featx_process, wait_for
+
+pytestmark = pytest.mark.reliability
+
+
+def _one_line_error(res, *words):
+    assert res.exit_code == 1, res.stdout
+    assert res.stderr.startswith("Error: ") and len(res.stderr.strip().splitlines()) == 1
+    for w in words:
+        assert w in res.stderr, res.stderr
+
+
+def test_a_run_into_a_held_output_is_refused_naming_the_holder(make_images, tmp_path):
+    out = tmp_path / "acts"
+    out.mkdir()
+    with featx.io.output._lock(out / ".featx.lock", "featx extract (the other run)"):
+        proc = featx_process("-q", "extract", make_images(2), "--weights", "none", "--workers",
+                             "0", "-o", out)
+        stdout, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1 and stdout == ""
+    assert err.startswith("Error: ") and len(err.strip().splitlines()) == 1
+    assert f"another featx run (pid {os.getpid()}" in err and "(the other run)" in err
+    assert not list(out.glob("shard-*"))
+
+
+def test_two_runs_started_together_leave_whole_shards(make_images, tmp_path):
+    images = make_images(24)
+    args = ["-q", "extract", images, "--weights", "none", "--workers", "0", "--layers", "conv5",
+            "--shard-size", "6", "--batch-size", "2", "-o", tmp_path / "acts"]
+    procs = [featx_process(*args), featx_process(*args)]
+    results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+    assert any(code == 0 for code, _ in results)
+    for code, err in results:  # the loser is refused (or resumed after the winner)
+        assert code == 0 or (code == 1 and "another featx run" in err), err
+    ids = []
+    for shard in sorted((tmp_path / "acts").glob("shard-*.h5")):
+        head = read_header(shard)
+        assert head["num_images"] == len(head["ids"]) and "" not in head["ids"]
+        ids += head["ids"]
+    assert sorted(ids) == sorted(p.name for p in images.iterdir())
+
+
+def test_a_stale_lock_of_a_dead_run_is_taken_over(make_images, tmp_path, cli):
+    images = make_images(12)
+    args = ["-q", "extract", images, "--weights", "none", "--workers", "0", "--layers", "conv5",
+            "--shard-size", "4", "--batch-size", "2", "-o", tmp_path / "acts"]
+    proc = featx_process(*args)
+    wait_for(lambda: any((tmp_path / "acts").glob("shard-*.h5")))
+    proc.kill()  # kill -9: its lock file stays, its flock is gone
+    proc.wait()
+    assert (tmp_path / "acts" / ".featx.lock").exists()
+    res = cli(*args[1:])
+    assert len(res.stdout.split()) == 3
+
+
+def test_a_reader_refuses_a_shard_with_missing_rows(chain, tmp_path, cli):
+    bad = tmp_path / "acts"
+    shutil.copytree(chain / "acts", bad)
+    with h5py.File(bad / "shard-00000.h5", "a") as f:
+        f.attrs["num_images"] = 50  # as the interleaved writes of two runs left it
+    res = cli("encode", bad, "--pca", chain / "pca.h5", "-o", tmp_path / "enc", ok=False)
+    _one_line_error(res, "shard-00000.h5 is incomplete")
+
+
+def test_overwrite_that_fails_keeps_the_old_output(chain, tmp_path, cli, make_images):
+    acts = tmp_path / "acts"
+    shutil.copytree(chain / "acts", acts)
+    before = arrays_of(acts)
+    for bad in (["--weights", str(tmp_path / "missing.pt")], ["--device", "cuda:7"],
+                ["--layers", "conv9"]):
+        res = cli("extract", "--dataset", "folder", "--root", chain / "ds", "--workers", "0",
+                  "--shard-size", "3", *bad, "--overwrite", "-o", acts, ok=False)
+        assert res.exit_code == 1 and res.stderr.startswith("Error: ")
+        now = arrays_of(acts)
+        assert now.keys() == before.keys()
+        for k in before:
+            np.testing.assert_array_equal(now[k], before[k])
+    # a bad image half-way: the shards written before it replace their namesakes, the rest
+    # of the old output stays
+    images = make_images(5)
+    (images / "img004.png").write_bytes(b"broken")
+    res = cli("extract", images, "--weights", "none", "--workers", "0", "--shard-size", "3",
+              "--overwrite", "-o", acts, ok=False)
+    assert res.exit_code == 1 and "img004.png" in res.stderr
+    assert sorted(p.name for p in acts.glob("shard-*.h5")) == ["shard-00000.h5", "shard-00001.h5"]
+    assert read_header(acts / "shard-00001.h5")["ids"] == read_header(chain / "acts" / "shard-00001.h5")["ids"]
+
+
+def test_overwrite_removes_old_shards_only_after_success(chain, tmp_path, cli, make_images):
+    acts = tmp_path / "acts"
+    shutil.copytree(chain / "acts", acts)  # 2 shards
+    res = cli("extract", make_images(2), "--weights", "none", "--workers", "0", "--overwrite",
+              "-o", acts)
+    assert res.stdout.split() == [str(acts / "shard-00000.h5")]
+    assert [p.name for p in acts.glob("shard-*.h5")] == ["shard-00000.h5"]
+
+
+@pytest.mark.parametrize("where", ["proc", "under-file"])
+def test_unwritable_outputs_are_one_line_errors(chain, tmp_path, cli, where):
+    (tmp_path / "f").write_text("")
+    out = Path("/proc/featx-out") if where == "proc" else tmp_path / "f" / "out"
+    res = cli("encode", chain / "acts", "--pca", chain / "pca.h5", "-o", out, ok=False)
+    _one_line_error(res, "cannot")
+    res = cli("fit-pca", chain / "acts", "--layer", "conv4", "--dim", "4", "-o", out / "p.h5",
+              ok=False)
+    _one_line_error(res, "cannot")
+
+
+def test_fit_pca_onto_a_folder_is_refused_before_fitting(chain, tmp_path, cli):
+    (tmp_path / "dir").mkdir()
+    res = cli("fit-pca", chain / "acts", "--layer", "conv4", "--dim", "4", "-o",
+              tmp_path / "dir", "--overwrite", ok=False)
+    _one_line_error(res, "is a folder")
+
+
+def test_a_failed_run_leaves_no_empty_output_folder(chain, tmp_path, cli):
+    res = cli("encode", chain / "acts", "--pca", chain / "pca.h5", "--layers", "conv4,conv9",
+              "-o", tmp_path / "new" / "enc", ok=False)
+    assert res.exit_code == 1 and not (tmp_path / "new" / "enc").exists()
+    res = cli("extract", tmp_path / "nothing-here", "--weights", "none", "-o", tmp_path / "x",
+              ok=False)
+    assert res.exit_code == 1 and not (tmp_path / "x").exists()
+
+
+def test_disk_full_before_a_shard_is_refused_and_resumable(chain, tmp_path, cli, monkeypatch):
+    monkeypatch.setattr(featx.io.output, "free_bytes", lambda folder: 1000)
+    res = cli("encode", chain / "acts", "--pca", chain / "pca.h5", "-o", tmp_path / "enc",
+              ok=False)
+    _one_line_error(res, "not enough disk space", "rerun to resume")
+    assert not list((tmp_path / "enc").glob("*.h5*"))
+    monkeypatch.undo()
+    assert len(cli("encode", chain / "acts", "--pca", chain / "pca.h5", "-o",
+                   tmp_path / "enc").stdout.split()) == 2
+
+
+def test_disk_full_during_a_write_keeps_the_complete_shards(chain, tmp_path, cli, monkeypatch):
+    real = h5py.Dataset.__setitem__
+
+    def write(self, key, value):  # the disk fills up while the second shard is written
+        if "shard-00001" in self.file.filename:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, key, value)
+
+    monkeypatch.setattr(h5py.Dataset, "__setitem__", write)
+    res = cli("extract", "--dataset", "folder", "--root", chain / "ds", "--weights", "none",
+              "--workers", "0", "--shard-size", "3", "-o", tmp_path / "acts", ok=False)
+    _one_line_error(res, "disk is full")
+    names = sorted(p.name for p in (tmp_path / "acts").iterdir() if not p.name.startswith("."))
+    assert names == ["shard-00000.h5"]  # whole; no .partial left
+    monkeypatch.undo()
+    res = cli("extract", "--dataset", "folder", "--root", chain / "ds", "--weights", "none",
+              "--workers", "0", "--shard-size", "3", "-o", tmp_path / "acts")
+    assert len(res.stdout.split()) == 2  # the rerun resumes
+
+
+def test_library_chatter_stays_off_stdout(tmp_path, cli, make_images):
+    from featx.backbones import get_backbone, load_model
+
+    bb = get_backbone("alexnet")
+    state = load_model(bb, "none")[0].state_dict()
+
+    def noisy():
+        print('Downloading: "https://download.pytorch.org/models/alexnet.pth"')
+        return state
+
+    original = bb.imagenet
+    object.__setattr__(bb, "imagenet", noisy)  # the registry's entries are frozen
+    try:
+        res = cli("extract", make_images(1), "--workers", "0", "--layers", "conv1",
+                  "-o", tmp_path / "acts")
+    finally:
+        object.__setattr__(bb, "imagenet", original)
+    assert res.stdout.split() == [str(tmp_path / "acts" / "shard-00000.h5")]
+    assert "Downloading" in res.stderr
