@@ -26,6 +26,7 @@ from typing import Any
 
 import h5py
 import numpy as np
+import torch
 
 from featx.errors import DiskFullError, InputError, OutputError, ProvenanceError
 from featx.io.h5 import FORMAT_VERSION, STR, TMP_SUFFIX, decode_strings, read_attrs, write_attrs
@@ -293,10 +294,13 @@ class Shard:
         return {**self.attrs, "ids": self.ids, "skipped_ids": [i for i, _ in self.skipped]}
 
     def _checked(self, name: str, rows) -> np.ndarray:
-        block = self._read(name, rows).astype(np.float32, copy=False)
-        if not np.isfinite(block).all():
+        # torch widens float16 with vector instructions, several times faster than numpy
+        block = torch.from_numpy(self._read(name, rows)).float()
+        # a sum is non-finite iff an element is (finite activations do not overflow it): one
+        # cheap pass, the element-wise test only to confirm
+        if not torch.isfinite(block.sum()) and not torch.isfinite(block).all():
             raise InputError(f"{self.path} holds NaN/Inf values in {name}")
-        return block
+        return block.numpy()
 
 
 class ActivationShard(Shard):
