@@ -227,7 +227,8 @@ def test_weights_for_another_backbone(cli, make_images, alexnet_weights, tmp_pat
 
 @pytest.mark.slow
 def test_efficientnet_lite0_offline_ranks_a_cat_as_a_cat(cli, tmp_path):
-    """Real ImageNet weights that install with pip: the cat photo's top-5 holds a cat class."""
+    """Real ImageNet weights that install with pip, in timm's network: the cat photo's top
+    classes are cats, the coffee photo's is espresso (or cup)."""
     from skimage import data
 
     photos = tmp_path / "photos"
@@ -245,4 +246,4 @@ def test_efficientnet_lite0_offline_ranks_a_cat_as_a_cat(cli, tmp_path):
     assert {categories[i] for i in top} <= {"tabby", "tiger cat", "Egyptian cat", "Persian cat",
                                              "Siamese cat", "lynx"}
     assert 281 <= top[0] <= 285  # ImageNet's domestic cats
-    assert not 281 <= np.argmax(logits[ids.index("coffee.jpg")]) <= 285
+    assert np.argmax(logits[ids.index("coffee.jpg")]) in (967, 968)  # espresso, cup

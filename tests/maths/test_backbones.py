@@ -27,7 +27,9 @@ def test_other_backbones_shapes():
     assert layer_shapes(get_backbone("resnet50"))["layer3"] == (1024, 14, 14)
     lite = layer_shapes(get_backbone("efficientnet_lite0"))
     assert lite["stage4"] == (80, 14, 14) and lite["stage5"] == (112, 14, 14)
-    for bb in BACKBONES.values():  # every default cross-layer pair names real conv layers
+    for bb in BACKBONES.values():  # every curated default pair names real conv layers
+        if ":" in bb.name:  # torchvision:/timm: entries made on demand by other tests
+            continue
         local, guide = bb.cross_layer
         assert local in bb.layers and guide in bb.kernels
 
@@ -38,7 +40,7 @@ def test_registry_refuses_duplicates_and_unknown_names():
     with pytest.raises(LayerError, match="unknown backbone 'lenet'; valid: alexnet"):
         get_backbone("lenet")
     with pytest.raises(LayerError, match=r"not in alexnet; valid: conv1, .*featx layers alexnet"):
-        get_backbone("alexnet").check_layers(["conv5", "pool5"])
+        get_backbone("alexnet").check_layers(["conv5", "pool9"])
     assert get_backbone("alexnet").check_layers(["fc7", "conv4", "conv4"]) == ["conv4", "fc7"]
 
 
@@ -101,17 +103,6 @@ def test_extractor_matches_hooks_and_stops_early():
     assert not ran  # layers past the last requested one are not computed
 
 
-def test_efficientnet_lite0_same_padding_reference():
-    """The TF-SAME padding of the stride-2 stem: pad 0 top/left, 1 bottom/right on even input."""
-    from featx.backbones.efficientnet_lite import SamePadConv2d
-
-    conv = SamePadConv2d(1, 1, 3, stride=2, bias=False)
-    nn.init.ones_(conv.weight)
-    x = torch.arange(16.0).view(1, 1, 4, 4)
-    ref = nn.functional.conv2d(nn.functional.pad(x, [0, 1, 0, 1]), conv.weight, stride=2)
-    assert torch.equal(conv(x), ref) and conv(x).shape[-1] == 2
-
-
 def test_fully_convolutional_fc7_equals_the_classifier_at_the_base_scale():
     from featx.backbones import DenseFC, dense_shapes
 
@@ -130,24 +121,6 @@ def test_fully_convolutional_fc7_equals_the_classifier_at_the_base_scale():
     shapes = dense_shapes(bb, ["fc7"], [227, 321, 454, 642, 908, 1284, 1816])
     counts = [s["fc7"][0] for s in shapes]
     assert counts == [1, 16, 64, 196, 484, 1156, 2500] and sum(counts) == 4417  # ~4,400
-    with pytest.raises(LayerError, match="pyramid view needs alexnet"):
-        DenseFC(load_model(get_backbone("resnet50"), "none")[0], get_backbone("resnet50"), ["pool"])
-
-
-def test_batchnorm_folding_keeps_the_outputs():
-    from featx.backbones.efficientnet_lite import EfficientNetLite0
-
-    torch.manual_seed(0)
-    ref = EfficientNetLite0().eval()
-    for m in ref.modules():  # non-trivial running statistics
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
-            m.weight.data.uniform_(0.5, 1.5)
-    fused = EfficientNetLite0().eval()
-    fused.load_state_dict(ref.state_dict())
-    fused.fuse_batchnorm()
-    assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
-    x = torch.randn(2, 3, 96, 96)
-    with torch.no_grad():
-        torch.testing.assert_close(fused(x), ref(x), rtol=1e-4, atol=1e-4)
+    mobilenet = get_backbone("torchvision:mobilenet_v3_small")  # head: two linear layers
+    with pytest.raises(LayerError, match="no fully connected layers to run densely"):
+        DenseFC(load_model(mobilenet, "none")[0], mobilenet, ["logits"])

@@ -12,7 +12,8 @@ from featx.backbones.registry import backbone, torchvision_weights
 
 _ALEXNET_LAYERS = {
     "conv1": "features.1", "conv2": "features.4", "conv3": "features.7",
-    "conv4": "features.9", "conv5": "features.11", "fc6": "classifier.2", "fc7": "classifier.5",
+    "conv4": "features.9", "conv5": "features.11", "pool5": "features.12",
+    "fc6": "classifier.2", "fc7": "classifier.5",
     "logits": "classifier.6",
 }
 _ALEXNET_KERNELS = {"conv1": 11, "conv2": 5, "conv3": 3, "conv4": 3, "conv5": 3}
@@ -25,7 +26,7 @@ _ALEXNET_KERNELS = {"conv1": 11, "conv2": 5, "conv3": 3, "conv4": 3, "conv5": 3}
     kernels=_ALEXNET_KERNELS,
     imagenet=torchvision_weights(tvm.AlexNet_Weights.IMAGENET1K_V1),
     cross_layer=("conv4", "conv5"),
-    fc_conv=("features", {"fc6": ("classifier.1", 256, 6), "fc7": ("classifier.4", 4096, 1)}),
+    fc_conv=("pool5", {"fc6": ("classifier.1", 256, 6, True), "fc7": ("classifier.4", 4096, 1, True)}),
     description="torchvision AlexNet (one-weird-trick variant; conv4 has 256 channels)",
 )
 def _alexnet() -> nn.Module:
@@ -66,7 +67,7 @@ class CaffeAlexNet(nn.Module):
     input_size=227,
     layers={
         "conv1": "features.1", "conv2": "features.5", "conv3": "features.9",
-        "conv4": "features.11", "conv5": "features.13", "fc6": "classifier.2",
+        "conv4": "features.11", "conv5": "features.13", "pool5": "features.14", "fc6": "classifier.2",
         "fc7": "classifier.5", "logits": "classifier.6",
     },
     kernels=_ALEXNET_KERNELS,
@@ -75,7 +76,7 @@ class CaffeAlexNet(nn.Module):
     std=(1 / 255, 1 / 255, 1 / 255),
     bgr=True,
     cross_layer=("conv4", "conv5"),
-    fc_conv=("features", {"fc6": ("classifier.1", 256, 6), "fc7": ("classifier.4", 4096, 1)}),
+    fc_conv=("pool5", {"fc6": ("classifier.1", 256, 6, True), "fc7": ("classifier.4", 4096, 1, True)}),
     description="Caffe AlexNet as in the papers (conv4 has 384 channels); --weights PATH only",
 )
 def _alexnet_caffe() -> nn.Module:

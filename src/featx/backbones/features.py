@@ -14,29 +14,34 @@ from featx.errors import LayerError
 class DenseFC(nn.Module):
     """A backbone's FC layers run as convolutions (Yoo et al. §2.2; Long et al. 2015).
 
-    fc6 becomes a conv with the k x k x C kernel its weights reshape to (6x6x256 for AlexNet,
-    7x7x512 for VGG), each later FC layer a 1x1 conv; ReLU after each, as in the classifier.
-    On an input of the backbone's own size the maps are 1x1 and equal the classifier's
-    activations; larger inputs give dense maps of them. Returns ``{alias: (B, C, h, w)}``.
+    ``bb.fc_conv = (trunk, {alias: (linear path, channels, kernel, relu)})``: the trunk layer's
+    map feeds the first FC layer as a conv with the k x k x C kernel its weights reshape to
+    (6x6x256 for AlexNet fc6 after pool5, 7x7x512 for VGG), each later one as a 1x1 conv, with
+    ReLU where the classifier has one. On an input of the backbone's own size the maps are
+    1x1 and equal the classifier's activations; larger inputs give dense maps of them. A head
+    of global average pooling + linear runs as a 1x1 conv over the last feature map (its
+    positions' mean is the model's logits). Returns ``{alias: (B, C, h, w)}``.
     """
 
     def __init__(self, model: nn.Module, bb: Backbone, layers: list[str]):
         super().__init__()
         if bb.fc_conv is None:
-            raise LayerError(f"{bb.name} has no fully connected layers to run densely "
-                             "(the pyramid view needs alexnet, alexnet_caffe or vgg16)")
-        features, fcs = bb.fc_conv
+            raise LayerError(f"{bb.name} has no fully connected layers to run densely (its "
+                             "head is not pooling + linear)")
+        trunk, fcs = bb.fc_conv
         unknown = [x for x in layers if x not in fcs]
         if unknown or not layers:
-            raise LayerError(f"the pyramid view computes {', '.join(fcs)} only, not "
+            raise LayerError(f"the pyramid view computes {', '.join(fcs)} densely, not "
                              f"{', '.join(unknown) or 'nothing'}")
         modules = dict(model.named_modules())
-        self.features = modules[features]
+        self.trunk = ActivationExtractor(model, bb, [trunk])
+        self.trunk_name = trunk
         self.names = [a for a in fcs if list(fcs).index(a) <= max(map(list(fcs).index, layers))]
         self.wanted = set(layers)
+        self.relu = [fcs[a][3] for a in self.names]
         convs = []
         for alias in self.names:
-            path, channels, k = fcs[alias]
+            path, channels, k, _ = fcs[alias]
             lin: nn.Linear = modules[path]
             conv = nn.Conv2d(channels, lin.out_features, k).to(lin.weight.device)
             with torch.no_grad():
@@ -46,9 +51,11 @@ class DenseFC(nn.Module):
         self.convs = nn.ModuleList(convs)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        y, out = self.features(x), {}
-        for alias, conv in zip(self.names, self.convs):
-            y = torch.relu(conv(y))
+        y, out = self.trunk(x)[self.trunk_name], {}
+        for alias, conv, relu in zip(self.names, self.convs, self.relu):
+            y = conv(y)
+            if relu:
+                y = torch.relu(y)
             if alias in self.wanted:
                 out[alias] = y
         return out
@@ -73,6 +80,7 @@ class ActivationExtractor(nn.Module):
         super().__init__()
         self.model, self.layers, self.dtype = model, bb.check_layers(layers), dtype
         self._out: dict[str, torch.Tensor] = {}
+        self._active = False  # several extractors may hook one model: each reads its own pass
         modules = dict(model.named_modules())
         last = self.layers[-1]
         for alias in self.layers:
@@ -80,6 +88,8 @@ class ActivationExtractor(nn.Module):
 
     def _hook(self, alias: str, last: bool):
         def hook(module, args, output):
+            if not self._active:
+                return
             # a copy (cast to the storage dtype on the way): in-place ops later in the network
             # (ReLU(inplace)) must not alter it
             self._out[alias] = output.to(dtype=self.dtype or output.dtype, copy=True)
@@ -89,11 +99,13 @@ class ActivationExtractor(nn.Module):
         return hook
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        self._out = {}
+        self._out, self._active = {}, True
         try:
             self.model(x)
         except _Stop:
             pass
+        finally:
+            self._active = False
         out, self._out = self._out, {}
         return {alias: out[alias] for alias in self.layers}
 

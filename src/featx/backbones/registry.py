@@ -35,9 +35,10 @@ class Backbone:
     bgr: bool = False
     imagenet: Callable[[], Mapping[str, torch.Tensor]] | None = None
     cross_layer: tuple[str, str] | None = None
-    # fully convolutional FC layers for the pyramid view: the module computing the conv
-    # features, then alias -> (path of the nn.Linear, its input as (channels, kernel))
-    fc_conv: tuple[str, Mapping[str, tuple[str, int, int]]] | None = None
+    # fully convolutional FC layers for the pyramid view: the layer whose map feeds them, then
+    # alias -> (path of the nn.Linear, its input as (channels, kernel), ReLU after it)
+    fc_conv: tuple[str, Mapping[str, tuple[str, int, int, bool]]] | None = None
+    interpolation: str = "bilinear"  # of the resize to the input size (antialiased)
     jitter_size: int = 256
     description: str = ""
 
@@ -88,10 +89,17 @@ def backbone(name: str, **spec) -> Callable[[Callable[[], nn.Module]], Callable[
 
 
 def get_backbone(name: str) -> Backbone:
+    """A curated entry by name, or ``torchvision:NAME`` / ``timm:NAME`` made on first use."""
+    if name not in BACKBONES and ":" in name:
+        from featx.backbones.named import resolve
+
+        BACKBONES[name] = resolve(name)
     try:
         return BACKBONES[name]
     except KeyError:
-        raise LayerError(f"unknown backbone {name!r}; valid: {', '.join(BACKBONES)}") from None
+        curated = [n for n in BACKBONES if ":" not in n]
+        raise LayerError(f"unknown backbone {name!r}; valid: {', '.join(curated)}, or "
+                         "torchvision:NAME / timm:NAME for any model of those libraries") from None
 
 
 def torchvision_weights(weights_enum) -> Callable[[], Mapping[str, torch.Tensor]]:

@@ -17,6 +17,7 @@ from featx.backbones.registry import backbone, torchvision_weights
     kernels={"layer1": 3, "layer2": 3, "layer3": 3, "layer4": 3},
     imagenet=torchvision_weights(tvm.ResNet50_Weights.IMAGENET1K_V2),
     cross_layer=("layer3", "layer4"),
+    fc_conv=("layer4", {"logits": ("fc", 2048, 1, False)}),  # pooling + linear: dense logits
     description="torchvision ResNet-50 (stage outputs)",
 )
 def _resnet50() -> nn.Module:

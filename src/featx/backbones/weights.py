@@ -59,18 +59,20 @@ def load_model(bb: Backbone, weights: str = "imagenet", seed: int = 0) -> tuple[
         source = f"file {path.resolve()} (sha256 {file_digest(path)})"
     with torch.device("meta"):  # no random init to throw away: the weights are assigned
         model = bb.build()
-    try:
-        missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
-    except RuntimeError as exc:  # shape mismatches
-        detail = next((ln.strip() for ln in str(exc).splitlines() if "size mismatch" in ln), exc)
-        raise WeightsError(f"weights do not fit {bb.name}: {detail} (is the file for another "
-                           "backbone?)") from None
-    if missing or unexpected:
-        raise WeightsError(
-            f"weights do not fit {bb.name}: missing {list(missing)[:3]}, unexpected "
-            f"{list(unexpected)[:3]} (is the file for another backbone?)"
-        )
+    expected = model.state_dict()
+    hint = "(is the file for another backbone?)"
+    for key, want in expected.items():
+        if key not in state:
+            raise WeightsError(f"weights do not fit {bb.name}: first mismatched key {key!r} is "
+                               f"missing from them {hint}")
+        if tuple(state[key].shape) != tuple(want.shape):
+            raise WeightsError(f"weights do not fit {bb.name}: first mismatched key {key!r} has "
+                               f"shape {tuple(state[key].shape)}, the network "
+                               f"{tuple(want.shape)} {hint}")
+    extra = next((k for k in state if k not in expected), None)
+    if extra is not None:
+        raise WeightsError(f"weights do not fit {bb.name}: first mismatched key {extra!r} is "
+                           f"not in the network {hint}")
+    model.load_state_dict(state, assign=True)
     model.eval()
-    if hasattr(model, "fuse_batchnorm"):  # inference only: fold BatchNorm into the convs
-        model.fuse_batchnorm()
     return model, source

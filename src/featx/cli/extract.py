@@ -23,8 +23,9 @@ D = ExtractConfig  # the defaults live in the config
 @click.option("--root", type=click.Path(), help="The dataset's folder (or CSV for folder).")
 @click.option("--split", default="", help="The dataset's split: train, val, trainval, test.")
 @click.option("--crop-boxes", is_flag=True, help="cub200: crop to the bounding boxes.")
-@click.option("--backbone", type=click.Choice(list(BACKBONES)), default=D.backbone,
-              show_default=True)
+@click.option("--backbone", default=D.backbone, show_default=True,
+              help=f"{', '.join(n for n in BACKBONES if ':' not in n)}, or any "
+                   "torchvision:NAME / timm:NAME (featx layers --list torchvision|timm).")
 @click.option("--weights", default=D.weights, show_default=True,
               help="imagenet, none (random, from --seed) or a state-dict file.")
 @click.option("--layers", default=None,

@@ -1,24 +1,40 @@
-"""``featx layers``: list backbones, or a backbone's layer aliases with their shapes."""
+"""``featx layers``: list backbones, a family's model names, or a backbone's layer aliases with
+their shapes."""
 
 from __future__ import annotations
 
 import click
 
 from featx.backbones import BACKBONES, get_backbone, layer_shapes
+from featx.backbones.named import FAMILIES, list_models
 
 
 @click.command()
 @click.argument("backbone", required=False)
 @click.option("--input-size", type=click.IntRange(32), help="Input size (default: the backbone's).")
-def layers(backbone: str | None, input_size: int | None) -> None:
-    """List BACKBONE's layer aliases and shapes (C x H x W), or every backbone if none given."""
+@click.option("--list", "family", type=click.Choice(FAMILIES),
+              help="List every model name of torchvision or timm (usable as FAMILY:NAME).")
+def layers(backbone: str | None, input_size: int | None, family: str | None) -> None:
+    """List BACKBONE's layer aliases and shapes (C x H x W), with the default cross-layer pair
+    and the layers the pyramid view runs densely marked; or the curated backbones if none is
+    given. BACKBONE is a curated name or torchvision:NAME / timm:NAME."""
+    if family:
+        for name in list_models(family):
+            click.echo(f"{family}:{name}")
+        return
     if backbone is None:
         for bb in BACKBONES.values():
-            click.echo(f"{bb.name}\t{bb.input_size}\t{bb.description}")
+            if ":" not in bb.name:
+                click.echo(f"{bb.name}\t{bb.input_size}\t{bb.description}")
+        click.echo("... and torchvision:NAME / timm:NAME (featx layers --list torchvision|timm)",
+                   err=True)
         return
     bb = get_backbone(backbone)
-    size = input_size or bb.input_size
     roles = dict(zip(bb.cross_layer or (), ("local", "guidance")))
-    for alias, shape in layer_shapes(bb, size).items():
-        pair = f" (cross-layer default: {roles[alias]})" if alias in roles else ""
-        click.echo(f"{alias}\t{'x'.join(map(str, shape))}{pair}")
+    dense = set(bb.fc_conv[1]) if bb.fc_conv else set()
+    for alias, shape in layer_shapes(bb, input_size or bb.input_size).items():
+        notes = [f"cross-layer default: {roles[alias]}"] if alias in roles else []
+        if alias in dense:
+            notes.append("dense in the pyramid view")
+        click.echo(f"{alias}\t{'x'.join(map(str, shape))}"
+                   + (f" ({'; '.join(notes)})" if notes else ""))

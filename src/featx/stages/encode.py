@@ -153,8 +153,12 @@ def _context(cfg: EncodeConfig, head: dict, device: torch.device) -> Context:
                                       f"--layer {cfg.layers[0]})")
             guide = cfg.layers[1]
         if guide is None:
-            raise InputError(f"no default guidance layer for local layer {local}; pass "
-                             f"--layers {local},GUIDE")
+            bb = get_backbone(head["backbone"])
+            why = (f"{bb.name} has no pair of feature maps with related grids (a transformer's "
+                   "blocks give token sequences, not maps)") if bb.cross_layer is None else \
+                f"{local} is not the local layer of {bb.name}'s default pair {bb.cross_layer}"
+            raise InputError(f"no default guidance layer for {local}: {why}; pass "
+                             f"--layers {local},GUIDE with two map layers")
         shapes = head["layer_shapes"]
         for layer in (local, guide):
             if layer not in shapes:

@@ -79,10 +79,11 @@ class ExtractConfig:
 class _ViewDataset(Dataset):
     """Decodes image ``i`` and renders its views; a decode failure is returned, not raised."""
 
-    def __init__(self, records: list, views: list[ViewSpec], size: int, jitter_size: int):
+    def __init__(self, records: list, views: list[ViewSpec], size: int, jitter_size: int,
+                 mode: str):
         self.paths = [r.path for r in records]
         self.boxes = [r.box for r in records]
-        self.size, self.jitter = size, jitter_size
+        self.size, self.jitter, self.mode = size, jitter_size, mode
         self.views = [v for v in views if v.kind != "pyramid"]
         self.pyramid = next((v.sizes(size) for v in views if v.kind == "pyramid"), None)
         w = max(v.min_decode_size(size, jitter_size)[0] for v in views)
@@ -95,13 +96,14 @@ class _ViewDataset(Dataset):
     def __getitem__(self, i: int):
         try:
             img = decode(self.paths[i], self.min_size, self.boxes[i])
-            grid = (torch.cat([v.render(img, self.size, self.jitter) for v in self.views])
+            grid = (torch.cat([v.render(img, self.size, self.jitter, self.mode) for v in self.views])
                     if self.views else None)
         except FeatxError as exc:  # undecodable, or too small for a view: a bad image
             message = str(exc) if isinstance(exc, ImageDecodeError) else \
                 f"cannot use image {self.paths[i]}: {exc}"
             return i, None, message
-        return i, (grid, render_pyramid(img, self.pyramid) if self.pyramid else None), None
+        pyramid = render_pyramid(img, self.pyramid, self.mode) if self.pyramid else None
+        return i, (grid, pyramid), None
 
 
 def _as_list(batch):
@@ -204,7 +206,8 @@ def run(source: ImageSource, out: str | Path, cfg: ExtractConfig = ExtractConfig
 
         attrs = provenance(
             command=cfg.command, **signature, weights=weights_desc, weights_arg=cfg.weights,
-            seed=cfg.seed, classes=list(source.classes), split=source.split,
+            seed=cfg.seed, interpolation=bb.interpolation, classes=list(source.classes),
+            split=source.split,
             source=source.description, layer_shapes={k: list(shapes[k]) for k in layers},
             pyramid_shapes=[{k: list(v) for k, v in d.items()} for d in pyr_shapes],
         )
@@ -212,7 +215,7 @@ def run(source: ImageSource, out: str | Path, cfg: ExtractConfig = ExtractConfig
         per_image = sum(v.count() for v in grid_views) or 1
         workers = (os.cpu_count() or 1) if cfg.workers is None else cfg.workers
         loader = DataLoader(
-            _ViewDataset([r for _, r in records], views, size, bb.jitter_size),
+            _ViewDataset([r for _, r in records], views, size, bb.jitter_size, bb.interpolation),
             batch_size=max(1, min(cfg.batch_size, MAX_BATCH) // per_image), num_workers=workers,
             collate_fn=_as_list, pin_memory=device.type == "cuda",
             prefetch_factor=4 if workers else None, worker_init_fn=_worker_init if workers else None,
