@@ -137,19 +137,19 @@ def run(setup: Setup, work: Path, reports: Path) -> Path:
             "--layers", f"{setup.cl_layers},{setup.fc_layer}"]
     acts = {s: r.featx("extract", "extract", *grid, "--split", s, "-o", w / f"acts-{s}")
             for s in (setup.train, setup.test)}
-    pca = r.featx("fit-pca", "fit-pca", *acts[setup.train], "--layer", setup.cl_layers.split(",")[0],
+    pca = r.featx("fit-pca", "fit-pca", "--overwrite", *acts[setup.train], "--layer", setup.cl_layers.split(",")[0],
                   "--dim", setup.cl_dim, "--per-image", setup.per_image, "-o", w / "pca-cl.h5")[0]
 
     # the pyramid: a sample to fit the PCA on, then every image stored PCA-reduced
     pyr = [*base, "--views", "pyramid", "--scales", setup.scales, "--layers", setup.pyramid_layer]
     sample = r.featx("extract", "extract", *pyr, "--split", setup.train, "--shard-size",
                      setup.pyramid_sample, "-o", w / "pyr-sample")[:1]
-    pca_fv = r.featx("fit-pca", "fit-pca", *sample, "--layer", setup.pyramid_layer, "--view",
+    pca_fv = r.featx("fit-pca", "fit-pca", "--overwrite", *sample, "--layer", setup.pyramid_layer, "--view",
                      "pyramid", "--local", "dense", "--dim", setup.fv_dim, "--per-image",
                      setup.per_image, "-o", w / "pca-fv.h5")[0]
     pyrs = {s: r.featx("extract", "extract", *pyr, "--split", s, "--project", pca_fv,
                        "-o", w / f"pyr-{s}") for s in (setup.train, setup.test)}
-    gmm = r.featx("fit-gmm", "fit-gmm", *pyrs[setup.train], "--pca", pca_fv, "--components",
+    gmm = r.featx("fit-gmm", "fit-gmm", "--overwrite", *pyrs[setup.train], "--pca", pca_fv, "--components",
                   setup.components, "--per-image", setup.per_image * 2, "-o", w / "gmm.h5")[0]
 
     rows = []
@@ -161,7 +161,7 @@ def run(setup: Setup, work: Path, reports: Path) -> Path:
             extra += ["--fc-layer", setup.fc_layer]
         enc = {s: r.featx("encode", "encode", *src[s], *args, *extra, "-o", w / f"enc-{slug}-{s}")
                for s in src}
-        model = r.featx("train-svm", "train-svm", *enc[setup.train], "--C", setup.C,
+        model = r.featx("train-svm", "train-svm", "--overwrite", *enc[setup.train], "--C", setup.C,
                         "-o", w / f"svm-{slug}.h5")[0]
         out = r.featx("evaluate", "evaluate", *enc[setup.test], "--model", model, "--json",
                       w / f"metrics-{slug}.json")[0]

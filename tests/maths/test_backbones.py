@@ -124,3 +124,28 @@ def test_fully_convolutional_fc7_equals_the_classifier_at_the_base_scale():
     mobilenet = get_backbone("torchvision:mobilenet_v3_small")  # head: two linear layers
     with pytest.raises(LayerError, match="no fully connected layers to run densely"):
         DenseFC(load_model(mobilenet, "none")[0], mobilenet, ["logits"])
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "resnet50", "timm:efficientnet_b0",
+                                  "torchvision:mobilenet_v3_small"])
+def test_batchnorm_folding_keeps_the_outputs(name):
+    import copy
+
+    from featx.backbones.fold import fold_batchnorm
+
+    bb = get_backbone(name)
+    torch.manual_seed(0)
+    ref = bb.build().eval()
+    for m in ref.modules():  # non-trivial running statistics and affine parameters
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    fused = copy.deepcopy(ref)
+    assert fold_batchnorm(fused, bb.build, bb.input_size) > 0
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
+    x = torch.randn(2, 3, 128, 128)
+    with torch.no_grad():
+        want = ref(x)
+        torch.testing.assert_close(fused(x), want, rtol=1e-4, atol=1e-4 * want.abs().max().item())

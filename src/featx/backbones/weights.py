@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from featx.backbones.fold import fold_batchnorm
 from featx.backbones.registry import Backbone
 from featx.digest import file_digest
 from featx.errors import WeightsError
@@ -24,7 +25,9 @@ def load_model(bb: Backbone, weights: str = "imagenet", seed: int = 0) -> tuple[
     """
     if weights == "none":
         torch.manual_seed(seed)
-        return bb.build().eval(), f"none (random init, seed {seed})"
+        model = bb.build().eval()
+        fold_batchnorm(model, bb.build, bb.input_size)
+        return model, f"none (random init, seed {seed})"
     if weights == "imagenet":
         if bb.imagenet is None:
             raise WeightsError(f"{bb.name} has no ImageNet weights to fetch; pass --weights PATH")
@@ -74,5 +77,6 @@ def load_model(bb: Backbone, weights: str = "imagenet", seed: int = 0) -> tuple[
         raise WeightsError(f"weights do not fit {bb.name}: first mismatched key {extra!r} is "
                            f"not in the network {hint}")
     model.load_state_dict(state, assign=True)
+    fold_batchnorm(model.eval(), bb.build, bb.input_size)  # inference only: one pass less
     model.eval()
     return model, source
