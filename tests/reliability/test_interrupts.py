@@ -93,3 +93,21 @@ def test_a_huge_batch_size_is_clamped(caplog):
     cfg = ExtractConfig(batch_size=100_000)
     assert cfg.batch_size == 100_000
     assert f"using {MAX_BATCH}" in caplog.text
+
+
+def test_sigterm_inside_a_batch_loop_is_raised_at_the_next_check():
+    """A raise from a signal handler can be swallowed inside a finaliser; in a polled loop the
+    handler only records the request, and the loop raises at a safe point."""
+    from featx import interrupt
+
+    try:
+        with interrupt.polling():
+            interrupt.request()  # no raise here
+            with pytest.raises(interrupt.Terminated):
+                interrupt.check()
+        interrupt.reset()
+        with pytest.raises(interrupt.Terminated):
+            interrupt.request()  # outside a loop: at once
+    finally:
+        interrupt.reset()
+    interrupt.check()  # reset: nothing pending

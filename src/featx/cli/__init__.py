@@ -10,6 +10,7 @@ import click
 from rich.logging import RichHandler
 
 import featx
+from featx import interrupt
 from featx.cli import options
 from featx.errors import FeatxError
 from featx.cli.progress import stderr
@@ -20,30 +21,25 @@ class FeatxGroup(click.Group):
 
     def main(self, args=None, *rest, **kwargs):
         options.ARGV[:] = list(args) if args is not None else sys.argv[1:]
-        previous = signal.signal(signal.SIGTERM, _terminate)
+        interrupt.reset()
+        previous = signal.signal(signal.SIGTERM, interrupt.request)
         try:
             return super().main(args, *rest, **kwargs)
         finally:
             signal.signal(signal.SIGTERM, previous)
+            interrupt.reset()
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except FeatxError as exc:
             raise click.ClickException(str(exc)) from exc
-        except Terminated:
+        except interrupt.Terminated:
             # the stages' cleanup ran on the way out: only whole files are left
             stderr.print("Error: terminated (SIGTERM); complete outputs are kept, rerun to "
                          "resume", markup=False, highlight=False)
             ctx.exit(143)
 
-
-class Terminated(BaseException):
-    """SIGTERM, raised in the main thread so that cleanup runs as for Ctrl-C."""
-
-
-def _terminate(signum, frame):
-    raise Terminated
 
 
 @click.group(cls=FeatxGroup, context_settings={"help_option_names": ["-h", "--help"]})

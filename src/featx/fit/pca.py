@@ -16,7 +16,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from featx.errors import InputError
-from featx.fit._base import as_samples, batches, device_of
+from featx.fit._base import as_samples, batches
 
 _PCA_BATCH = 16384  # rows per float32 SYRK: relative rounding ~1e-7 (tested)
 

@@ -85,9 +85,9 @@ class Context:
     gmm: object | None = None
     fisher_pca: object | None = None
 
-    def project(self, local: torch.Tensor) -> torch.Tensor:
+    def project(self, acts: torch.Tensor) -> torch.Tensor:
         """PCA-reduced subarrays at the cross-layer positions: (B, C, H, W) -> (B, D', h, w)."""
-        return project_subarrays(local, *self.pca_conv, self.grid)
+        return project_subarrays(acts, *self.pca_conv, self.grid)
 
     def fisher_features(self, scales: list[torch.Tensor]) -> list[torch.Tensor]:
         """Pyramid vectors in the GMM's (PCA-reduced) space."""

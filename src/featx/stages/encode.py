@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from featx import interrupt
 from featx.backbones import get_backbone
 from featx.device import rank_and_world, resolve_device
 from featx.digest import file_digest
@@ -118,7 +119,8 @@ def run(inputs: Sequence[str], out: str | Path, cfg: EncodeConfig, *,
     # output i has input i's name; leftovers of an older run are rank 0's to remove
     owned = lambda name: name in mine or (rank == 0 and name not in names)  # noqa: E731
     with output_folder(out, overwrite=cfg.overwrite, command=cfg.command, rank=rank,
-                       world=world, owned=owned) as folder, torch.inference_mode():
+                       world=world, owned=owned) as folder, torch.inference_mode(), \
+            interrupt.polling():
         for path, head in zip(paths, heads):
             target = folder.path / path.name
             if cfg.overwrite or resume_or_refuse(target, signature,
@@ -216,6 +218,7 @@ def _encode_one(path: Path, target: Path, plan: EncodePlan, cfg: EncodeConfig, a
                             quantize=cfg.quantize, dtype=cfg.dtype) as writer:
             dims: list[int] = []
             for start_ in range(0, len(shard.ids), _BLOCK):
+                interrupt.check()
                 rows = slice(start_, start_ + _BLOCK)
                 acts = {}
                 for view, layer in plan.reads():

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from featx import interrupt
 from featx.backbones import ActivationExtractor, DenseFC, dense_shapes, get_backbone
 from featx.backbones import layer_shapes, load_model
 from featx.device import rank_and_world, resolve_device
@@ -279,6 +280,7 @@ def run(source: ImageSource, out: str | Path, cfg: ExtractConfig = ExtractConfig
         try:
             with torch.inference_mode():
                 for batch in loader:
+                    interrupt.check()
                     for i, _, err in batch:
                         if err is None:
                             continue
