@@ -7,6 +7,9 @@ solver per class on it (Liu et al. §4.1): libsvm's SMO through scikit-learn's
 unregularised bias, exactly the linear SVM. The primal weights are then recovered as
 w_c = sum_i alpha_ci y_ci x_i, so scoring new encodings is one GEMM as well.
 
+Neither paper gives C: :func:`choose_c` picks it by k-fold cross-validation on the training
+Gram matrix (``train-svm --C auto`` or a list), which costs SVM fits only, no new products.
+
 Multi-label (VOC): one binary problem per class from labels in {1, -1, 0}; images labelled 0
 (difficult) are left out of that class's training by default. Single-label: class c against the
 rest; prediction is the argmax of the scores.
@@ -22,6 +25,9 @@ import torch
 from featx.errors import InputError
 
 log = logging.getLogger(__name__)
+
+
+AUTO_C = (0.01, 0.1, 1.0, 10.0, 100.0)  # --C auto: the grid cross-validation chooses from
 
 
 def gram(x: np.ndarray, device: torch.device) -> np.ndarray:
@@ -56,30 +62,71 @@ def binary_targets(labels: np.ndarray, num_classes: int, include_difficult: bool
     return out
 
 
-def train_ovr(x: np.ndarray, labels: np.ndarray, num_classes: int, c: float = 1.0,
-              device: torch.device | str = "cpu", include_difficult: bool = False,
-              progress=None) -> tuple[np.ndarray, np.ndarray]:
-    """Weights (C, dim) float32 and biases (C,) of one-vs-rest linear SVMs."""
+def _fit(k: np.ndarray, idx: np.ndarray, y: np.ndarray, c: float):
+    """One binary SVM on the Gram matrix rows/columns ``idx``: (support indices into idx,
+    alpha_i y_i, bias)."""
     from sklearn.svm import SVC
 
-    device = torch.device(device)
-    k = gram(x, device)
+    svm = SVC(C=c, kernel="precomputed", tol=1e-3, cache_size=64)
+    svm.fit(k[np.ix_(idx, idx)], y)
+    # sklearn orders classes [-1, 1]: its decision function is positive for class 1
+    return svm.support_, svm.dual_coef_[0], svm.intercept_[0]
+
+
+def train_ovr(x: np.ndarray, labels: np.ndarray, num_classes: int, c: float = 1.0,
+              device: torch.device | str = "cpu", include_difficult: bool = False,
+              progress=None, k: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Weights (C, dim) float32 and biases (C,) of one-vs-rest linear SVMs; ``k`` is the Gram
+    matrix of ``x`` when already computed."""
+    k = gram(x, torch.device(device)) if k is None else k
     weights = np.zeros((num_classes, x.shape[1]), np.float32)
     biases = np.zeros(num_classes)
     for cls, (idx, y) in enumerate(binary_targets(labels, num_classes, include_difficult)):
         if len(np.unique(y)) < 2:
             raise InputError(f"class {cls} has {'no positive' if (y < 0).all() else 'no negative'}"
                              " training images; an SVM needs both")
-        svm = SVC(C=c, kernel="precomputed", tol=1e-3, cache_size=64)
-        svm.fit(k[np.ix_(idx, idx)], y)
+        support, alpha_y, bias = _fit(k, idx, y, c)
         coef = np.zeros(len(x), np.float32)
-        coef[idx[svm.support_]] = svm.dual_coef_[0]  # alpha_i y_i
-        # sklearn orders classes [-1, 1]: its decision function is positive for class 1
+        coef[idx[support]] = alpha_y
         weights[cls] = coef @ x  # w = sum_i alpha_i y_i x_i, without copying rows of x
-        biases[cls] = svm.intercept_[0]
+        biases[cls] = bias
         if progress is not None:
             progress()
     return weights, biases
+
+
+def choose_c(k: np.ndarray, labels: np.ndarray, num_classes: int, cs, folds: int = 5,
+             include_difficult: bool = False, seed: int = 0) -> tuple[float, dict[float, float]]:
+    """C by k-fold cross-validation on the training split's Gram matrix (no new products):
+    the C with the best mean validation score — mean 11-point AP for multi-label labels,
+    top-1 accuracy for single-label — ties going to the smaller C. Returns (C, {C: score})."""
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    from featx.metrics import voc07_ap
+
+    multilabel = labels.ndim == 2
+    if multilabel:
+        splitter = KFold(folds, shuffle=True, random_state=seed)
+    else:
+        smallest = np.bincount(labels).min(initial=len(labels)) if len(labels) else 0
+        folds = max(2, min(folds, int(smallest)))
+        splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    splits = list(splitter.split(np.zeros(len(labels)), None if multilabel else labels))
+    result: dict[float, float] = {}
+    for c in cs:
+        decision = np.zeros((len(labels), num_classes))
+        for train, val in splits:
+            for cls, (idx, y) in enumerate(binary_targets(labels[train], num_classes,
+                                                          include_difficult)):
+                if len(np.unique(y)) < 2:  # a fold without positives (or negatives)
+                    decision[val, cls] = y[0] if len(y) else -1.0
+                    continue
+                support, alpha_y, bias = _fit(k[np.ix_(train, train)], idx, y, c)
+                decision[val, cls] = k[np.ix_(val, train[idx[support]])] @ alpha_y + bias
+        result[float(c)] = (float(voc07_ap(decision, labels).mean()) if multilabel
+                            else float((decision.argmax(1) == labels).mean()))
+    best = max(result, key=lambda c: (result[c], -c))
+    return best, result
 
 
 def scores(x: np.ndarray, weights: np.ndarray, biases: np.ndarray) -> np.ndarray:

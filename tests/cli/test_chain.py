@@ -45,6 +45,19 @@ def test_chain_through_the_cli(cli, tmp_path, alexnet_weights):
     res = cli("evaluate", tmp_path / "enc-test", "--model", model, "--json", tmp_path / "m.json")
     assert res.stdout.strip() == str(tmp_path / "m.json")
     assert json.loads((tmp_path / "m.json").read_text())["top1"] == metrics["top1"]
+    # C chosen by cross-validation on the training split, recorded in the model
+    auto = cli("train-svm", tmp_path / "enc-train", "--C", "auto", "--folds", "3", "-o",
+               tmp_path / "auto.h5").stdout.strip()
+    from featx.io import load_svm
+    from featx.svm import AUTO_C
+
+    attrs = load_svm(auto)[2]
+    assert attrs["C_grid"] == list(AUTO_C) and attrs["C"] in AUTO_C and attrs["folds"] == 3
+    scores = dict((a, b) for a, b in attrs["cv_scores"])
+    assert scores[attrs["C"]] == max(scores.values())
+    res = cli("train-svm", tmp_path / "enc-train", "--C", "1,-2", "-o", tmp_path / "x.h5",
+              ok=False)
+    assert res.exit_code == 2 and "every C must be a finite number > 0" in res.stderr
 
 
 def test_evaluate_refuses_other_encodings_and_voc_metric_on_single_labels(cli, tmp_path,

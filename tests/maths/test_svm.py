@@ -55,3 +55,34 @@ def test_difficult_images_are_left_out_by_default():
     assert not np.allclose(w_inc[0], w[0], atol=1e-4)
     with pytest.raises(InputError, match="no positive"):
         train_ovr(x, -np.ones((60, 1), int), 1)
+
+
+def test_cross_validation_picks_the_c_that_is_clearly_right():
+    """Positives at x1 = +0.1 with x2 = +5 or -3, negatives at x1 = -0.1, x2 = 0: the class
+    means differ mostly along x2, so a tiny C (w ~ the mean difference) misranks the x2 = -3
+    positives; a large C finds the margin along x1."""
+    from featx.svm import choose_c
+
+    rng = np.random.default_rng(0)
+    n = 40
+    pos = np.c_[np.full(n, 0.1), np.where(np.arange(n) % 2, 5.0, -3.0)]
+    neg = np.c_[np.full(n, -0.1), np.zeros(n)]
+    x = (np.r_[pos, neg] + rng.normal(size=(2 * n, 2)) * 0.01).astype(np.float32)
+    y = np.r_[np.zeros(n, int), np.ones(n, int)]
+    k = gram(x, __import__("torch").device("cpu"))
+    c, cv = choose_c(k, y, 2, (1e-4, 1e3), folds=4)
+    assert c == 1e3 and cv[1e3] == 1.0 and cv[1e-4] < 0.8
+    # multi-label labels in {1, -1}: scored by mean 11-point AP
+    c, cv = choose_c(k, np.where(np.eye(2, dtype=int)[y] == 1, 1, -1), 2, (1e-4, 1e3), folds=4)
+    assert c == 1e3 and cv[1e3] == 1.0 and cv[1e-4] < 0.8
+
+
+def test_ties_go_to_the_smaller_c():
+    from featx.svm import choose_c
+
+    rng = np.random.default_rng(4)
+    y = np.repeat(np.arange(2), 10)
+    x = (np.eye(2)[y] * 50 + rng.normal(size=(20, 2)) * 0.01).astype(np.float32)
+    k = gram(x, __import__("torch").device("cpu"))
+    c, cv = choose_c(k, y, 2, (10.0, 1.0, 100.0), folds=2)
+    assert cv == {10.0: 1.0, 1.0: 1.0, 100.0: 1.0} and c == 1.0

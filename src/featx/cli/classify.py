@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import click
 from rich.table import Table
 
@@ -12,21 +14,37 @@ from featx.stages import evaluate as evaluate_stage
 from featx.stages import train_svm as train_stage
 from featx.stages.evaluate import DATASETS, EvaluateConfig, write_json
 from featx.stages.train_svm import TrainSVMConfig
+from featx.svm import AUTO_C
+
+
+def _parse_c(ctx, param, value: str) -> tuple[float, ...]:
+    if value.strip() == "auto":
+        return AUTO_C
+    try:
+        cs = tuple(float(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a number, a list of numbers, or auto") from None
+    if not all(math.isfinite(v) and v > 0 for v in cs):
+        raise click.BadParameter(f"{value!r}: every C must be a finite number > 0")
+    return cs
 
 
 @click.command("train-svm")
 @inputs_arg
 @out_opt
-@click.option("--C", "c", default=TrainSVMConfig.c, show_default=True,
-              type=click.FloatRange(min=0, min_open=True), help="SVM regularisation constant.")
+@click.option("--C", "c", default="1", show_default=True, callback=_parse_c,
+              help="SVM regularisation constant; several (0.1,1,10) or 'auto' "
+                   f"({','.join(f'{c:g}' for c in AUTO_C)}) choose by cross-validation.")
+@click.option("--folds", default=TrainSVMConfig.folds, show_default=True,
+              type=click.IntRange(2), help="Folds of the cross-validation that chooses C.")
 @click.option("--include-difficult", is_flag=True,
               help="Multi-label: train on images labelled 0 as positives instead of leaving "
                    "them out.")
 @device_opt
 @overwrite_opt
-def train_svm(inputs, out, c, include_difficult, device, overwrite):
+def train_svm(inputs, out, c, folds, include_difficult, device, overwrite):
     """Train one-vs-rest linear SVMs on encoding shards INPUTS (or - for stdin)."""
-    cfg = TrainSVMConfig(c=c, include_difficult=include_difficult, device=device,
+    cfg = TrainSVMConfig(c=c, folds=folds, include_difficult=include_difficult, device=device,
                          overwrite=overwrite, command=command_line())
     with bars("class") as progress:
         paths = list(train_stage.run(inputs, out, cfg, progress=progress))

@@ -331,9 +331,11 @@ class EncodingShard(Shard):
         super().__init__(path, "encodings")
 
     def encodings(self) -> np.ndarray:
-        """float32 (N, dim); sign codes unpacked to {-1, 0, 1}."""
+        """float32 (N, dim); sign codes unpacked to {-1, 0, 1} / sqrt(nonzeros): unit L2 norm,
+        like every other encoding, so that an SVM's C means the same for them."""
         if "codes" in self.file:
-            return unpack_sign(self._read("codes"), self.attrs["dim"])
+            x = unpack_sign(self._read("codes"), self.attrs["dim"])
+            return x / np.sqrt(np.maximum(np.count_nonzero(x, axis=1), 1))[:, None]
         return self._read("enc").astype(np.float32)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -20,15 +21,22 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainSVMConfig:
-    c: float = 1.0
+    """``c``: one C, or several to choose from by ``folds``-fold cross-validation on the
+    training split (``svm.AUTO_C`` for ``--C auto``)."""
+
+    c: tuple[float, ...] = (1.0,)
+    folds: int = 5
     include_difficult: bool = False
+    seed: int = 0
     device: str = "auto"
     overwrite: bool = False
     command: str = ""
 
     def __post_init__(self) -> None:
-        if not self.c > 0:
-            raise InputError(f"--C must be > 0, got {self.c}")
+        if not self.c or not all(math.isfinite(c) and c > 0 for c in self.c):
+            raise InputError(f"--C must be finite numbers > 0, got {self.c}")
+        if self.folds < 2:
+            raise InputError(f"--folds must be at least 2, got {self.folds}")
 
 
 def run(inputs: Sequence[str], out: str | Path, cfg: TrainSVMConfig = TrainSVMConfig(), *,
@@ -38,14 +46,25 @@ def run(inputs: Sequence[str], out: str | Path, cfg: TrainSVMConfig = TrainSVMCo
         ids, x, labels, attrs = load_encodings(shard_paths(inputs), ENCODING_KEYS)
         classes = attrs.get("classes") or []
         num = len(classes) if classes else int(labels.max()) + 1
+        kernel = svm.gram(x, device)  # one GEMM serves cross-validation and training
+        c, cv = cfg.c[0], {}
+        if len(cfg.c) > 1:
+            t = time.perf_counter()
+            c, cv = svm.choose_c(kernel, labels, num, cfg.c, cfg.folds, cfg.include_difficult,
+                                 cfg.seed)
+            log.info("C = %g chosen by %d-fold cross-validation in %.1f s (%s)", c, cfg.folds,
+                     time.perf_counter() - t,
+                     ", ".join(f"C={a:g}: {b:.4f}" for a, b in cv.items()))
         advance = start(progress, "train-svm", num)
         t = time.perf_counter()
-        weights, biases = svm.train_ovr(x, labels, num, c=cfg.c, device=device,
+        weights, biases = svm.train_ovr(x, labels, num, c=c,
                                         include_difficult=cfg.include_difficult,
-                                        progress=lambda: advance(1))
+                                        progress=lambda: advance(1), k=kernel)
         log.info("trained %d one-vs-rest SVMs on %d x %d encodings in %.1f s", num, *x.shape,
                  time.perf_counter() - t)
         yield save_svm(out, weights, biases, provenance(
             command=cfg.command, **{k: attrs.get(k) for k in ENCODING_KEYS}, classes=classes,
-            multilabel=labels.ndim == 2, C=cfg.c, include_difficult=cfg.include_difficult,
+            multilabel=labels.ndim == 2, C=c, C_grid=list(cfg.c),
+            cv_scores=[[a, b] for a, b in cv.items()], folds=cfg.folds,
+            include_difficult=cfg.include_difficult,
             n_train=len(ids), train_split=attrs.get("split", "")))
