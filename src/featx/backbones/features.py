@@ -138,3 +138,14 @@ def dense_shapes(bb: Backbone, layers: list[str], sizes: list[int]) -> list[dict
                                  f"{bb.input_size})") from None
             out.append({k: (v.shape[2] * v.shape[3], v.shape[1]) for k, v in maps.items()})
     return out
+
+
+def meta_forward(net: nn.Module, size: int, hooks: list) -> None:
+    """One forward pass of a meta-device ``net`` at ``size`` (shapes only, no arithmetic), then
+    remove ``hooks`` (the handles of the hooks that watched it)."""
+    try:
+        with torch.no_grad():
+            net(torch.empty(1, 3, size, size, device="meta"))
+    finally:
+        for h in hooks:
+            h.remove()

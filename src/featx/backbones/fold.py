@@ -16,6 +16,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from featx.backbones.features import meta_forward
+
 
 def _pairs(build: Callable[[], nn.Module], input_size: int) -> list[tuple[str, str]]:
     with torch.device("meta"):
@@ -34,12 +36,7 @@ def _pairs(build: Callable[[], nn.Module], input_size: int) -> list[tuple[str, s
                     read[id(args[0])] += 1
                     inputs[name] = args[0]
             hooks.append(module.register_forward_pre_hook(pre))
-    try:
-        with torch.no_grad():
-            net(torch.empty(1, 3, input_size, input_size, device="meta"))
-    finally:
-        for h in hooks:
-            h.remove()
+    meta_forward(net, input_size, hooks)
     convs = {id(t): (t, name) for t, name in produced}
     pairs = []
     for name, module in net.named_modules():

@@ -30,6 +30,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from featx.backbones.features import meta_forward
 from featx.backbones.registry import Backbone, torchvision_weights
 from featx.errors import LayerError, WeightsError
 
@@ -142,12 +143,7 @@ def _entry(name: str, build: Callable[[], nn.Module], net: nn.Module, size: int,
     if pool_path is not None:
         hooks.append(modules[pool_path].register_forward_pre_hook(
             lambda mod, args: pool_input.append(args[0])))
-    try:
-        with torch.no_grad():
-            net(torch.empty(1, 3, size, size, device="meta"))
-    finally:
-        for h in hooks:
-            h.remove()
+    meta_forward(net, size, hooks)
 
     # the feature stages: blocks that output a map (and, where they are not declared as
     # feature maps by timm's feature_info, compute a convolution)
