@@ -10,10 +10,6 @@ from sklearn.utils.validation import validate_data
 from featx.errors import InputError
 
 
-def device_of(estimator) -> torch.device:
-    return torch.device(estimator.device)
-
-
 def as_samples(estimator, x, *, reset: bool, min_samples: int = 1
                ) -> tuple[torch.Tensor, bool]:
     """(N, D) samples as a tensor on the estimator's device, and whether they came as numpy.
@@ -22,7 +18,7 @@ def as_samples(estimator, x, *, reset: bool, min_samples: int = 1
     ``n_features_in_``); float64 stays float64 so that scoring keeps its precision. Torch
     tensors are checked here and kept in float32.
     """
-    device = device_of(estimator)
+    device = torch.device(estimator.device)
     if isinstance(x, torch.Tensor):
         if x.ndim != 2:
             raise InputError(f"expected a 2-d array of samples x features, got shape "

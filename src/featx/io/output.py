@@ -93,8 +93,8 @@ def _prepare(folder: Path) -> bool:
 class OutputFolder:
     """A shard folder held by this run; ``written`` collects the shards it committed."""
 
-    def __init__(self, path: Path, overwrite: bool):
-        self.path, self.overwrite = path, overwrite
+    def __init__(self, path: Path):
+        self.path = path
         self.written: set[str] = set()
 
     def shards(self) -> list[Path]:
@@ -123,7 +123,7 @@ def output_folder(out: str | Path, *, overwrite: bool, command: str = "", rank: 
             for tmp in out.glob(SHARD_GLOB + TMP_SUFFIX):
                 if owned(tmp.name.removesuffix(TMP_SUFFIX)):
                     tmp.unlink()  # an interrupted run's: never complete
-            folder = OutputFolder(out, overwrite)
+            folder = OutputFolder(out)
             yield folder
             if overwrite:
                 for old in folder.shards():

@@ -26,7 +26,7 @@ from featx.io import EXTRACTION_KEYS, EncodingWriter, load_gmm, load_pca, output
 from featx.io import provenance, read_header, require_fit, resume_or_refuse, shard_paths
 from featx.io.output import OutputFolder
 from featx.io.shards import ActivationShard
-from featx.methods import GRID_VIEWS, Context, EncodePlan, get_methods
+from featx.methods import GRID_VIEWS, Context, EncodePlan, Method, get_methods
 from featx.stages import Progress, start
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,8 @@ def run(inputs: Sequence[str], out: str | Path, cfg: EncodeConfig, *,
     if len({p.name for p in every}) != len(every):
         raise InputError("input shards share file names; encode one extraction folder at a time")
     device = resolve_device(cfg.device)
-    plan = EncodePlan(get_methods(cfg.methods), tuple(cfg.views), _context(cfg, heads[0], device),
+    methods = get_methods(cfg.methods)
+    plan = EncodePlan(methods, tuple(cfg.views), _context(cfg, methods, heads[0], device),
                       cfg.power_norm, cfg.l2)
     layers = plan.context.layers
     signature = {
@@ -131,10 +132,10 @@ def run(inputs: Sequence[str], out: str | Path, cfg: EncodeConfig, *,
             yield folder.keep(target)
 
 
-def _context(cfg: EncodeConfig, head: dict, device: torch.device) -> Context:
+def _context(cfg: EncodeConfig, methods: tuple[Method, ...], head: dict,
+             device: torch.device) -> Context:
     """The layer of each role and the models the plan's methods need, checked against the
     activations' provenance."""
-    methods = get_methods(cfg.methods)
     roles = {r for m in methods for r in m.reads}
     layers: dict[str, str] = {}
     ctx: dict = {}
