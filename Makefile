@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test test-fast reproduce data demo bench clean
+.PHONY: install test test-fast reproduce data demo bench bench-scale clean
 
 install: $(STAMP)
 
@@ -21,8 +21,9 @@ test-fast: install
 
 # The papers' tables for every benchmark under data/ (or $$FEATX_DATA), one report each in
 # reports/; with none present (offline), the same chain on the shipped Fashion-MNIST subset.
+# ARGS="--plan" prints the plan only; see docs/reproduce.md for the other overrides.
 reproduce: install
-	$(PY) scripts/reproduce.py
+	$(PY) scripts/reproduce.py $(ARGS)
 
 # Downloads the benchmarks and ImageNet weights (needs internet); see docs/reproduce.md.
 data:
@@ -34,6 +35,10 @@ demo: install
 
 bench: install
 	for b in extract fit encode fisher svm; do $(PY) benchmarks/$$b.py || exit 1; done
+
+# make reproduce at benchmark scale, simulated on N synthetic VOC-layout images (docs/scale.md)
+bench-scale: install
+	$(PY) benchmarks/reproduce_scale.py --images $(or $(IMAGES),60)
 
 clean:
 	rm -rf work .pytest_cache

@@ -10,6 +10,7 @@ later stages never need the dataset again. A missing or malformed file gets an e
 | ``mit67`` | Images/<class>/..., TrainImages.txt, TestImages.txt | train, test | class index |
 | ``cub200`` | ``CUB_200_2011`` (images.txt, train_test_split.txt, image_class_labels.txt, classes.txt, bounding_boxes.txt) | train, test | class index |
 | ``flowers102`` | jpg/image_NNNNN.jpg, imagelabels.mat, setid.mat | train, val, trainval, test | class index |
+| ``h3d`` | <split>/labels.txt (``name x y w h a1..a9``), <split>/<name> (Bourdev et al.'s attributes of people) | train, test | 9 x {1, -1, 0} (0 = unspecified) |
 | ``folder`` | <root>/[<split>/]<class>/<images>, or a CSV of path,label[,label...] | any | class index, or multi-label {1, -1} |
 """
 
@@ -121,6 +122,35 @@ def flowers102(root: str | Path, split: str = "train", **_) -> ImageSource:
                        f"flowers102 {split} in {root}")
 
 
+H3D_ATTRIBUTES = ["is_male", "has_long_hair", "has_glasses", "has_hat", "has_t-shirt",
+                  "has_long_sleeves", "has_shorts", "has_jeans", "has_long_pants"]
+
+
+def h3d(root: str | Path, split: str = "train", crop: bool = False, **_) -> ImageSource:
+    """The attributes-of-people data set (Bourdev, Maji, Malik, ICCV 2011; Liu et al.'s
+    "H3D", Table 4) as distributed: ``<split>/labels.txt`` with one line per person,
+    ``NAME X Y W H A1 .. A9`` (the person's box, NaN when unknown; 9 attributes in 1 / -1 /
+    0 = unspecified, left out of training and of AP like VOC's difficult), the images beside
+    it. ``crop`` crops each image to its box where there is one."""
+    root = Path(root)
+    _check_split("h3d", split, ("train", "test"))
+    listing = root / split / "labels.txt"
+    records = []
+    for row in _lines(listing):
+        if len(row) != 5 + len(H3D_ATTRIBUTES) or any(v not in ("1", "-1", "0") for v in row[5:]):
+            raise InputError(f"{listing}: malformed line {' '.join(row)!r} (want 'NAME X Y W H' "
+                             f"and {len(H3D_ATTRIBUTES)} labels in 1, -1, 0)")
+        try:
+            x, y, w, h = (float(v) for v in row[1:5])
+        except ValueError:
+            raise InputError(f"{listing}: malformed box in {' '.join(row)!r}") from None
+        box = (x, y, x + w, y + h) if crop and all(v == v for v in (x, y, w, h)) else None
+        records.append(ImageRecord(row[0], str(_need(root / split / row[0])),
+                                   tuple(int(v) for v in row[5:]), box))
+    return ImageSource(records, list(H3D_ATTRIBUTES), split, f"h3d {split} in {root}"
+                       + (" (person-box crops)" if crop else ""))
+
+
 def folder(root: str | Path, split: str = "", **_) -> ImageSource:
     """Class sub-folders (under ``root/split`` when that exists), or a CSV path,label[,label]."""
     root = Path(root)
@@ -167,7 +197,8 @@ def _csv(path: Path, split: str) -> ImageSource:
 
 
 DATASETS: dict[str, Callable[..., ImageSource]] = {
-    "voc07": voc07, "mit67": mit67, "cub200": cub200, "flowers102": flowers102, "folder": folder,
+    "voc07": voc07, "mit67": mit67, "cub200": cub200, "flowers102": flowers102, "h3d": h3d,
+    "folder": folder,
 }
 
 

@@ -7,7 +7,9 @@ folders, lists of paths and the dataset adapters all produce one. Views (DESIGN.
 - ``blocks:MxN``: M rows by N columns of non-overlapping blocks, each resized to the input size
   (Liu et al. §3.3);
 - ``jitter``: the image resized to ``jitter_size`` squared, its four corner crops and centre crop
-  of the input size, then the same five mirrored (the CNN-Jitter / AP10 baseline).
+  of the input size, then the same five mirrored (the CNN-Jitter / AP10 baseline);
+- ``centre``: the centre crop of that square (Yoo's Alex-FC7: 227 of 256);
+- ``crops:N``: an N x N grid of crops of that square and their mirrors (AP50 for N = 5).
 
 Images and views are uint8 HWC tensors (HWC memory is channels_last for the network);
 normalisation happens on the device, which keeps host-to-device copies four times smaller.
@@ -72,6 +74,40 @@ class ImageSource:
         if all(isinstance(x, int) for x in labels):
             return "single"
         return None
+
+    def sample(self, n: int, seed: int = 0) -> ImageSource:
+        """``n`` images drawn without replacement, stratified over classes and seeded; kept
+        in source order. Each class gets its share of ``n`` (rounded by largest remainders),
+        and at least one image when ``n`` >= the number of classes; a multi-label image counts
+        for its first positive class. Unlabelled: a plain sample."""
+        if n < 1:
+            raise InputError(f"--sample must be at least 1, got {n}")
+        if n >= len(self.records):
+            return self
+        strata: dict[object, list[int]] = {}
+        for i, r in enumerate(self.records):
+            key = (r.labels if isinstance(r.labels, int) else
+                   next((c for c, v in enumerate(r.labels) if v == 1), -1)
+                   if isinstance(r.labels, tuple) else None)
+            strata.setdefault(key, []).append(i)
+        keys = sorted(strata, key=str)
+        share = np.array([len(strata[k]) * n / len(self.records) for k in keys])
+        take = np.floor(share).astype(int)
+        if n >= len(keys):
+            take = np.maximum(take, 1)  # every class
+        while take.sum() > n:  # the class furthest above its share gives one back
+            j = max((j for j in range(len(keys)) if take[j] > 1),
+                    key=lambda j: (take[j] - share[j], take[j]))
+            take[j] -= 1
+        while take.sum() < n:  # largest remainders first (ties: class order)
+            j = max(range(len(keys)), key=lambda j: (share[j] - take[j], -j))
+            take[j] += 1
+        rng = np.random.default_rng(seed)
+        chosen = sorted(i for j, k in enumerate(keys)
+                        for i in rng.choice(strata[k], min(int(take[j]), len(strata[k])),
+                                            replace=False).tolist())
+        return ImageSource([self.records[i] for i in chosen], self.classes, self.split,
+                           f"{self.description} (stratified sample of {len(chosen)}, seed {seed})")
 
 
 def _is_image_file(p: Path) -> bool:
@@ -184,13 +220,15 @@ def resize(img: torch.Tensor, size: int | tuple[int, int], mode: str = "bilinear
     return y[0].permute(1, 2, 0)
 
 
-_VIEW_RE = re.compile(r"^(whole|jitter|blocks(?::(\d+)x(\d+))?|pyramid(?::(\d+))?)$")
+_VIEW_RE = re.compile(
+    r"^(whole|centre|jitter|blocks(?::(\d+)x(\d+))?|pyramid(?::(\d+))?|crops(?::(\d+))?)$")
 
 
 @dataclass(frozen=True)
 class ViewSpec:
-    """A parsed view: ``kind`` is whole, blocks, jitter or pyramid; ``grid`` (rows, cols) for
-    blocks; ``scales`` for pyramid (sizes growing by sqrt(2) from the input size)."""
+    """A parsed view: ``kind`` is whole, centre, blocks, jitter, crops or pyramid; ``grid``
+    (rows, cols) for blocks and crops; ``scales`` for pyramid (sizes growing by sqrt(2) from
+    the input size)."""
 
     kind: str
     grid: tuple[int, int] = (1, 1)
@@ -200,8 +238,8 @@ class ViewSpec:
     def parse(cls, text: str) -> ViewSpec:
         m = _VIEW_RE.match(text.strip())
         if not m:
-            raise InputError(f"unknown view {text!r}; valid: whole, blocks[:MxN], jitter, "
-                             "pyramid[:SCALES]")
+            raise InputError(f"unknown view {text!r}; valid: whole, centre, blocks[:MxN], "
+                             "jitter, crops[:N], pyramid[:SCALES]")
         if m.group(1).startswith("blocks"):
             rows, cols = int(m.group(2) or 2), int(m.group(3) or 2)
             if rows < 1 or cols < 1:
@@ -212,11 +250,18 @@ class ViewSpec:
             if scales < 1:
                 raise InputError(f"a pyramid needs at least one scale, got {text!r}")
             return cls("pyramid", scales=scales)
+        if m.group(1).startswith("crops"):
+            n = int(m.group(5) or 5)
+            if n < 1:
+                raise InputError(f"crops needs at least a 1x1 grid, got {text!r}")
+            return cls("crops", (n, n))
         return cls(m.group(1))
 
     def __str__(self) -> str:
         if self.kind == "blocks":
             return f"blocks:{self.grid[0]}x{self.grid[1]}"
+        if self.kind == "crops":
+            return f"crops:{self.grid[0]}"
         return f"pyramid:{self.scales}" if self.kind == "pyramid" else self.kind
 
     def sizes(self, size: int) -> list[int]:
@@ -225,7 +270,8 @@ class ViewSpec:
 
     def count(self) -> int:
         """Number of CNN inputs this view makes from one image."""
-        return {"whole": 1, "jitter": 10, "blocks": self.grid[0] * self.grid[1]}[self.kind]
+        return {"whole": 1, "centre": 1, "jitter": 10, "blocks": self.grid[0] * self.grid[1],
+                "crops": 2 * self.grid[0] * self.grid[1]}[self.kind]
 
     def min_decode_size(self, size: int, jitter_size: int) -> tuple[int, int]:
         """(width, height) the decoded image needs so no view is upsampled by draft decoding."""
@@ -233,7 +279,7 @@ class ViewSpec:
             return (size * self.grid[1], size * self.grid[0])
         if self.kind == "pyramid":
             return (self.sizes(size)[-1],) * 2
-        s = jitter_size if self.kind == "jitter" else size
+        s = jitter_size if self.kind in ("jitter", "centre", "crops") else size
         return (s, s)
 
     def render(self, img: torch.Tensor, size: int, jitter_size: int,
@@ -253,10 +299,25 @@ class ViewSpec:
             return torch.stack([resize(img[ys[r]:ys[r + 1], xs[c]:xs[c + 1]], size, mode)
                                 for r in range(rows) for c in range(cols)])
         big = resize(img, jitter_size, mode)
+        crops = torch.stack([big[y:y + size, x:x + size]
+                             for y, x in self.crop_corners(size, jitter_size)])
+        return crops if self.kind == "centre" else torch.cat([crops, crops.flip(2)])
+
+    def crop_corners(self, size: int, jitter_size: int) -> list[tuple[int, int]]:
+        """(top, left) of the unmirrored crops of ``size`` in the ``jitter_size`` square:
+        jitter (AP10): the four corners and the centre; centre (Yoo's Alex-FC7): the centre;
+        crops:N (AP50 for N = 5): an N x N grid of evenly spaced offsets, row by row."""
         o = jitter_size - size
-        corners = [(0, 0), (0, o), (o, 0), (o, o), (o // 2, o // 2)]  # (y, x): tl tr bl br c
-        crops = torch.stack([big[y:y + size, x:x + size] for y, x in corners])
-        return torch.cat([crops, crops.flip(2)])
+        if o < 0:
+            raise InputError(f"{self} crops of {size} need a resize to at least {size}; "
+                             f"it is {jitter_size}")
+        if self.kind == "centre":
+            return [(o // 2, o // 2)]
+        if self.kind == "jitter":
+            return [(0, 0), (0, o), (o, 0), (o, o), (o // 2, o // 2)]  # tl tr bl br c
+        n = self.grid[0]
+        steps = [round(i * o / (n - 1)) if n > 1 else o // 2 for i in range(n)]
+        return [(y, x) for y in steps for x in steps]
 
 
 def render_pyramid(img: torch.Tensor, sizes: Sequence[int], mode: str = "bilinear"

@@ -7,6 +7,10 @@ solver per class on it (Liu et al. §4.1): libsvm's SMO through scikit-learn's
 unregularised bias, exactly the linear SVM. The primal weights are then recovered as
 w_c = sum_i alpha_ci y_ci x_i, so scoring new encodings is one GEMM as well.
 
+Encodings need not fit in memory: :func:`gram_blocks` builds K from row blocks (X_i X_j^T for
+every pair of blocks, block i held while blocks j <= i stream past) and :func:`primal` the
+weights W = A X from one more pass, so memory is bounded by two blocks and the n x n matrix.
+
 Neither paper gives C: :func:`choose_c` picks it by k-fold cross-validation on the training
 Gram matrix (``train-svm --C auto`` or a list), which costs SVM fits only, no new products.
 
@@ -47,6 +51,40 @@ def gram(x: np.ndarray, device: torch.device) -> np.ndarray:
     return k.cpu().numpy()
 
 
+def gram_blocks(blocks, n: int, device: torch.device) -> np.ndarray:
+    """K = X X^T in float64 from row blocks: ``blocks()`` returns a fresh iterator of
+    (first row, float32 (r, dim)) covering rows 0..n-1 in order. Reads the blocks
+    nb (nb + 1) / 2 times for nb blocks; one block (nb = 1) is :func:`gram`."""
+    k = np.zeros((n, n))
+    for i, xi in blocks():
+        ri = slice(i, i + len(xi))
+        for j, xj in blocks():
+            if j > i:
+                break
+            rj = slice(j, j + len(xj))
+            k[ri, rj] = gram(xi, device) if j == i else _cross(xi, xj, device)
+            k[rj, ri] = k[ri, rj].T
+    return k
+
+
+def _cross(a: np.ndarray, b: np.ndarray, device: torch.device) -> np.ndarray:
+    """A B^T in float64, summed over column blocks of float32 products (as :func:`gram`)."""
+    out = np.zeros((len(a), len(b)))
+    ta, tb = (torch.from_numpy(a).to(device), torch.from_numpy(b).to(device))
+    for s in range(0, a.shape[1], 16384):
+        out += (ta[:, s:s + 16384] @ tb[:, s:s + 16384].T).double().cpu().numpy()
+    return out
+
+
+def primal(coefs: np.ndarray, blocks) -> np.ndarray:
+    """W = A X (C, dim) float32 from row blocks of X and dual coefficients A (C, n)."""
+    w = None
+    for i, x in blocks():
+        part = coefs[:, i:i + len(x)].astype(np.float32) @ x
+        w = part if w is None else w + part
+    return w
+
+
 def binary_targets(labels: np.ndarray, num_classes: int, include_difficult: bool = False):
     """Per class: (indices used for training, targets in {1, -1})."""
     out = []
@@ -73,26 +111,32 @@ def _fit(k: np.ndarray, idx: np.ndarray, y: np.ndarray, c: float):
     return svm.support_, svm.dual_coef_[0], svm.intercept_[0]
 
 
-def train_ovr(x: np.ndarray, labels: np.ndarray, num_classes: int, c: float = 1.0,
-              device: torch.device | str = "cpu", include_difficult: bool = False,
-              progress=None, k: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Weights (C, dim) float32 and biases (C,) of one-vs-rest linear SVMs; ``k`` is the Gram
-    matrix of ``x`` when already computed."""
-    k = gram(x, torch.device(device)) if k is None else k
-    weights = np.zeros((num_classes, x.shape[1]), np.float32)
+def fit_dual(k: np.ndarray, labels: np.ndarray, num_classes: int, c: float = 1.0,
+             include_difficult: bool = False, progress=None) -> tuple[np.ndarray, np.ndarray]:
+    """One-vs-rest SVMs on the Gram matrix: dual coefficients alpha_i y_i (C, n) and biases
+    (C,); the weights are then W = A X (:func:`primal`)."""
+    coefs = np.zeros((num_classes, len(k)))
     biases = np.zeros(num_classes)
     for cls, (idx, y) in enumerate(binary_targets(labels, num_classes, include_difficult)):
         if len(np.unique(y)) < 2:
             raise InputError(f"class {cls} has {'no positive' if (y < 0).all() else 'no negative'}"
                              " training images; an SVM needs both")
         support, alpha_y, bias = _fit(k, idx, y, c)
-        coef = np.zeros(len(x), np.float32)
-        coef[idx[support]] = alpha_y
-        weights[cls] = coef @ x  # w = sum_i alpha_i y_i x_i, without copying rows of x
+        coefs[cls, idx[support]] = alpha_y
         biases[cls] = bias
         if progress is not None:
             progress()
-    return weights, biases
+    return coefs, biases
+
+
+def train_ovr(x: np.ndarray, labels: np.ndarray, num_classes: int, c: float = 1.0,
+              device: torch.device | str = "cpu", include_difficult: bool = False,
+              progress=None, k: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Weights (C, dim) float32 and biases (C,) of one-vs-rest linear SVMs on encodings in
+    memory; ``k`` is the Gram matrix of ``x`` when already computed."""
+    k = gram(x, torch.device(device)) if k is None else k
+    coefs, biases = fit_dual(k, labels, num_classes, c, include_difficult, progress)
+    return primal(coefs, lambda: iter([(0, x)])), biases
 
 
 def choose_c(k: np.ndarray, labels: np.ndarray, num_classes: int, cs, folds: int = 5,

@@ -106,3 +106,32 @@ def test_folder_and_csv(tmp_path):
     assert multi.records[0].path == str(tmp_path / "d/train/cat/1.png")
     with pytest.raises(InputError, match="does not exist"):
         open_dataset("folder", tmp_path / "nope", "")
+
+
+def test_h3d_attributes_with_unspecified_labels(tmp_path, cli):
+    """Bourdev et al.'s layout: <split>/labels.txt 'NAME X Y W H A1..A9', 0 = unspecified."""
+    from featx.datasets import H3D_ATTRIBUTES
+
+    root = tmp_path / "attributes_dataset"
+    lines = {"train": ["1.jpg 10 5 20 30 1 -1 0 1 1 -1 -1 1 1",
+                       "2.jpg NaN NaN NaN NaN -1 1 -1 0 -1 1 -1 -1 1"],
+             "test": ["3.jpg 0 0 8 8 0 0 0 0 0 0 0 0 1"]}
+    for split, rows in lines.items():
+        for row in rows:
+            jpg(root / split / row.split()[0], (60, 50))
+        (root / split / "labels.txt").write_text("\n".join(rows) + "\n")
+    train = open_dataset("h3d", root, "train", crop=True)
+    assert train.classes == H3D_ATTRIBUTES and len(H3D_ATTRIBUTES) == 9
+    a, b = train.records
+    assert a.labels == (1, -1, 0, 1, 1, -1, -1, 1, 1) and a.box == (10.0, 5.0, 30.0, 35.0)
+    assert b.labels[3] == 0 and b.box is None  # NaN box: the whole image
+    assert train.label_kind == "multi"
+    assert open_dataset("h3d", root, "train").records[0].box is None  # no crop unless asked
+    (root / "test" / "labels.txt").write_text("3.jpg 0 0 8 8 1 2 0 0 0 0 0 0 1\n")
+    with pytest.raises(InputError, match="labels.txt: malformed line"):
+        open_dataset("h3d", root, "test")
+    with pytest.raises(InputError, match="splits train, test"):
+        open_dataset("h3d", root, "val")
+    (root / "train" / "2.jpg").unlink()
+    with pytest.raises(InputError, match="2.jpg is missing"):
+        open_dataset("h3d", root, "train")

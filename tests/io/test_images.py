@@ -85,7 +85,9 @@ def test_view_parsing():
     assert ViewSpec.parse("blocks:2x1").grid == (2, 1)
     assert str(ViewSpec.parse("blocks:3x4")) == "blocks:3x4"
     assert [ViewSpec.parse(v).count() for v in ("whole", "blocks:3x4", "jitter")] == [1, 12, 10]
-    for bad in ("block", "blocks:2", "blocks:0x2", "crop"):
+    assert [ViewSpec.parse(v).count() for v in ("centre", "crops", "crops:3")] == [1, 50, 18]
+    assert str(ViewSpec.parse("crops")) == "crops:5"
+    for bad in ("block", "blocks:2", "blocks:0x2", "crop", "crops:0", "crops:2x2"):
         with pytest.raises(InputError):
             ViewSpec.parse(bad)
 
@@ -114,6 +116,26 @@ def test_jitter_is_five_crops_and_their_mirrors():
     assert torch.equal(out[4], big[14:241, 14:241])  # centre
     for i in range(5):
         assert torch.equal(out[5 + i], out[i].flip(1))  # horizontal mirror
+
+
+def test_centre_and_ap50_crops_are_the_hand_computed_boxes():
+    """Yoo's Alex-FC7: the centre 227 crop of a 256 x 256 resize; AP50: a 5 x 5 grid of 227
+    crops at offsets 0, 7, 14, 22, 29 (29 = 256 - 227, evenly spaced) and their mirrors."""
+    rng = np.random.default_rng(4)
+    img = torch.from_numpy(rng.integers(0, 256, (90, 120, 3), dtype=np.uint8))
+    big = resize(img, 256)
+    [centre] = ViewSpec.parse("centre").render(img, 227, 256)
+    assert torch.equal(centre, big[14:241, 14:241])
+    out = ViewSpec.parse("crops:5").render(img, 227, 256)
+    assert out.shape == (50, 227, 227, 3)
+    offsets = [0, 7, 14, 22, 29]  # round(i * 29 / 4)
+    boxes = [(y, x) for y in offsets for x in offsets]
+    for n, (y, x) in enumerate(boxes):
+        assert torch.equal(out[n], big[y:y + 227, x:x + 227]), (n, y, x)
+        assert torch.equal(out[25 + n], out[n].flip(1))
+    assert torch.equal(out[12], centre)  # the middle of the grid is the centre crop
+    with pytest.raises(InputError, match="need a resize to at least"):
+        ViewSpec.parse("crops").render(img, 300, 256)
 
 
 def test_normalize_layout_and_bgr():

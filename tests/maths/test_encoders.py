@@ -157,3 +157,42 @@ def test_vlad_equals_the_loop():
     ref = ref.ravel() / np.linalg.norm(ref)
     ours = encoders.vlad(*t32(x, means))[0].numpy()
     np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_spatial_pyramid_regions_are_the_hand_computed_rows():
+    """AlexNet fc7 maps over scales 227, 321, 454 are 1, 3 and 8 rows; the stride estimate is
+    (454 - 227) / (8 - 1) = 32.43 and row i of an 8-row map sits at 227 + 32.43 (i - 3.5),
+    i.e. at 0.250, 0.321, 0.393, ... 0.750 of the height."""
+    from featx.encoders.fisher import region_indices, row_centres
+
+    sizes, counts = [227, 321, 454], [1, 9, 64]
+    ys = row_centres(sizes, [1, 3, 8])
+    np.testing.assert_allclose(ys[2].numpy(), (227 + 227 / 7 * (np.arange(8) - 3.5)) / 454)
+    rows = lambda t, b: [sorted({int(i) // h for i in idx})  # noqa: E731
+                         for idx, h in zip(region_indices(sizes, counts, t, b), [1, 3, 8])]
+    assert rows(0, 1) == [[0], [0, 1, 2], list(range(8))]
+    assert rows(0, 1 / 3) == [[], [], [0, 1]]
+    assert rows(1 / 3, 2 / 3) == [[0], [0, 1, 2], [2, 3, 4, 5]]
+    assert rows(2 / 3, 1) == [[], [], [6, 7]]
+    # whole rows: every column of a chosen row
+    assert len(region_indices(sizes, counts, 0, 1 / 3)[2]) == 16
+
+
+def test_mpp_sp_is_four_mpps_on_the_region_subsets():
+    from types import SimpleNamespace
+
+    from featx.encoders import mpp, mpp_sp
+
+    g = torch.Generator().manual_seed(0)
+    gmm = SimpleNamespace(means_=torch.randn(3, 4, generator=g),
+                          variances_=torch.rand(3, 4, generator=g) + 0.5,
+                          priors_=torch.tensor([0.2, 0.3, 0.5]))
+    scales = [torch.randn(2, n, 4, generator=g) for n in (1, 9, 64)]
+    got = mpp_sp(scales, gmm, [227, 321, 454])
+    top = [scales[2][:, :16]]  # rows 0-1 of the 8x8 map
+    middle = [scales[0], scales[1], scales[2][:, 16:48]]  # 1x1, 3x3 whole, rows 2-5
+    bottom = [scales[2][:, 48:]]
+    want = torch.cat([mpp(scales, gmm), mpp(top, gmm), mpp(middle, gmm), mpp(bottom, gmm)], 1) / 2
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    assert got.shape == (2, 4 * 2 * 3 * 4)
+    torch.testing.assert_close(got.norm(dim=1), torch.ones(2))

@@ -37,5 +37,6 @@ def test_rectangular_subarrays_and_dense():
 
 def test_default_local_follows_the_cross_layer_pair():
     assert get_backbone("alexnet").default_local("conv4") == "subarray:3x3"
-    assert get_backbone("efficientnet_lite0").default_local("stage4") == "subarray:5x5"
+    assert get_backbone("efficientnet_lite0").default_local("stage6") == "subarray:3x3"
+    assert get_backbone("efficientnet_lite0").default_local("stage4") == "dense"
     assert get_backbone("alexnet").default_local("fc7") == "dense"

@@ -12,7 +12,7 @@ from featx.methods import METHODS, Context, EncodePlan, get_methods, method
 
 def test_registry_lists_both_papers_methods():
     assert set(METHODS) == {"cross-layer", "max", "sum-sqrt", "spp", "global", "jitter",
-                            "fisher", "vlad", "mpp", "nfk", "csf"}
+                            "centre", "crops", "fisher", "vlad", "mpp", "nfk", "csf", "mpp-sp"}
     assert METHODS["mpp"].view == "pyramid" and METHODS["mpp"].needs == {"gmm"}
     assert METHODS["cross-layer"].reads == ("local", "guide") and METHODS["cross-layer"].view is None
 

@@ -86,3 +86,33 @@ def test_ties_go_to_the_smaller_c():
     k = gram(x, __import__("torch").device("cpu"))
     c, cv = choose_c(k, y, 2, (10.0, 1.0, 100.0), folds=2)
     assert cv == {10.0: 1.0, 1.0: 1.0, 100.0: 1.0} and c == 1.0
+
+
+def _blocks(x, rows):
+    return lambda: iter([(i, x[i:i + rows]) for i in range(0, len(x), rows)])
+
+
+@pytest.mark.parametrize("rows", [1, 7, 30, 100])
+def test_streamed_gram_equals_the_in_memory_one(rows):
+    import torch
+
+    from featx.svm import gram_blocks
+
+    x = np.random.default_rng(3).normal(size=(30, 20000)).astype(np.float32)
+    exact = x.astype(np.float64) @ x.T.astype(np.float64)
+    got = gram_blocks(_blocks(x, rows), 30, torch.device("cpu"))
+    # float32 products summed in float64, as the in-memory gram (test_gram_is_x_xt)
+    np.testing.assert_allclose(got, exact, rtol=1e-5, atol=1e-2)
+    np.testing.assert_array_equal(got, got.T)
+
+
+def test_streamed_primal_weights_equal_the_in_memory_ones():
+    from featx.svm import fit_dual, primal
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(40, 300)).astype(np.float32)
+    y = rng.integers(0, 3, 40)
+    w, b = train_ovr(x, y, 3)
+    coefs, b2 = fit_dual(gram(x, __import__("torch").device("cpu")), y, 3)
+    np.testing.assert_allclose(primal(coefs, _blocks(x, 9)), w, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(b, b2)

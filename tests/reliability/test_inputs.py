@@ -180,3 +180,24 @@ class CliRunnerWithLogs:
         res = self.runner.invoke(self.main, [*map(str, args)], catch_exceptions=False)
         assert res.exit_code == 0, res.stderr
         return res
+
+
+def test_join_refuses_parts_of_other_images(tmp_path, cli):
+    """Parts whose shards or images differ are refused by name, nothing written."""
+    import numpy as np
+
+    from tests.io.test_encoding_set import write_split
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 10)
+    x = rng.normal(size=(10, 4)).astype(np.float32)
+    write_split(tmp_path / "a", x, y, [10])
+    write_split(tmp_path / "b", x, y, [4, 6])
+    write_split(tmp_path / "c", x, y, [10], split="test")  # ids test0.. instead of train0..
+    r = cli("join", tmp_path / "a", tmp_path / "b", "-o", tmp_path / "ab", ok=False)
+    assert r.exit_code != 0 and "holds shards" in r.output and "Traceback" not in r.output
+    r = cli("join", tmp_path / "a", tmp_path / "c", "-o", tmp_path / "ac", ok=False)
+    assert r.exit_code != 0 and "different images" in r.output
+    r = cli("join", tmp_path / "a", "-o", tmp_path / "a1", ok=False)
+    assert r.exit_code != 0 and "at least two" in r.output
+    assert not (tmp_path / "ab").exists() and not (tmp_path / "ac").exists()

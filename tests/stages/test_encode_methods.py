@@ -22,12 +22,12 @@ def acts(tmp_path_factory, alexnet_weights):
     root = tmp_path_factory.mktemp("methods")
     common = ["--weights", alexnet_weights, "--workers", "0"]
     return build_chain(root, 3, (300, 260), [
-        ["extract", root / "img", "-o", root / "grid", *common, "--views", "whole,jitter",
-         "--layers", "conv4,conv5,fc7"],
+        ["extract", root / "img", "-o", root / "grid", *common, "--views",
+         "whole,jitter,centre,crops:2", "--layers", "conv4,conv5,fc7"],
         ["fit-pca", root / "grid", "--layer", "conv4", "--dim", "6", "--per-image", "20",
          "-o", root / "pca.h5"],
         ["extract", root / "img", "-o", root / "pyr", *common, "--views", "pyramid",
-         "--scales", "2", "--layers", "fc7"],
+         "--scales", "3", "--layers", "fc7"],
         ["fit-pca", root / "pyr", "--layer", "fc7", "--view", "pyramid", "--local", "dense",
          "--dim", "5", "-o", root / "pca-fc7.h5"],
         ["fit-gmm", root / "pyr", "--pca", root / "pca-fc7.h5", "--components", "2",
@@ -73,6 +73,9 @@ EXPECTED = {  # the pure functions, applied by hand
     "spp": lambda r: N(encoders.spp(_local(r)[0].transpose(1, 2).reshape(-1, 6, 11, 11))),
     "global": lambda r: N(_fc7(r, "whole").mean(1)),
     "jitter": lambda r: N(_fc7(r, "jitter").mean(1)),
+    "centre": lambda r: N(_fc7(r, "centre").mean(1)),
+    "crops": lambda r: N(_fc7(r, "crops").mean(1)),
+    "mpp-sp": lambda r: _fv(r, lambda s, g: encoders.mpp_sp(s, g, [227, 321, 454])),
     "fisher": lambda r: _fv(r, lambda s, g: encoders.fisher_vector(
         torch.cat(s, 1), g.means_, g.variances_, g.priors_)),
     "vlad": lambda r: _fv(r, lambda s, g: encoders.vlad(torch.cat(s, 1), g.means_)),

@@ -27,3 +27,38 @@ def test_sampling_is_seeded_per_image_not_per_shard(make_images, tmp_path):
     assert not np.array_equal(a, c)
     # more than an image has: all of its 4 blocks x 121 local features
     assert sample_local_features(paths[10], "conv5", "blocks", spec, 10_000).shape == (5 * 484, 2304)
+
+
+def test_image_sample_is_stratified_seeded_and_in_source_order():
+    from featx.images import ImageRecord, ImageSource
+
+    # classes listed one after another, as CUB's images.txt: a head-of-list sample would
+    # see the first class only
+    sizes = [40, 25, 10, 3, 2]
+    records = [ImageRecord(f"c{c}/{i}", f"c{c}/{i}.jpg", c)
+               for c, n in enumerate(sizes) for i in range(n)]
+    source = ImageSource(records, [f"c{c}" for c in range(5)], "train")
+    picked = source.sample(16, seed=3)
+    counts = np.bincount([r.labels for r in picked.records], minlength=5)
+    assert counts.sum() == 16 and (counts >= 1).all()  # every class
+    assert list(counts) == [7, 5, 2, 1, 1]  # shares 8, 5, 2, .6, .4; the largest gives one
+    order = [records.index(r) for r in picked.records]
+    assert order == sorted(order)
+    assert picked.records == source.sample(16, seed=3).records
+    assert picked.records != source.sample(16, seed=4).records
+    assert source.sample(100).records == records  # n >= the source: all of it
+    multi = ImageSource([ImageRecord(str(i), f"{i}.jpg", (1, -1) if i < 9 else (-1, 1))
+                         for i in range(12)], ["a", "b"])
+    firsts = [r.labels.index(1) for r in multi.sample(4).records]
+    assert sorted(firsts) == [0, 0, 0, 1]
+
+
+def test_extract_sample_extracts_only_the_sample(make_images, tmp_path):
+    from featx.io import read_header
+
+    images = make_images(6)
+    cfg = ExtractConfig(weights="none", layers=["conv5"], workers=0, sample=4, seed=1)
+    [path] = extract.run(folder_source(images), tmp_path / "s", cfg)
+    want = [r.id for r in folder_source(images).sample(4, seed=1).records]
+    head = read_header(path)
+    assert head["ids"] == want and head["sample"] == [4, 1]

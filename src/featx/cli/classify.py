@@ -29,6 +29,12 @@ def _parse_c(ctx, param, value: str) -> tuple[float, ...]:
     return cs
 
 
+memory_opt = click.option(
+    "--memory", default=TrainSVMConfig.memory_gb, show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="GB of encodings held at once (two row blocks); more are streamed from the shards.")
+
+
 @click.command("train-svm")
 @inputs_arg
 @out_opt
@@ -40,12 +46,13 @@ def _parse_c(ctx, param, value: str) -> tuple[float, ...]:
 @click.option("--include-difficult", is_flag=True,
               help="Multi-label: train on images labelled 0 as positives instead of leaving "
                    "them out.")
+@memory_opt
 @device_opt
 @overwrite_opt
-def train_svm(inputs, out, c, folds, include_difficult, device, overwrite):
+def train_svm(inputs, out, c, folds, include_difficult, memory, device, overwrite):
     """Train one-vs-rest linear SVMs on encoding shards INPUTS (or - for stdin)."""
     cfg = TrainSVMConfig(c=c, folds=folds, include_difficult=include_difficult, device=device,
-                         overwrite=overwrite, command=command_line())
+                         overwrite=overwrite, command=command_line(), memory_gb=memory)
     with bars("class") as progress:
         paths = list(train_stage.run(inputs, out, cfg, progress=progress))
     for path in paths:
@@ -61,10 +68,12 @@ def train_svm(inputs, out, c, folds, include_difficult, device, overwrite):
                    "(default: from the labels).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False),
               help="Write the metrics here (and print this path) instead of on stdout.")
+@memory_opt
 @click.pass_context
-def evaluate(ctx, inputs, model_path, dataset, json_path):
+def evaluate(ctx, inputs, model_path, dataset, json_path, memory):
     """Score encoding shards INPUTS with an SVM model and report the metrics."""
-    result = evaluate_stage.run(inputs, EvaluateConfig(model=model_path, dataset=dataset))
+    result = evaluate_stage.run(inputs, EvaluateConfig(model=model_path, dataset=dataset,
+                                                       memory_gb=memory))
     if not ctx.obj["quiet"]:
         stderr.print(result_table(result))
     text = write_json(result, json_path)

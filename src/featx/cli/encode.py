@@ -9,6 +9,8 @@ from featx.cli.options import overwrite_opt
 from featx.methods import METHODS
 from featx.stages import encode as stage
 from featx.stages.encode import DTYPES, EncodeConfig
+from featx.stages import join as join_stage
+from featx.stages.join import JoinConfig
 
 D = EncodeConfig  # the defaults live in the config
 
@@ -51,4 +53,21 @@ def encode(inputs, out, methods, views, pca, gmm, layer_pair, fc_layer, power_no
     )
     with bars("img") as progress:
         for path in stage.run(inputs, out, cfg, progress=progress):
+            emit(path)
+
+
+@click.command()
+@inputs_arg
+@out_opt
+@click.option("--dtype", type=click.Choice(list(DTYPES)), default="float32", show_default=True)
+@overwrite_opt
+def join(inputs, out, dtype, overwrite) -> None:
+    """Join encodings of the same images (folders INPUTS) side by side, each part at equal
+    weight: e.g. CL-45C with CNN-Jitter, or MPP of fc7 with MPP of pool5.
+
+    Prints each joined shard's path on stdout. Rerunning the same command resumes.
+    """
+    cfg = JoinConfig(dtype=dtype, overwrite=overwrite, command=command_line())
+    with bars("img") as progress:
+        for path in join_stage.run(inputs, out, cfg, progress=progress):
             emit(path)

@@ -22,7 +22,10 @@ D = ExtractConfig  # the defaults live in the config
               help="Read a benchmark in its standard layout (with labels) instead of INPUTS.")
 @click.option("--root", type=click.Path(), help="The dataset's folder (or CSV for folder).")
 @click.option("--split", default="", help="The dataset's split: train, val, trainval, test.")
-@click.option("--crop-boxes", is_flag=True, help="cub200: crop to the bounding boxes.")
+@click.option("--sample", type=click.IntRange(1),
+              help="Extract only a stratified sample of this many images (seeded by --seed): "
+                   "e.g. the images a PCA is fitted on.")
+@click.option("--crop-boxes", is_flag=True, help="cub200, h3d: crop to the bounding boxes.")
 @click.option("--backbone", default=D.backbone, show_default=True,
               help=f"{', '.join(n for n in BACKBONES if ':' not in n)}, or any "
                    "torchvision:NAME / timm:NAME (featx layers --list torchvision|timm).")
@@ -32,7 +35,8 @@ D = ExtractConfig  # the defaults live in the config
               help="Comma-separated layer aliases (see `featx layers BACKBONE`); "
                    "default: the backbone's cross-layer pair.")
 @click.option("--views", default=",".join(D.views), show_default=True,
-              help="Comma-separated: whole, blocks[:MxN] (rows x cols, default 2x2), jitter, "
+              help="Comma-separated: whole, blocks[:MxN] (rows x cols, default 2x2), jitter "
+                   "(AP10), centre (centre crop), crops[:N] (N x N crops + flips; AP50), "
                    "pyramid (fc6/fc7 run densely over --scales sizes).")
 @click.option("--scales", type=click.IntRange(1), default=7, show_default=True,
               help="Scales of the pyramid view, growing by sqrt(2) from the input size.")
@@ -49,7 +53,7 @@ D = ExtractConfig  # the defaults live in the config
 @seed_opt
 @click.option("--skip-bad", is_flag=True, help="Skip undecodable images (recorded in the shard).")
 @overwrite_opt
-def extract(inputs, out, dataset, root, split, crop_boxes, backbone, weights, layers, views,
+def extract(inputs, out, dataset, root, split, sample, crop_boxes, backbone, weights, layers, views,
             scales, project, input_size, batch_size, device, workers, shard_size, dtype, seed,
             skip_bad, overwrite) -> None:
     """Run BACKBONE over INPUTS (folders, image files, lists of paths, or - for stdin).
@@ -63,6 +67,7 @@ def extract(inputs, out, dataset, root, split, crop_boxes, backbone, weights, la
                     for v in views.split(",")), input_size=input_size, project=project,
         batch_size=batch_size, device=device, workers=workers, shard_size=shard_size,
         dtype=dtype, seed=seed, skip_bad=skip_bad, overwrite=overwrite, command=command_line(),
+        sample=sample,
     )
     if dataset:
         if inputs or not root or (not split and dataset != "folder"):

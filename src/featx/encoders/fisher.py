@@ -10,10 +10,14 @@
 **Multi-scale pyramid pooling** (Yoo, Park, Lee, Kweon, arXiv 1412.1628): with G^s the plain FV
 of scale s's local features, MPP (Eq. 1) = (1/|S|) sum_s G^s / ||G^s||_2; NFK (Eq. 2) = one
 plain FV over all scales' features; CSF (Table 2) = the scale-wise L2-normalised FVs
-concatenated; each then signed square root and L2.
+concatenated; each then signed square root and L2. MPP + SP (Yoo Tables 3-6): MPP of the
+vectors whose receptive-field centres fall in each of the image's whole, top, middle and bottom
+thirds, the four concatenated with equal weight.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -101,3 +105,55 @@ def nfk(per_scale_features: list[torch.Tensor], gmm) -> torch.Tensor:
 def csf(per_scale_features: list[torch.Tensor], gmm) -> torch.Tensor:
     """Concatenated scale-wise normalised FVs (Yoo Table 2) -> (B, |S| * 2KD)."""
     return normalize(torch.cat(_scale_fvs(per_scale_features, gmm), -1))
+
+
+# (top, bottom) of each spatial-pyramid region as fractions of the image height
+SP_REGIONS = ((0.0, 1.0), (0.0, 1 / 3), (1 / 3, 2 / 3), (2 / 3, 1.0))
+
+
+def row_centres(sizes: list[int], rows: list[int]) -> list[torch.Tensor]:
+    """Receptive-field centres of a dense layer's map rows, as fractions of the image height,
+    one tensor per scale (input ``sizes[s]`` squared giving ``rows[s]`` rows).
+
+    The layer's stride comes from how its map grows with the input, (S_max - S_min) /
+    (h_max - h_min) (32 for AlexNet fc7 and pool5); S / h with a single map size. The windows
+    are centred on the image: row i is at S/2 + stride (i - (h - 1)/2)."""
+    if len(set(rows)) > 1:
+        lo, hi = min(range(len(rows)), key=rows.__getitem__), max(range(len(rows)),
+                                                                 key=rows.__getitem__)
+        stride = (sizes[hi] - sizes[lo]) / (rows[hi] - rows[lo])
+    else:
+        stride = sizes[0] / rows[0]
+    return [(s / 2 + stride * (torch.arange(h, dtype=torch.float64) - (h - 1) / 2)) / s
+            for s, h in zip(sizes, rows)]
+
+
+def region_indices(sizes: list[int], counts: list[int], top: float, bottom: float
+                   ) -> list[torch.Tensor]:
+    """Per scale, the indices (row-major, square maps of ``counts[s]`` vectors) of the vectors
+    whose receptive-field centre lies in rows [top, bottom) of the image (bottom = 1 included)."""
+    rows = [math.isqrt(n) for n in counts]
+    if any(h * h != n for h, n in zip(rows, counts)):
+        raise ValueError(f"pyramid maps must be square to place them: {counts} vectors")
+    out = []
+    for y, h in zip(row_centres(sizes, rows), rows):
+        inside = (y >= top) & ((y < bottom) | (bottom >= 1.0))
+        r = inside.nonzero()[:, 0]
+        out.append((r[:, None] * h + torch.arange(h)).flatten())
+    return out
+
+
+def mpp_sp(per_scale_features: list[torch.Tensor], gmm, sizes: list[int]) -> torch.Tensor:
+    """MPP + spatial pyramid: MPP of each :data:`SP_REGIONS` region's vectors (scales where
+    the region holds none left out; no vector at all gives zeros), joined with equal weight:
+    (B, 4 * 2KD), unit norm."""
+    counts = [x.shape[1] for x in per_scale_features]
+    b = per_scale_features[0].shape[0]
+    k, d = torch.as_tensor(gmm.means_).shape
+    blocks = []
+    for top, bottom in SP_REGIONS:
+        idx = region_indices(sizes, counts, top, bottom)
+        subset = [x[:, i.to(x.device)] for x, i in zip(per_scale_features, idx) if len(i)]
+        blocks.append(mpp(subset, gmm) if subset else
+                      torch.zeros(b, 2 * k * d, device=per_scale_features[0].device))
+    return torch.cat(blocks, 1) / math.sqrt(len(blocks))

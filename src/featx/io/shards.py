@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -330,13 +330,13 @@ class EncodingShard(Shard):
     def __init__(self, path: str | Path):
         super().__init__(path, "encodings")
 
-    def encodings(self) -> np.ndarray:
-        """float32 (N, dim); sign codes unpacked to {-1, 0, 1} / sqrt(nonzeros): unit L2 norm,
-        like every other encoding, so that an SVM's C means the same for them."""
+    def encodings(self, rows: slice = slice(None)) -> np.ndarray:
+        """float32 (n, dim) of ``rows``; sign codes unpacked to {-1, 0, 1} / sqrt(nonzeros):
+        unit L2 norm, like every other encoding, so that an SVM's C means the same for them."""
         if "codes" in self.file:
-            x = unpack_sign(self._read("codes"), self.attrs["dim"])
+            x = unpack_sign(self._read("codes", rows), self.attrs["dim"])
             return x / np.sqrt(np.maximum(np.count_nonzero(x, axis=1), 1))[:, None]
-        return self._read("enc").astype(np.float32)
+        return self._read("enc", rows).astype(np.float32)
 
 
 def read_header(path: str | Path) -> dict[str, Any]:
@@ -345,34 +345,76 @@ def read_header(path: str | Path) -> dict[str, Any]:
         return shard.header()
 
 
+class EncodingSet:
+    """The encoding shards of one split, read in row blocks: memory is bounded by the block,
+    not the split. Opening checks what every reader relies on -- the shards agree on the
+    attributes ``same`` and their classes, every image is labelled, no image occurs twice --
+    and reads ids and labels only."""
+
+    def __init__(self, paths: Sequence[Path], same: Sequence[str]):
+        self.paths = list(paths)
+        ids, labels, self.counts, first = [], [], [], None
+        for path in self.paths:
+            with EncodingShard(path) as shard:
+                if first is None:
+                    first = shard.attrs
+                else:
+                    for key in (*same, "classes"):
+                        if shard.attrs.get(key) != first.get(key):
+                            raise ProvenanceError(
+                                f"{path} has {key}={shard.attrs.get(key)!r}, the other shards "
+                                f"{key}={first.get(key)!r}")
+                y = shard.labels()
+                if y is None:
+                    raise InputError(f"{path} has no labels; extract with --dataset so labels "
+                                     "travel with the images")
+                ids += shard.ids
+                labels.append(y)
+                self.counts.append(len(shard.ids))
+        if len(set(ids)) != len(ids):
+            seen: set[str] = set()
+            dup = next(i for i in ids if i in seen or seen.add(i))
+            raise InputError(f"image {dup!r} occurs in more than one input shard (the same shard "
+                             "given twice?); give each shard once")
+        self.ids, self.labels, self.attrs = ids, np.concatenate(labels), first
+        self.dim = int(first["dim"])
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def block_rows(self, budget_bytes: int) -> int:
+        """Rows of a block such that two float32 blocks fit in ``budget_bytes``."""
+        return max(1, int(budget_bytes // (2 * 4 * max(self.dim, 1))))
+
+    def blocks(self, rows: int) -> Iterator[tuple[int, np.ndarray]]:
+        """(first row, float32 (r, dim)) blocks of at most ``rows`` rows, in order, each
+        checked for NaN/Inf."""
+        start, pending, size = 0, [], 0
+        for path, count in zip(self.paths, self.counts):
+            with EncodingShard(path) as shard:
+                lo = 0
+                while lo < count:
+                    hi = min(count, lo + rows - size)
+                    pending.append(shard.encodings(slice(lo, hi)))
+                    size, lo = size + hi - lo, hi
+                    if size == rows:
+                        yield start, self._finite(np.concatenate(pending))
+                        start, pending, size = start + size, [], 0
+        if pending:
+            yield start, self._finite(np.concatenate(pending))
+
+    @staticmethod
+    def _finite(x: np.ndarray) -> np.ndarray:
+        if not np.isfinite(x).all():
+            raise InputError("the encodings hold NaN/Inf values")
+        return x
+
+
 def load_encodings(paths: Sequence[Path], same: Sequence[str]
                    ) -> tuple[list[str], np.ndarray, np.ndarray, dict[str, Any]]:
     """Every encoding shard of ``paths`` stacked: ids, X (N, dim), labels, attributes of the
     first; the shards must agree on the attributes ``same`` and on their classes."""
-    ids, xs, labels, first = [], [], [], None
-    for path in paths:
-        with EncodingShard(path) as shard:
-            if first is None:
-                first = shard.attrs
-            else:
-                for key in (*same, "classes"):
-                    if shard.attrs.get(key) != first.get(key):
-                        raise ProvenanceError(
-                            f"{path} has {key}={shard.attrs.get(key)!r}, the other shards "
-                            f"{key}={first.get(key)!r}")
-            y = shard.labels()
-            if y is None:
-                raise InputError(f"{path} has no labels; extract with --dataset so labels "
-                                 "travel with the images")
-            ids += shard.ids
-            xs.append(shard.encodings())
-            labels.append(y)
-    if len(set(ids)) != len(ids):
-        seen: set[str] = set()
-        dup = next(i for i in ids if i in seen or seen.add(i))
-        raise InputError(f"image {dup!r} occurs in more than one input shard (the same shard "
-                         "given twice?); give each shard once")
-    x = np.concatenate(xs)
-    if not np.isfinite(x).all():
-        raise InputError("the encodings hold NaN/Inf values")
-    return ids, x, np.concatenate(labels), first
+    enc = EncodingSet(paths, same)
+    x = np.concatenate([b for _, b in enc.blocks(max(len(enc), 1))]) if len(enc) else \
+        np.zeros((0, enc.dim), np.float32)
+    return enc.ids, x, enc.labels, enc.attrs

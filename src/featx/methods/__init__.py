@@ -11,8 +11,8 @@ and the float32 activations of the layers it ``reads`` (by role), and returns (B
 | ``fc`` | ``--fc-layer`` (fc7, else pool) | (B, V, C[, 1, 1]) |
 | ``fisher`` | the GMM's pyramid layer | one (B, N_s, C) per scale |
 
-V counts the view's CNN inputs (4 for blocks:2x2, 10 for jitter). ``view`` fixes the view a
-method reads (``whole``, ``jitter``, ``pyramid``); without one it runs on each of ``--views``.
+V counts the view's CNN inputs (4 for blocks:2x2, 10 for jitter, 50 for crops:5). ``view``
+fixes the view a method reads (``whole``, ``jitter``, ``pyramid``); without one it runs on each of ``--views``.
 Unless ``normalised``, the result is power- and L2-normalised by the plan.
 """
 
@@ -27,7 +27,7 @@ from featx.encoders import CrossLayerGrid, concat_normalized, normalize, project
 from featx.errors import InputError
 
 ROLES = ("local", "guide", "fc", "fisher")
-GRID_VIEWS = ("whole", "blocks", "jitter")
+GRID_VIEWS = ("whole", "blocks", "jitter", "centre", "crops")
 
 
 @dataclass(frozen=True)
@@ -84,6 +84,7 @@ class Context:
     pca_conv: tuple[torch.Tensor, torch.Tensor] | None = None
     gmm: object | None = None
     fisher_pca: object | None = None
+    pyramid_sizes: tuple[int, ...] = ()  # input size of each pyramid scale
 
     def project(self, acts: torch.Tensor) -> torch.Tensor:
         """PCA-reduced subarrays at the cross-layer positions: (B, C, H, W) -> (B, D', h, w)."""

@@ -1,5 +1,6 @@
-"""Methods on a fully connected layer: CNN-Global (fc7 of the whole image) and CNN-Jitter /
-AP10 (the mean fc7 over the 10 jittered inputs), the papers' baselines."""
+"""Methods on a fully connected layer, the papers' baselines: CNN-Global (fc7 of the whole
+image), Yoo's Alex-FC7 (fc7 of the centre crop), CNN-Jitter / AP10 (the mean fc7 over the 10
+jittered inputs) and AP50 (the mean over a 5 x 5 grid of crops and their mirrors)."""
 
 from __future__ import annotations
 
@@ -15,4 +16,14 @@ def cnn_global(ctx: Context, fc: torch.Tensor) -> torch.Tensor:
 
 @method("jitter", reads=("fc",), view="jitter")
 def cnn_jitter(ctx: Context, fc: torch.Tensor) -> torch.Tensor:
+    return fc.flatten(2).mean(1)
+
+
+@method("centre", reads=("fc",), view="centre")
+def cnn_centre(ctx: Context, fc: torch.Tensor) -> torch.Tensor:
+    return fc.flatten(2).mean(1)
+
+
+@method("crops", reads=("fc",), view="crops")
+def cnn_crops(ctx: Context, fc: torch.Tensor) -> torch.Tensor:
     return fc.flatten(2).mean(1)

@@ -1,5 +1,6 @@
 """Methods on the dense pyramid vectors (Yoo et al.): the improved Fisher vector of all scales'
-vectors as one set, VLAD, and the multi-scale poolings MPP (Eq. 1), NFK (Eq. 2), CSF."""
+vectors as one set, VLAD, and the multi-scale poolings MPP (Eq. 1), NFK (Eq. 2), CSF, and MPP
+over the spatial pyramid of whole / top / middle / bottom thirds (MPP + SP)."""
 
 from __future__ import annotations
 
@@ -37,3 +38,8 @@ def nfk(ctx: Context, scales: list[torch.Tensor]) -> torch.Tensor:
 @method("csf", reads=("fisher",), needs=("gmm",), view="pyramid", normalised=True)
 def csf(ctx: Context, scales: list[torch.Tensor]) -> torch.Tensor:
     return encoders.csf(ctx.fisher_features(scales), ctx.gmm)
+
+
+@method("mpp-sp", reads=("fisher",), needs=("gmm",), view="pyramid", normalised=True)
+def mpp_sp(ctx: Context, scales: list[torch.Tensor]) -> torch.Tensor:
+    return encoders.mpp_sp(ctx.fisher_features(scales), ctx.gmm, list(ctx.pyramid_sizes))

@@ -189,6 +189,7 @@ def _context(cfg: EncodeConfig, methods: tuple[Method, ...], head: dict,
             raise InputError(f"the activations hold no pyramid of {gattrs['layer']}; extract "
                              f"with --views pyramid --layers {gattrs['layer']}")
         ctx["gmm"] = gmm
+        ctx["pyramid_sizes"] = tuple(head["pyramid_sizes"])
         if head.get("projected"):
             require_fit({"projected": head["projected"]}, {"projected": gattrs["pca_sha256"]},
                         "the activations", f"{cfg.gmm} was fitted on vectors projected by "

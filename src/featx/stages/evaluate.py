@@ -13,10 +13,11 @@ import numpy as np
 
 from featx import metrics, svm
 from featx.errors import InputError, ProvenanceError
-from featx.io import load_encodings, load_svm, require_fit, shard_paths
+from featx.io import load_svm, require_fit, shard_paths
+from featx.io.shards import EncodingSet
 from featx.io.provenance import ENCODING_KEYS
 
-DATASETS = ("voc07", "mit67", "cub200", "flowers102", "folder")
+DATASETS = ("voc07", "mit67", "cub200", "flowers102", "h3d", "folder")
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class EvaluateConfig:
 
     model: str = ""
     dataset: str | None = None
+    memory_gb: float = 2.0
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -36,7 +38,8 @@ class EvaluateConfig:
 def run(inputs: Sequence[str], cfg: EvaluateConfig) -> dict[str, Any]:
     """The metrics of the encodings in ``inputs`` under the model, JSON-ready."""
     weights, biases, mattrs = load_svm(cfg.model)
-    ids, x, labels, attrs = load_encodings(shard_paths(inputs), ENCODING_KEYS)
+    enc = EncodingSet(shard_paths(inputs), ENCODING_KEYS)
+    ids, labels, attrs = enc.ids, enc.labels, enc.attrs
     require_fit(attrs, {k: mattrs.get(k) for k in ENCODING_KEYS}, "these encodings",
                 f"{cfg.model} was trained on other encodings")
     if attrs.get("classes") != mattrs["classes"]:
@@ -44,12 +47,15 @@ def run(inputs: Sequence[str], cfg: EvaluateConfig) -> dict[str, Any]:
                               f"encodings have classes {attrs.get('classes')}")
     classes = mattrs["classes"] or [str(i) for i in range(weights.shape[0])]
     multilabel = labels.ndim == 2
-    if cfg.dataset == "voc07" and not multilabel:
-        raise InputError("--dataset voc07 expects multi-label (1/-1/0) labels; these are single")
-    if weights.ndim != 2 or weights.shape[1] != x.shape[1] or biases.shape != weights.shape[:1]:
+    if cfg.dataset in ("voc07", "h3d") and not multilabel:
+        raise InputError(f"--dataset {cfg.dataset} expects multi-label (1/-1/0) labels; these are single")
+    if weights.ndim != 2 or weights.shape[1] != enc.dim or biases.shape != weights.shape[:1]:
         raise InputError(f"{cfg.model} holds weights of shape {weights.shape} for "
-                         f"{x.shape[1]}-d encodings; train it again")
-    s = svm.scores(x, weights, biases)
+                         f"{enc.dim}-d encodings; train it again")
+    # scored a block at a time: memory bounded by the block, not the split
+    s = np.concatenate([svm.scores(x, weights, biases)
+                        for _, x in enc.blocks(enc.block_rows(cfg.memory_gb * 2**30))]
+                       or [np.zeros((0, len(biases)), np.float32)])
     result = {"model": str(cfg.model), "split": attrs.get("split", ""), "n_images": len(ids),
               "classes": classes}
     if multilabel:

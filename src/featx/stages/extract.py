@@ -48,7 +48,8 @@ class ExtractConfig:
     """Settings of one extraction; ``batch_size`` counts CNN inputs (views), not images.
 
     ``layers`` None reads the backbone's default (its cross-layer pair); ``project`` is a PCA
-    applied to the pyramid's dense vectors before they are stored.
+    applied to the pyramid's dense vectors before they are stored; ``sample`` extracts a
+    stratified, seeded (``seed``) sample of that many images (:meth:`ImageSource.sample`).
     """
 
     backbone: str = "alexnet"
@@ -66,8 +67,11 @@ class ExtractConfig:
     overwrite: bool = False
     command: str = ""
     project: str | None = None
+    sample: int | None = None
 
     def __post_init__(self) -> None:
+        if self.sample is not None and self.sample < 1:
+            raise InputError(f"--sample must be at least 1, got {self.sample}")
         if self.dtype not in DTYPES:
             raise InputError(f"unknown dtype {self.dtype!r}; valid: {', '.join(DTYPES)}")
         if self.shard_size < 1 or self.batch_size < 1:
@@ -126,6 +130,8 @@ def run(source: ImageSource, out: str | Path, cfg: ExtractConfig = ExtractConfig
     Shards already present from an earlier run with the same settings and images are yielded
     without recomputation. Under torchrun, rank r handles shards r, r + world, ...
     """
+    if cfg.sample:
+        source = source.sample(cfg.sample, cfg.seed)
     bb = get_backbone(cfg.backbone)
     layers = bb.check_layers(list(cfg.layers or bb.default_layers()))
     views = _parse_views(cfg.views)
@@ -165,6 +171,7 @@ def run(source: ImageSource, out: str | Path, cfg: ExtractConfig = ExtractConfig
         "jitter_size": bb.jitter_size,
         "pyramid_sizes": pyramid.sizes(size) if pyramid else [],
         "projected": project[1] if project else "",
+        "sample": [cfg.sample, cfg.seed] if cfg.sample else [],
     }
     rank, world = rank_and_world()
     chunks = [source.records[i:i + cfg.shard_size]

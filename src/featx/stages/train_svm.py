@@ -12,7 +12,8 @@ from pathlib import Path
 from featx import svm
 from featx.device import resolve_device
 from featx.errors import InputError
-from featx.io import model_output, load_encodings, provenance, save_svm, shard_paths
+from featx.io import model_output, provenance, save_svm, shard_paths
+from featx.io.shards import EncodingSet
 from featx.io.provenance import ENCODING_KEYS
 from featx.stages import Progress, start
 
@@ -31,8 +32,11 @@ class TrainSVMConfig:
     device: str = "auto"
     overwrite: bool = False
     command: str = ""
+    memory_gb: float = 2.0
 
     def __post_init__(self) -> None:
+        if not (math.isfinite(self.memory_gb) and self.memory_gb > 0):
+            raise InputError(f"--memory must be a number of GB > 0, got {self.memory_gb}")
         if not self.c or not all(math.isfinite(c) and c > 0 for c in self.c):
             raise InputError(f"--C must be finite numbers > 0, got {self.c}")
         if self.folds < 2:
@@ -43,10 +47,17 @@ def run(inputs: Sequence[str], out: str | Path, cfg: TrainSVMConfig = TrainSVMCo
         progress: Progress | None = None) -> Iterator[Path]:
     device = resolve_device(cfg.device)
     with model_output(out, overwrite=cfg.overwrite, command=cfg.command) as out:
-        ids, x, labels, attrs = load_encodings(shard_paths(inputs), ENCODING_KEYS)
+        enc = EncodingSet(shard_paths(inputs), ENCODING_KEYS)
+        labels, attrs = enc.labels, enc.attrs
         classes = attrs.get("classes") or []
         num = len(classes) if classes else int(labels.max()) + 1
-        kernel = svm.gram(x, device)  # one GEMM serves cross-validation and training
+        rows = enc.block_rows(int(cfg.memory_gb * 2**30))
+        blocks = lambda: enc.blocks(rows)  # noqa: E731
+        t = time.perf_counter()
+        kernel = svm.gram_blocks(blocks, len(enc), device)  # serves cross-validation and training
+        log.info("Gram matrix of %d x %d encodings in %.1f s (%d row block%s)", len(enc),
+                 enc.dim, time.perf_counter() - t, -(-len(enc) // rows),
+                 "s" if rows < len(enc) else "")
         c, cv = cfg.c[0], {}
         if len(cfg.c) > 1:
             t = time.perf_counter()
@@ -57,11 +68,12 @@ def run(inputs: Sequence[str], out: str | Path, cfg: TrainSVMConfig = TrainSVMCo
                      ", ".join(f"C={a:g}: {b:.4f}" for a, b in cv.items()))
         advance = start(progress, "train-svm", num)
         t = time.perf_counter()
-        weights, biases = svm.train_ovr(x, labels, num, c=c,
-                                        include_difficult=cfg.include_difficult,
-                                        progress=lambda: advance(1), k=kernel)
-        log.info("trained %d one-vs-rest SVMs on %d x %d encodings in %.1f s", num, *x.shape,
-                 time.perf_counter() - t)
+        coefs, biases = svm.fit_dual(kernel, labels, num, c, cfg.include_difficult,
+                                     progress=lambda: advance(1))
+        weights = svm.primal(coefs, blocks)
+        log.info("trained %d one-vs-rest SVMs on %d x %d encodings in %.1f s", num, len(enc),
+                 enc.dim, time.perf_counter() - t)
+        ids = enc.ids
         yield save_svm(out, weights, biases, provenance(
             command=cfg.command, **{k: attrs.get(k) for k in ENCODING_KEYS}, classes=classes,
             multilabel=labels.ndim == 2, C=c, C_grid=list(cfg.c),

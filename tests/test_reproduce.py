@@ -1,0 +1,114 @@
+"""scripts/reproduce.py: every published row is computed or listed as not run, and the report
+puts the paper's number, with its table, beside ours."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from featx import paper
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def reproduce():
+    spec = importlib.util.spec_from_file_location("reproduce", REPO / "scripts" / "reproduce.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["reproduce"] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_published_row_is_run_or_said_not_run(reproduce):
+    setup = reproduce.Setup("voc07", "voc07", Path("."), "trainval", "test")
+    ours = {r.name for r in reproduce.rows_of(setup)}
+    published = {row for _, rows in paper.TABLES.values() for row in rows}
+    assert published <= ours, published - ours
+    for row in ("R-CNN SCFV", "SCFV", "MPP + DSFL", "MPP (CNNS-FC7)", "MPP (CNNS-FC7, FC8)"):
+        assert row in paper.NOT_RUN
+
+
+def test_paper_numbers_are_the_tables(reproduce):
+    """Spot checks against ../shared/PAPER_TABLES.md, one per table."""
+    assert paper.published("CL + CNN-Jitter", "voc07") == [("liu-1-4", 77.8, "Liu et al. CVPR 2015 T3")]
+    assert paper.published("CL-34C", "h3d")[0][1] == 75.9
+    assert paper.published("SPP", "mit67")[0][1:] == (56.3, "Liu et al. CVPR 2015 T7")
+    assert paper.published("Original", "voc07")[0][1] == 71.3
+    assert paper.published("MPP + SP", "flowers102")[0][1:] == (90.05, "Yoo et al. arXiv 1412.1628 T6a")
+    assert paper.published("MPP (FC7, Pool5)", "voc07") == []
+    assert paper.YOO_T5["MPP"][-1] == 79.5 and len(paper.YOO_T5["AP10"]) == 21
+
+
+def test_report_lists_every_row_with_the_paper_number(reproduce, tmp_path):
+    setup = reproduce.Setup("voc07", "voc07", tmp_path, "trainval", "test")
+    rep = reproduce.Reproduction(setup, tmp_path / "work", None, quiet=True)
+    results = {}
+    for k, r in enumerate(rep.rows.values()):
+        ap = [0.5 + 0.01 * k] * 20
+        results[r.name] = {"metrics": {"mAP": ap[0], "AP": ap}, "dim": 100 + k, "C": 0.1}
+    path = reproduce.write_report(rep, results, tmp_path / "reports", "plan text")
+    text = path.read_text()
+    for name in results:
+        assert f"| {name} |" in text, name
+    # CL-45C on VOC07 appears in Tables 1-4 (T3) and in Table 6, with ours and the delta
+    k = list(results).index("CL-45C")
+    ours = 100 * (0.5 + 0.01 * k)
+    assert f"| CL-45C | {ours:.2f} | 75.00 | {ours - 75:+.2f} | Liu et al. CVPR 2015 T3 |" in text
+    assert "| CL-45C |" in text.split("Table 6")[1]
+    assert "Yoo et al. Table 5" in text and "| MPP (paper) | 90.2 |" in text
+    for row in paper.NOT_RUN:
+        assert f"| {row} |" in text
+    assert "equals its CL-45F number" in text  # the Table 8 note
+
+
+def _voc(root: Path, n: int = 4) -> Path:
+    from PIL import Image
+
+    from featx.datasets import VOC_CLASSES
+
+    voc = root / "VOCdevkit" / "VOC2007"
+    (voc / "JPEGImages").mkdir(parents=True)
+    (voc / "ImageSets" / "Main").mkdir(parents=True)
+    for i in range(n):
+        Image.new("RGB", (50, 40), (i * 40, 90, 30)).save(voc / "JPEGImages" / f"{i:06d}.jpg")
+    for split in ("trainval", "test"):
+        for c in VOC_CLASSES:
+            (voc / "ImageSets" / "Main" / f"{c}_{split}.txt").write_text(
+                "".join(f"{i:06d} {1 if i == 0 else -1}\n" for i in range(n)))
+    return voc
+
+
+@pytest.mark.reliability
+def test_incomplete_benchmark_is_named_and_refused_before_any_work(reproduce, tmp_path, capsys):
+    voc = _voc(tmp_path / "data")
+    (voc / "JPEGImages" / "000002.jpg").unlink()
+    with pytest.raises(SystemExit) as exc:
+        reproduce.main(["--data", str(tmp_path / "data"), "--work", str(tmp_path / "w"),
+                        "--reports", str(tmp_path / "r"), "--quiet"])
+    assert str(exc.value).startswith("Error: voc07: ") and "000002.jpg is missing" in str(exc.value)
+    assert not any((tmp_path / "w").rglob("*.h5"))
+    _voc(tmp_path / "data2")
+    voc = tmp_path / "data2" / "VOCdevkit" / "VOC2007"
+    (voc / "ImageSets" / "Main" / "dog_test.txt").unlink()
+    with pytest.raises(SystemExit, match="dog_test.txt is missing"):
+        reproduce.main(["--data", str(tmp_path / "data2"), "--work", str(tmp_path / "w"),
+                        "--reports", str(tmp_path / "r"), "--quiet"])
+
+
+@pytest.mark.reliability
+def test_run_refuses_to_start_without_the_disk_of_its_plan(reproduce, tmp_path, monkeypatch):
+    _voc(tmp_path / "data")
+    monkeypatch.setattr(reproduce, "_calibrate", lambda rep, phase: {
+        "seconds": 1.0, "bytes": 5e9, "vectors": 10, "rss": 1e9})
+    free = type("Usage", (), {"free": int(2e9)})()
+    monkeypatch.setattr(reproduce.shutil, "disk_usage", lambda path: free)
+    with pytest.raises(SystemExit) as exc:
+        reproduce.main(["--data", str(tmp_path / "data"), "--work", str(tmp_path / "w"),
+                        "--reports", str(tmp_path / "r"), "--quiet"])
+    msg = str(exc.value)
+    assert msg.startswith("Error: voc07 needs about ") and "2.0 GB are free" in msg
+    assert not any((tmp_path / "w").rglob("*.h5")) and not (tmp_path / "r").exists()
