@@ -10,20 +10,9 @@ from featx.methods import Context, method
 
 
 @method("global", reads=("fc",), view="whole")
-def cnn_global(ctx: Context, fc: torch.Tensor) -> torch.Tensor:
-    return fc.flatten(2).mean(1)
-
-
 @method("jitter", reads=("fc",), view="jitter")
-def cnn_jitter(ctx: Context, fc: torch.Tensor) -> torch.Tensor:
-    return fc.flatten(2).mean(1)
-
-
 @method("centre", reads=("fc",), view="centre")
-def cnn_centre(ctx: Context, fc: torch.Tensor) -> torch.Tensor:
-    return fc.flatten(2).mean(1)
-
-
 @method("crops", reads=("fc",), view="crops")
-def cnn_crops(ctx: Context, fc: torch.Tensor) -> torch.Tensor:
+def mean_fc(ctx: Context, fc: torch.Tensor) -> torch.Tensor:
+    """The fc vector averaged over the view's inputs (one input for whole and centre)."""
     return fc.flatten(2).mean(1)
