@@ -7,7 +7,7 @@ benchmark's size.
 The data set: N JPEGs at VOC sizes (500x375 and 375x500), half trainval and half test, the
 ImageSets/Main/<class>_<split>.txt files, multi-label with difficult (0) flags. The chain:
 scripts/reproduce.py with AlexNet at the papers' settings (227 input, 7 scales, 500-d and
-128-d PCA, K = 256) and ``--weights none``, in a subprocess sampled every 0.2 s for the RSS
+128-d PCA, K = 256) and ``--weights none``, in a subprocess sampled every 0.2 s for the RSS (Pss)
 of its process tree and the size of every folder of its work folder.
 
 Extrapolation, per quantity:
@@ -18,7 +18,8 @@ Extrapolation, per quantity:
 - RAM: each stage's measured peak plus what grows with N in it: the train-svm Gram matrix and
   its copies (3 x 8 n^2 bytes), the PCA and GMM samples (capped in count by the reproduce
   settings; the simulation's are smaller, the difference is added at 2 copies of 4 bytes a
-  value);
+  value), and fit-guidance's region vectors (every training image's fc7 pyramid vectors of
+  the guidance's scales, 128-d float16);
 - CPU hours: measured stage seconds x 2 cores, extraction / encoding / evaluation linear in
   the images, the pyramid sample in the sample's images; train-svm from a calibration on this
   machine at the benchmark's training size: one SVC fit on a clustered synthetic Gram matrix,
@@ -55,6 +56,7 @@ from featx.datasets import VOC_CLASSES  # noqa: E402
 BENCHMARKS = [("VOC07", 9963, 5011, 20), ("MIT-67", 6700, 5360, 67),
               ("CUB", 11788, 5994, 200), ("Flowers", 8189, 2040, 102)]
 PCA_VECTORS, GMM_VECTORS, PYRAMID_SAMPLE = 100_000, 256_000, 256  # scripts/reproduce.py Setup
+FV_DIM, GUIDANCE_SCALES = 128, 6  # the same
 CORES = os.cpu_count() or 1
 GB = 1e9
 
@@ -88,15 +90,22 @@ def make_voc(root: Path, n: int, seed: int = 0) -> None:
 
 
 def tree_rss(pid: int) -> int:
-    """Resident bytes of ``pid`` and its descendants (DataLoader workers)."""
+    """Resident bytes of ``pid`` and its descendants (DataLoader workers): the sum of their
+    proportional set sizes (Pss), so pages the forked workers share with their parent count
+    once, not once a process (VmRSS where smaps_rollup is unreadable)."""
     total, stack = 0, [pid]
     while stack:
         p = stack.pop()
         try:
-            with open(f"/proc/{p}/status") as fh:
-                for line in fh:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1]) * 1024
+            try:
+                with open(f"/proc/{p}/smaps_rollup") as fh:
+                    key = "Pss:"
+                    lines = fh.readlines()
+            except OSError:
+                with open(f"/proc/{p}/status") as fh:
+                    key = "VmRSS:"
+                    lines = fh.readlines()
+            total += next((int(ln.split()[1]) * 1024 for ln in lines if ln.startswith(key)), 0)
             for task in os.listdir(f"/proc/{p}/task"):
                 with open(f"/proc/{p}/task/{task}/children") as fh:
                     stack += [int(c) for c in fh.read().split()]
@@ -255,8 +264,10 @@ def main() -> None:
             elif key.startswith("fit-pca pca-pyr"):
                 dim = 4096 if "pyr1" in key else 256
                 v = vec["fc7" if "pyr1" in key else "pool5"]
-                extra = 2 * 4 * dim * (min(GMM_VECTORS, min(PYRAMID_SAMPLE, train_b) * v)
-                                       - min(GMM_VECTORS, min(PYRAMID_SAMPLE, train_sim) * v))
+                extra = 2 * 4 * dim * (min(PCA_VECTORS, min(PYRAMID_SAMPLE, train_b) * v)
+                                       - min(PCA_VECTORS, min(PYRAMID_SAMPLE, train_sim) * v))
+            elif key.startswith("fit-guidance"):
+                extra = 2 * FV_DIM * vec["guidance"] * (train_b - train_sim)
             elif key.startswith("fit-gmm"):
                 v = vec["fc7" if "pyr1" in key else "pool5"]
                 extra = 4 * (3 * 128 + 256) * (min(GMM_VECTORS, train_b * v)
@@ -284,15 +295,16 @@ def main() -> None:
 
 
 def _pyramid_vectors() -> dict[str, int]:
-    """Dense vectors an image of AlexNet's fc7 and pool5 pyramids (7 scales from 227)."""
+    """Dense vectors an image of AlexNet's fc7 and pool5 pyramids (7 scales from 227), and of
+    the fc7 pyramid's scales scheme 2's guidance trains on."""
     from featx.backbones import dense_shapes, get_backbone, layer_shapes
     from featx.images import ViewSpec
 
     bb = get_backbone("alexnet")
     sizes = ViewSpec("pyramid", scales=7).sizes(227)
-    fc7 = sum(d["fc7"][0] for d in dense_shapes(bb, ["fc7"], sizes))
+    fc7 = [d["fc7"][0] for d in dense_shapes(bb, ["fc7"], sizes)]
     pool5 = sum(math.prod(layer_shapes(bb, s)["pool5"][1:]) for s in sizes)
-    return {"fc7": fc7, "pool5": pool5}
+    return {"fc7": sum(fc7), "pool5": pool5, "guidance": sum(fc7[:GUIDANCE_SCALES])}
 
 
 if __name__ == "__main__":

@@ -65,6 +65,12 @@ class Setup:
     gmm_vectors: int = 256_000  # as Yoo
     pyramid_sample: int = 256  # images whose unprojected pyramids the pyramid PCA sees
     crops: int = 5  # AP50: 5 x 5 crops and their mirrors
+    guidance_channels: int = 64  # scheme 2: K of the trained guidance layer
+    guidance_epochs: int = 30
+    # scheme 2 trains on the smallest 6 of 7 scales: fit-guidance holds its training vectors in
+    # memory (n x 1,917 regions x 128-d in float16 = 2.5 GB for VOC07 trainval; all 7 scales,
+    # 4,417 regions, would be 5.7 GB on top of the stage's own)
+    guidance_scales: int = 6
     C: str = "auto"
     memory_gb: float = 2.0
     extra: list = field(default_factory=list)
@@ -102,7 +108,7 @@ def offline_setup(repo: Path) -> Setup:
         backbone="efficientnet_lite0", input_size=160, pairs=dict(OFFLINE_PAIRS),
         subarray={"45": 3, "34": 5}, fc_layer="pool", pyramid_layers=("head", "stage7"),
         scales=3, cl_dim=64, fv_dim=32, components=16, pca_vectors=20_000, gmm_vectors=40_000,
-        pyramid_sample=100, crops=3,
+        pyramid_sample=100, crops=3, guidance_channels=16,
         note="Small offline run: no benchmark dataset was found, so this is the chain on a "
              "shipped 500 + 250 image Fashion-MNIST subset (MIT license) with the offline "
              "EfficientNet-Lite0 backbone at 160x160 input. The papers report no numbers for it; "
@@ -149,6 +155,12 @@ def rows_of(s: Setup) -> list[Row]:
         Row("NFK", "pyr1", ["--method", "nfk"]),
         Row("CSF", "pyr1", ["--method", "csf"]),
         Row("MPP + SP", "pyr1", ["--method", "mpp-sp"]),
+        # Liu et al. 2016, scheme 2: cross-layer pooling of the fc pyramid's region features
+        # under a trained guidance layer, and under the same layer untrained (the control)
+        Row("Scheme 2 (trained guidance)", "pyr1", ["--method", "cross-layer-guided",
+                                                     "--guidance", "@guidance"]),
+        Row("Scheme 2 (random guidance)", "pyr1", ["--method", "cross-layer-guided",
+                                                    "--guidance", "@guidance-random"]),
         Row("MPP (Pool5)", "pyr2", ["--method", "mpp"]),
         Row("MPP (FC7, Pool5)", "pyr2", join=("MPP", "MPP (Pool5)")),
     ]
@@ -194,8 +206,10 @@ class Runner:
 class Reproduction:
     """One setup's rows, phase by phase, with the plan, the cleanup and the report."""
 
-    def __init__(self, s: Setup, work: Path, only: set[str] | None, quiet: bool):
+    def __init__(self, s: Setup, work: Path, only: set[str] | None, quiet: bool,
+                 maps_dir: Path | None = None):
         self.s, self.run = s, Runner(quiet)
+        self.maps_dir = maps_dir  # where a few confidence maps are drawn, if given
         self.w = work / f"{s.name}-{s.key()}"
         self.rows = {r.name: r for r in rows_of(s)}
         if only:
@@ -262,9 +276,11 @@ class Reproduction:
                                         "--split", s.train, "--sample", s.pyramid_sample,
                                         "-o", w / f"sample-{phase}")
                 n = sum(len(_ids(p)) for p in sample)
+                # the PCA sees pca_vectors (a 4,096-d covariance is well estimated from
+                # 100,000); the GMM after it Yoo's 256,000 (128-d, cheap to hold)
                 self.run.featx("fit-pca", *sample, "--layer", layer, "--view", "pyramid",
                                "--local", "dense", "--dim", s.fv_dim, "--per-image",
-                               max(1, math.ceil(s.gmm_vectors / max(n, 1))), "--overwrite",
+                               max(1, math.ceil(s.pca_vectors / max(n, 1))), "--overwrite",
                                "-o", pca)
                 shutil.rmtree(w / f"sample-{phase}")
             acts = {sp: self.run.featx("extract", *self.base, *self.extraction(phase),
@@ -287,6 +303,16 @@ class Reproduction:
                                max(1, math.ceil(s.gmm_vectors / max(n, 1))), "--overwrite",
                                "-o", gmm)
             self.models[phase] = {"gmm": str(gmm), "pca": str(pca)}
+            if phase == "pyr1" and any(str(a).startswith("@guidance") for r in self.rows.values()
+                                       for a in r.encode):
+                for name, epochs in (("guidance", s.guidance_epochs), ("guidance-random", 0)):
+                    path = w / f"{name}-{phase}.h5"
+                    if not path.is_file():
+                        scales = ",".join(map(str, range(min(s.guidance_scales, s.scales))))
+                        self.run.featx("fit-guidance", *acts[s.train], "--channels",
+                                       s.guidance_channels, "--epochs", epochs, "--scales",
+                                       scales, "--overwrite", "-o", path)
+                    self.models[phase][name] = str(path)
             return acts
         acts = {sp: self.run.featx("extract", *self.base, *self.extraction(phase), "--split", sp,
                                    "-o", w / f"acts-{phase}-{sp}") for sp in (s.train, s.test)}
@@ -337,7 +363,8 @@ class Reproduction:
             extra += ["--layers", ",".join(s.pairs[r.phase[2:]])]
         if r.phase == "fc":
             extra += ["--fc-layer", s.fc_layer]
-        return {sp: self.run.featx("encode", *cache[r.phase][sp], *r.encode, *extra, "--dtype",
+        args = [models[a[1:]] if str(a).startswith("@") else a for a in r.encode]
+        return {sp: self.run.featx("encode", *cache[r.phase][sp], *args, *extra, "--dtype",
                                    "float16", "-o", self.enc_dir(r, sp))
                 for sp in (s.train, s.test)}
 
@@ -350,8 +377,12 @@ class Reproduction:
         enc = self.encodings(r, cache)
         model = self.run.featx("train-svm", *enc[s.train], "--C", s.C, "--memory", s.memory_gb,
                                "--overwrite", "-o", self.w / f"svm-{slug(r.name)}.h5")[0]
+        # the MPP row's PR curves (multi-label) or confusion matrix, beside its confidence maps
+        plots = ["--plots", self.maps_dir / "plots-mpp"] if r.name == "MPP" and self.maps_dir \
+            else []
         out = self.run.featx("evaluate", *enc[s.test], "--model", model, "--memory",
-                             s.memory_gb, "--json", self.w / f"metrics-{slug(r.name)}.json")[0]
+                             s.memory_gb, "--json", self.w / f"metrics-{slug(r.name)}.json",
+                             *plots)[0]
         from featx.io import read_header, load_svm
 
         result = {"metrics": json.loads(Path(out).read_text()),
@@ -373,6 +404,9 @@ class Reproduction:
             mine = [r for r in self.rows.values() if not r.alias and not r.join
                     and r.phase == phase]
             if all(self.done(r) for r in mine):
+                if phase == "pyr1" and self.maps_dir and (self.w / "svm-mpp.h5").is_file() \
+                        and any(self.w.glob("acts-pyr1-*")):
+                    self.draw_maps()
                 for d in self.w.glob(f"acts-{phase}-*"):
                     shutil.rmtree(d)
                 cache.pop(phase, None)
@@ -383,6 +417,13 @@ class Reproduction:
             if self.done(r) and all(self.done(u) for u in users):
                 for d in self.w.glob(f"enc-{slug(r.name)}-*"):
                     shutil.rmtree(d)
+
+    def draw_maps(self) -> None:
+        """A few object confidence maps of the MPP row (Yoo §4.5) next to the report, drawn
+        while the run that made the MPP row still has its pyramid activations."""
+        self.run.featx("maps", self.w / f"acts-pyr1-{self.s.test}", "--model",
+                       self.w / "svm-mpp.h5", "--gmm", self.models["pyr1"]["gmm"], "--top", 2,
+                       "--limit", 4, "--overwrite", "-o", self.maps_dir / "confidence")
 
     def go(self) -> dict[str, dict]:
         self.w.mkdir(parents=True, exist_ok=True)
@@ -587,13 +628,21 @@ def write_report(rep: Reproduction, results: dict[str, dict], reports: Path,
               "pool5 window).",
               "- PCA and GMM are fitted on stratified, seeded samples of the whole training "
               f"split ({s.pca_vectors:,} cross-layer local features; {s.gmm_vectors:,} pyramid "
-              f"vectors; the pyramid PCA on {s.pyramid_sample} sampled images).",
+              f"vectors for the GMM; the pyramid PCA on {s.pca_vectors:,} vectors of "
+              f"{s.pyramid_sample} sampled images: Yoo fit both on 256,000).",
               "- Neither paper gives C: it is chosen per row by 5-fold cross-validation on the "
               "training split (column C). Sign-quantised encodings are read at unit L2 norm.",
               "- 'CL + CNN-Global' / 'CL + CNN-Jitter' join the CL-45C encoding and the fc "
               "encoding with equal weight (featx join). 'MPP (FC7, Pool5)' joins the MPP of the "
               "fc7 pyramid and the MPP of a pool5 pyramid with its own PCA and GMM.",
               "- Ours for single-label data is top-1 accuracy; the papers report accuracy.",
+              "- Scheme 2 (Liu et al. 2016; only its abstract is at hand, so no published "
+              "number): the guidance is a 1x1 convolution of K = "
+              f"{s.guidance_channels} channels over the fc pyramid's PCA-reduced region "
+              f"vectors of the smallest {min(s.guidance_scales, s.scales)} scales, trained "
+              f"for at most {s.guidance_epochs} epochs with early stopping (docs/scheme2.md); "
+              "'random guidance' is the same layer untrained (fit-guidance --epochs 0), the "
+              "control that says what training buys.",
               *[f"- This run: {d}." for d in rep.deviations],
               "", "## Plan and time", "", "```", plan_text, "```", "",
               "Wall time per featx stage (all rows, this run):", "",
@@ -631,7 +680,8 @@ def main(argv=None) -> None:
             changes.update(_backbone_defaults(args.backbone))
         setup = replace(setup, **changes)
         only = {x.strip() for x in args.only.split(",")} if args.only else None
-        rep = Reproduction(setup, args.work, only, args.quiet)
+        rep = Reproduction(setup, args.work, only, args.quiet,
+                           maps_dir=args.reports / f"{setup.name}-maps")
         from featx.errors import FeatxError
 
         try:  # an incomplete benchmark folder is named here, before any work

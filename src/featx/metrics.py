@@ -18,7 +18,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def _precision_recall(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def precision_recall(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Recall and precision after each ranked image of one class (labels 0 left out), the
+    points both APs are computed from."""
     keep = labels != 0
     s, y = scores[keep], labels[keep] > 0
     order = np.argsort(-s, kind="stable")
@@ -32,8 +34,8 @@ def _per_class(ap, scores, labels) -> np.ndarray:
     """Apply a one-class AP to each column of (N, C) scores/labels ((N,) gives a scalar)."""
     scores, labels = np.asarray(scores, float), np.asarray(labels)
     if scores.ndim == 1:
-        return ap(*_precision_recall(scores, labels))
-    return np.array([ap(*_precision_recall(scores[:, c], labels[:, c]))
+        return ap(*precision_recall(scores, labels))
+    return np.array([ap(*precision_recall(scores[:, c], labels[:, c]))
                      for c in range(scores.shape[1])])
 
 
@@ -65,3 +67,10 @@ def accuracy(predicted, truth, num_classes: int) -> tuple[float, np.ndarray]:
     per_class = np.array([np.mean(predicted[truth == c] == c) if np.any(truth == c) else np.nan
                           for c in range(num_classes)])
     return float(np.mean(predicted == truth)), per_class
+
+
+def confusion(predicted, truth, num_classes: int) -> np.ndarray:
+    """(C, C) counts: row = true class, column = predicted class."""
+    m = np.zeros((num_classes, num_classes), np.int64)
+    np.add.at(m, (np.asarray(truth), np.asarray(predicted)), 1)
+    return m

@@ -21,7 +21,14 @@ from featx.errors import InputError
 from featx.io import EXTRACTION_KEYS, read_header, require_fit
 from featx.io.shards import ActivationShard
 
-_READ_BLOCK = 64
+_READ_BLOCK = 64  # images a read at most
+_READ_BYTES = 256 << 20  # and about this many bytes of float32 activations
+
+
+def _block(shard: ActivationShard, layer: str, view: str) -> int:
+    """Images a read: a block of 64, fewer where an image's activations are large (a 7-scale
+    fc7 pyramid is 72 MB an image), so reading is bounded by bytes, not images."""
+    return max(1, min(_READ_BLOCK, _READ_BYTES // max(shard.image_bytes(view, layer), 1)))
 
 
 def activation_header(paths: Sequence[Path], layer: str, view: str) -> dict[str, Any]:
@@ -77,8 +84,9 @@ def sample_local_features(
     for path in paths:
         with ActivationShard(path) as shard:
             project = None if view == "pyramid" and shard.attrs.get("projected") else transform
-            for start in range(0, len(shard.ids), _READ_BLOCK):
-                local = local_features(shard, layer, view, spec, slice(start, start + _READ_BLOCK))
+            step = _block(shard, layer, view)
+            for start in range(0, len(shard.ids), step):
+                local = local_features(shard, layer, view, spec, slice(start, start + step))
                 for j in range(local.shape[0]):
                     n = local.shape[1]
                     take = image_rng(seed, shard.ids[start + j]).choice(n, min(per_image, n),
@@ -88,3 +96,47 @@ def sample_local_features(
     if not out:
         raise InputError("the shards hold no images")
     return np.concatenate(out).astype(np.float32, copy=False)
+
+
+def region_features(paths: Sequence[Path], layer: str, scales: Sequence[int] | None = None,
+                    transform: Callable[[torch.Tensor], torch.Tensor] | None = None
+                    ) -> tuple[list[str], list[torch.Tensor], np.ndarray | None]:
+    """Every image's dense pyramid vectors of ``layer`` at the pyramid scales ``scales`` (all
+    when None), projected by ``transform`` unless stored projected, as float16: ids, one
+    (n, N_s, D) tensor per scale, and the labels (None when unlabelled). What scheme 2's
+    guidance trains on (featx fit-guidance)."""
+    total = 0
+    for path in paths:
+        with ActivationShard(path) as shard:
+            total += len(shard.ids)
+    if not total:
+        raise InputError("the shards hold no images")
+    # filled in place, block by block: the peak is the result plus one block, not twice it
+    ids: list[str] = []
+    out: list[torch.Tensor] = []
+    labels: list[np.ndarray] = []
+    for path in paths:
+        with ActivationShard(path) as shard:
+            project = None if shard.attrs.get("projected") else transform
+            step = _block(shard, layer, "pyramid")
+            for start in range(0, len(shard.ids), step):
+                rows = slice(start, start + step)
+                pyr = shard.pyramid(layer, rows)
+                chosen = range(len(pyr)) if scales is None else scales
+                if any(s >= len(pyr) for s in chosen):
+                    raise InputError(f"{path} has {len(pyr)} pyramid scales; scales "
+                                     f"{', '.join(map(str, chosen))} were asked for")
+                at = len(ids)
+                for k, s in enumerate(chosen):
+                    x = torch.from_numpy(pyr[s])
+                    if project is not None:
+                        x = project(x.flatten(0, 1)).view(*x.shape[:2], -1)
+                    if len(out) <= k:
+                        out.append(torch.empty(total, *x.shape[1:], dtype=torch.float16))
+                    out[k][at:at + x.shape[0]] = x
+                ids += shard.ids[rows]
+                lab = shard.labels(rows)
+                if lab is not None:
+                    labels.append(lab)
+    lab = np.concatenate(labels) if labels else None
+    return ids, out, lab if lab is not None and len(lab) == total else None

@@ -76,3 +76,27 @@ def test_pyramid_errors(cli, make_images, tmp_path, pyramid):
     res = cli("extract", make_images(1), "-o", tmp_path / "y", "--weights", "none",
               "--views", "whole", "--project", pyramid / "pca.h5", ok=False)
     assert res.exit_code == 1 and "--views pyramid" in res.stderr
+
+
+def test_pyramid_batches_are_bounded_by_pixels(cli, make_images, tmp_path, monkeypatch):
+    """A pyramid image counts as the backbone-sized inputs of its pixels (2 scales of 227 and
+    321: ceil((227² + 321²) / 227²) = 3), so --batch-size 6 forwards 2 images a batch and
+    --batch-size 64 no more than 21 — not 64 images of every scale at once."""
+    from featx.stages import extract as stage
+
+    seen: list[int] = []
+    forward = stage.DenseFC.forward
+
+    def spy(self, x):
+        if not x.is_meta:  # not the shape probe
+            seen.append(x.shape[0])
+        return forward(self, x)
+
+    monkeypatch.setattr(stage.DenseFC, "forward", spy)
+    images = make_images(5)
+    for batch, most in ((6, 2), (64, 21)):
+        seen.clear()
+        cli("extract", images, "-o", tmp_path / f"b{batch}", "--weights", "none", "--views",
+            "pyramid", "--scales", "2", "--layers", "fc7", "--workers", "0",
+            "--batch-size", batch)
+        assert max(seen) == min(most, 5) and sum(seen) == 2 * 5  # every image at both scales

@@ -12,7 +12,10 @@ from featx.methods import METHODS, Context, EncodePlan, get_methods, method
 
 def test_registry_lists_both_papers_methods():
     assert set(METHODS) == {"cross-layer", "max", "sum-sqrt", "spp", "global", "jitter",
-                            "centre", "crops", "fisher", "vlad", "mpp", "nfk", "csf", "mpp-sp"}
+                            "centre", "crops", "fisher", "vlad", "mpp", "nfk", "csf", "mpp-sp",
+                            "cross-layer-guided"}
+    assert METHODS["cross-layer-guided"].reads == ("region",)
+    assert METHODS["cross-layer-guided"].view == "pyramid"
     assert METHODS["mpp"].view == "pyramid" and METHODS["mpp"].needs == {"gmm"}
     assert METHODS["cross-layer"].reads == ("local", "guide") and METHODS["cross-layer"].view is None
 

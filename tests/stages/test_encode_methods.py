@@ -10,7 +10,8 @@ import torch
 
 from featx import encoders
 from featx.encoders import LocalSpec
-from featx.io import ActivationShard, load_gmm, load_pca
+from featx.fit import init_guidance
+from featx.io import ActivationShard, load_gmm, load_guidance, load_pca, save_guidance
 from featx.methods import METHODS
 from featx.stages import encode
 from featx.stages.encode import EncodeConfig
@@ -33,6 +34,19 @@ def acts(tmp_path_factory, alexnet_weights):
         ["fit-gmm", root / "pyr", "--pca", root / "pca-fc7.h5", "--components", "2",
          "-o", root / "gmm.h5"],
     ])
+
+
+@pytest.fixture(scope="module")
+def guidance(acts):
+    """A seeded (untrained) 3x3 guidance of 4 channels over the 5-d pyramid vectors, with the
+    provenance fit-guidance would record (the GMM's, which was fitted on the same vectors)."""
+    _, attrs = load_gmm(acts / "gmm.h5")
+    with ActivationShard(acts / "pyr" / "shard-00000.h5") as shard:
+        sizes = list(shard.attrs["pyramid_sizes"])
+    return save_guidance(acts / "guidance.h5", init_guidance(5, 4, 3, seed=2),
+                         {**{k: v for k, v in attrs.items() if k != "kind"},
+                          "scales": list(range(len(sizes))), "pyramid_sizes": sizes,
+                          "channels": 4, "kernel": 3})
 
 
 def _local(root):
@@ -60,6 +74,12 @@ def _scales(root):
     return [pca.transform(s.flatten(0, 1)).view(*s.shape[:2], -1) for s in raw], gmm
 
 
+def _guided(root):
+    scales, _ = _scales(root)
+    g, _ = load_guidance(root / "guidance.h5")
+    return encoders.guided_pool(scales, g.weight, g.bias)
+
+
 def _fv(root, fn):
     scales, gmm = _scales(root)
     return fn(scales, gmm)
@@ -82,6 +102,7 @@ EXPECTED = {  # the pure functions, applied by hand
     "mpp": lambda r: _fv(r, encoders.mpp),
     "nfk": lambda r: _fv(r, encoders.nfk),
     "csf": lambda r: _fv(r, encoders.csf),
+    "cross-layer-guided": lambda r: N(_guided(r)),
 }
 
 
@@ -90,11 +111,13 @@ def test_every_registered_method_is_checked_here():
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_stage_output_equals_the_pure_function(acts, tmp_path, name):
+def test_stage_output_equals_the_pure_function(acts, guidance, tmp_path, name):
     pyramid = METHODS[name].view == "pyramid"
-    cfg = EncodeConfig(methods=(name,), device="cpu",
+    guided = "guidance" in METHODS[name].needs
+    cfg = EncodeConfig(methods=("cross-layer" if guided else name,), device="cpu",
                        pca=str(acts / ("pca-fc7.h5" if pyramid else "pca.h5")),
-                       gmm=str(acts / "gmm.h5") if pyramid else None)
+                       gmm=str(acts / "gmm.h5") if pyramid and not guided else None,
+                       guidance=str(guidance) if guided else None)
     [path] = encode.run([acts / ("pyr" if pyramid else "grid")], tmp_path / "enc", cfg)
     ids, got, _, attrs = read_encodings(path)
     want = EXPECTED[name](acts).numpy()

@@ -62,3 +62,30 @@ def test_extract_sample_extracts_only_the_sample(make_images, tmp_path):
     want = [r.id for r in folder_source(images).sample(4, seed=1).records]
     head = read_header(path)
     assert head["ids"] == want and head["sample"] == [4, 1]
+
+
+def test_region_features_fill_every_shard_in_order(make_images, tmp_path, monkeypatch):
+    """Scheme 2's training input: every image's pyramid vectors at the chosen scales, across
+    shards and read blocks, equal to reading each shard's pyramid directly."""
+    import torch
+
+    from featx import sampling
+    from featx.io import ActivationShard
+    from featx.sampling import region_features
+
+    images = make_images(5)
+    cfg = ExtractConfig(weights="none", layers=["fc7"], workers=0, shard_size=2,
+                        views=("pyramid:2",))
+    paths = list(extract.run(folder_source(images), tmp_path / "pyr", cfg))
+    assert len(paths) == 3
+    monkeypatch.setattr(sampling, "_READ_BLOCK", 1)  # one image a read
+    half = lambda x: x[:, :7] * 0.5  # noqa: E731 - a stand-in projection of (rows, D)
+    ids, scales, labels = region_features(paths, "fc7", [1], half)
+    want_ids, want = [], []
+    for p in paths:
+        with ActivationShard(p) as shard:
+            want_ids += shard.ids
+            want.append(torch.from_numpy(shard.pyramid("fc7")[1])[:, :, :7] * 0.5)
+    assert ids == want_ids and labels is None and len(scales) == 1
+    assert scales[0].dtype == torch.float16 and scales[0].shape[:2] == (5, want[0].shape[1])
+    torch.testing.assert_close(scales[0], torch.cat(want).half())

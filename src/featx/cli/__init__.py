@@ -63,13 +63,15 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
 
 
 from featx.cli import encode as _encode, extract as _extract, fit as _fit  # noqa: E402
-from featx.cli import classify as _classify, layers as _layers  # noqa: E402
+from featx.cli import classify as _classify, layers as _layers, maps as _maps  # noqa: E402
 
 main.add_command(_extract.extract)
 main.add_command(_encode.encode)
 main.add_command(_encode.join)
 main.add_command(_fit.fit_pca_cmd)
 main.add_command(_fit.fit_gmm_cmd)
+main.add_command(_fit.fit_guidance_cmd)
 main.add_command(_classify.train_svm)
 main.add_command(_classify.evaluate)
+main.add_command(_maps.maps)
 main.add_command(_layers.layers)

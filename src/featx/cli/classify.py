@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import click
 from rich.table import Table
@@ -68,19 +69,27 @@ def train_svm(inputs, out, c, folds, include_difficult, memory, device, overwrit
                    "(default: from the labels).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False),
               help="Write the metrics here (and print this path) instead of on stdout.")
+@click.option("--plots", "plots_dir", type=click.Path(file_okay=False),
+              help="Draw a precision-recall curve per class (multi-label) or the confusion "
+                   "matrix (single-label) into this folder; the metrics go to "
+                   "DIR/metrics.json unless --json; every path is printed on stdout.")
 @memory_opt
 @click.pass_context
-def evaluate(ctx, inputs, model_path, dataset, json_path, memory):
+def evaluate(ctx, inputs, model_path, dataset, json_path, plots_dir, memory):
     """Score encoding shards INPUTS with an SVM model and report the metrics."""
     result = evaluate_stage.run(inputs, EvaluateConfig(model=model_path, dataset=dataset,
-                                                       memory_gb=memory))
+                                                       memory_gb=memory, plots=plots_dir))
     if not ctx.obj["quiet"]:
         stderr.print(result_table(result))
+    if plots_dir and not json_path:  # stdout carries paths only
+        json_path = str(Path(plots_dir) / "metrics.json")
     text = write_json(result, json_path)
     if json_path:
         emit(json_path)
     else:
         click.echo(text)
+    for path in result.get("plots", []):
+        emit(path)
 
 
 def result_table(result: dict) -> Table:

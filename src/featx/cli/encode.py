@@ -31,6 +31,9 @@ def _split(text: str | None) -> tuple[str, ...] | None:
               help="PCA of the local layer's subarrays (featx fit-pca).")
 @click.option("--gmm", type=click.Path(exists=True, dir_okay=False),
               help="GMM of the pyramid vectors (featx fit-gmm), for fisher, vlad, mpp, nfk, csf.")
+@click.option("--guidance", type=click.Path(exists=True, dir_okay=False),
+              help="Trained guidance (featx fit-guidance): cross-layer pooling scheme 2 on the "
+                   "pyramid's dense fc vectors.")
 @click.option("--layers", "layer_pair",
               help="LOCAL,GUIDE layers t and t+1 (default: the PCA's layer and the backbone's "
                    "cross-layer guidance).")
@@ -43,11 +46,12 @@ def _split(text: str | None) -> tuple[str, ...] | None:
 @click.option("--dtype", type=click.Choice(DTYPES), default=D.dtype, show_default=True)
 @device_opt
 @overwrite_opt
-def encode(inputs, out, methods, views, pca, gmm, layer_pair, fc_layer, power_norm, l2,
-           quantize, dtype, device, overwrite):
+def encode(inputs, out, methods, views, pca, gmm, guidance, layer_pair, fc_layer, power_norm,
+           l2, quantize, dtype, device, overwrite):
     """Encode activation shards INPUTS (or - for paths on stdin) into encoding shards."""
     cfg = EncodeConfig(
-        methods=_split(methods), views=_split(views), pca=pca, gmm=gmm, fc_layer=fc_layer,
+        methods=_split(methods), views=_split(views), pca=pca, gmm=gmm, guidance=guidance,
+        fc_layer=fc_layer,
         layers=_split(layer_pair), power_norm=power_norm, l2=l2, quantize=quantize or "none",
         dtype=dtype, device=device, overwrite=overwrite, command=command_line(),
     )

@@ -1,16 +1,18 @@
-"""``featx fit-pca`` and ``featx fit-gmm``: models fitted on sampled local features."""
+"""``featx fit-pca``, ``featx fit-gmm`` and ``featx fit-guidance``: models fitted on local
+features."""
 
 from __future__ import annotations
 
 import click
 
-from featx.cli.options import command_line, device_opt, emit, inputs_arg, out_opt
+from featx.cli.options import bars, command_line, device_opt, emit, inputs_arg, out_opt
 from featx.cli.options import overwrite_opt, seed_opt
-from featx.stages import fit_gmm, fit_pca
+from featx.stages import fit_gmm, fit_guidance, fit_pca
 from featx.stages.fit_gmm import FitGMMConfig
+from featx.stages.fit_guidance import FitGuidanceConfig
 from featx.stages.fit_pca import FitPCAConfig
 
-P, G = FitPCAConfig, FitGMMConfig  # the defaults live in the configs
+P, G, GD = FitPCAConfig, FitGMMConfig, FitGuidanceConfig  # the defaults live in the configs
 
 
 def per_image_opt(default: int):
@@ -67,4 +69,52 @@ def fit_gmm_cmd(inputs, out, pca_path, components, per_image, max_iter, tol, n_i
                        max_iter=max_iter, tol=tol, n_init=n_init, var_floor=var_floor, seed=seed,
                        device=device, overwrite=overwrite, command=command_line())
     for path in fit_gmm.run(inputs, out, cfg):
+        emit(path)
+
+
+def _scale_list(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        return tuple(int(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a list of scale indices (0,1,...)") from None
+
+
+@click.command("fit-guidance")
+@inputs_arg
+@out_opt
+@click.option("--pca", "pca_path", type=click.Path(exists=True, dir_okay=False),
+              help="The pyramid PCA, when the shards are stored unprojected.")
+@click.option("--layer", help="The pyramid layer (default: the shards' only one).")
+@click.option("--scales", callback=_scale_list,
+              help="Pyramid scale indices to use, e.g. 0,1 (default: all).")
+@click.option("--channels", default=GD.channels, show_default=True, type=click.IntRange(1),
+              help="K: output channels of the guidance convolution.")
+@click.option("--kernel", default=GD.kernel, show_default=True, type=click.IntRange(1),
+              help="Guidance kernel size (odd).")
+@click.option("--epochs", default=GD.epochs, show_default=True, type=click.IntRange(0),
+              help="Most epochs (0: keep the random initialisation).")
+@click.option("--batch-size", default=GD.batch_size, show_default=True, type=click.IntRange(1))
+@click.option("--lr", default=GD.lr, show_default=True, type=float, help="Adam learning rate.")
+@click.option("--weight-decay", default=GD.weight_decay, show_default=True, type=float)
+@click.option("--holdout", default=GD.holdout, show_default=True, type=float,
+              help="Fraction of the images held out for early stopping.")
+@click.option("--patience", default=GD.patience, show_default=True, type=click.IntRange(1),
+              help="Epochs without a better held-out loss before stopping.")
+@seed_opt
+@device_opt
+@overwrite_opt
+def fit_guidance_cmd(inputs, out, pca_path, layer, scales, channels, kernel, epochs, batch_size,
+                     lr, weight_decay, holdout, patience, seed, device, overwrite):
+    """Train scheme 2's pooling-guidance convolution on the dense pyramid vectors of labelled
+    activation shards INPUTS (Liu et al. 2016)."""
+    cfg = FitGuidanceConfig(pca=pca_path, layer=layer, scales=scales, channels=channels,
+                            kernel=kernel, epochs=epochs, batch_size=batch_size, lr=lr,
+                            weight_decay=weight_decay, holdout=holdout, patience=patience,
+                            seed=seed, device=device, overwrite=overwrite,
+                            command=command_line())
+    with bars("epoch") as progress:
+        paths = list(fit_guidance.run(inputs, out, cfg, progress=progress))
+    for path in paths:
         emit(path)

@@ -40,6 +40,14 @@ class Bars:
     def __exit__(self, *exc) -> None:
         self.progress.__exit__(*exc)
 
-    def __call__(self, description: str, total: int | None) -> Callable[[int], None]:
+    def __call__(self, description: str, total: int | None) -> Callable[..., None]:
+        """The task's advance(n=1, note=None); a note (a loss, say) is shown after the
+        description."""
         task = self.progress.add_task(description, total=total)
-        return lambda n=1: self.progress.advance(task, n)
+
+        def advance(n: int = 1, note: str | None = None) -> None:
+            if note:
+                self.progress.update(task, description=f"{description} [dim]{note}")
+            self.progress.advance(task, n)
+
+        return advance

@@ -95,3 +95,44 @@ def guide_at(guide: torch.Tensor, grid: CrossLayerGrid) -> torch.Tensor:
     """Layer t+1's activations at the grid's positions: (B, K, h', w') -> (B, K, h, w)."""
     r, c = grid.rows, grid.cols
     return guide[:, :, r.first:r.first + r.count, c.first:c.first + c.count]
+
+
+# --- scheme 2 (Liu, Shen, van den Hengel 2016): a trained guidance layer on region features ---
+
+def vectors_as_map(x: torch.Tensor) -> torch.Tensor:
+    """Dense pyramid vectors of one scale, (B, h*w, D) row-major on a square map, as a
+    (B, D, h, w) feature map."""
+    b, n, d = x.shape
+    h = math.isqrt(n)
+    if h * h != n:
+        raise InputError(f"{n} vectors do not form a square map; scheme 2 needs the pyramid's "
+                         "square inputs")
+    return x.transpose(1, 2).reshape(b, d, h, h)
+
+
+def guidance_maps(local_map: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
+                  ) -> torch.Tensor:
+    """The guidance layer: ReLU(conv(local_map)), a K x D x k x k convolution with 'same'
+    padding (k odd): (B, D, h, w) -> (B, K, h, w)."""
+    return F.relu(F.conv2d(local_map, weight, bias, padding=weight.shape[-1] // 2))
+
+
+def guided_pool(scales: list[torch.Tensor], weight: torch.Tensor, bias: torch.Tensor
+                ) -> torch.Tensor:
+    """Cross-layer pooling scheme 2, unnormalised: the region features x_i of every scale
+    ((B, N_s, D) each) pooled under the guidance a_i = ReLU(conv(x))_i they produce, summed
+    over scales: (B, K * D), P_k-major as :func:`cross_layer_pool`."""
+    out = 0
+    for x in scales:
+        a = guidance_maps(vectors_as_map(x), weight, bias)
+        out = out + cross_layer_pool(x, a.flatten(2).transpose(1, 2))
+    return out
+
+
+def contributions(local: torch.Tensor, guide: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Each position's share of a linear score of the unnormalised pooled vector: with W the
+    (K, D) view of ``w`` (K * D, P_k-major), position i contributes sum_k a_ik (W_k . x_i),
+    and the contributions sum to w . cross_layer_pool(local, guide).
+    local (B, N, D), guide (B, N, K) -> (B, N)."""
+    k, d = guide.shape[2], local.shape[2]
+    return ((local @ w.view(k, d).T) * guide).sum(2)

@@ -2,14 +2,15 @@
 
 - :mod:`featx.io.shards`: activation and encoding shards — typed writers that commit
   atomically, readers that decode ids once and check what they return;
-- :mod:`featx.io.models`: PCA, GMM and SVM model files;
+- :mod:`featx.io.models`: PCA, GMM, SVM and guidance model files;
 - :mod:`featx.io.output`: one run owns an output at a time (a lock), checked writable before
   any work, replaced only by complete new output;
 - :mod:`featx.io.provenance`: the attributes every output records, and the checks that an
   input fits (``require_fit``) or that an existing output can be resumed (``resume_or_refuse``).
 """
 
-from featx.io.models import load_gmm, load_pca, load_svm, save_gmm, save_pca, save_svm
+from featx.io.models import load_gmm, load_guidance, load_pca, load_svm, save_gmm
+from featx.io.models import load_maps, save_guidance, save_maps, save_pca, save_svm
 from featx.io.output import model_output, output_folder
 from featx.io.provenance import EXTRACTION_KEYS, provenance, require_fit, resume_or_refuse
 from featx.io.shards import ActivationShard, ActivationWriter, EncodingShard, EncodingWriter
@@ -18,7 +19,8 @@ from featx.io.shards import shard_paths
 
 __all__ = [
     "EXTRACTION_KEYS", "ActivationShard", "ActivationWriter", "EncodingShard", "EncodingWriter",
-    "load_encodings", "load_gmm", "load_pca", "load_svm", "model_output", "output_folder",
+    "load_encodings", "load_gmm", "load_guidance", "load_maps", "load_pca", "load_svm",
+    "model_output", "output_folder",
     "provenance", "read_header", "require_fit", "resume_or_refuse",
-    "save_gmm", "save_pca", "save_svm", "shard_name", "shard_paths",
+    "save_gmm", "save_guidance", "save_maps", "save_pca", "save_svm", "shard_name", "shard_paths",
 ]

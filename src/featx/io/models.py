@@ -1,4 +1,4 @@
-"""Fitted models (PCA, GMM, SVM) as HDF5 files with provenance, written atomically.
+"""Fitted models (PCA, GMM, SVM, scheme-2 guidance) as HDF5 files with provenance, written atomically.
 
 A model file holds its arrays as datasets and the same kind of provenance attributes as the
 shards (``featx_format``, ``kind``, backbone, weights, layer, view, local features, featx
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from featx.errors import InputError
-from featx.fit import PCA, GaussianMixture
+from featx.fit import PCA, GaussianMixture, Guidance
 from featx.io.h5 import FORMAT_VERSION, TMP_SUFFIX, read_attrs, write_attrs
 
 
@@ -110,3 +110,36 @@ def load_svm(path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Weights (C, dim), biases (C,) and attributes of an SVM model file."""
     arrays, attrs = _load(path, "svm", ("weights", "biases"))
     return arrays["weights"], arrays["biases"], attrs
+
+
+def save_guidance(path, guidance: Guidance, attrs: Mapping[str, Any]) -> Path:
+    return _save(path, "guidance", {"weight": guidance.weight, "bias": guidance.bias},
+                 {"curve": guidance.curve, "best_epoch": guidance.best_epoch, **attrs})
+
+
+def load_guidance(path, device: torch.device | str = "cpu") -> tuple[Guidance, dict[str, Any]]:
+    """The guidance layer of featx fit-guidance (weights on ``device``) and its attributes."""
+    arrays, attrs = _load(path, "guidance", ("weight", "bias"))
+    w, b = (torch.from_numpy(arrays[n]).to(device) for n in ("weight", "bias"))
+    if w.ndim != 4 or b.shape != w.shape[:1]:
+        raise InputError(f"{path} holds a guidance of shapes {tuple(w.shape)}, {tuple(b.shape)}; "
+                         "fit it again")
+    return Guidance(w, b, attrs.get("curve", []), attrs.get("best_epoch", 0)), attrs
+
+
+def save_maps(path, maps: Mapping[str, np.ndarray], attrs: Mapping[str, Any]) -> Path:
+    """featx maps' raw maps: one (panels, H, W) dataset an image, named map_NNNNN, with the
+    ids and panel names in the attributes."""
+    return _save(path, "maps", maps, attrs)
+
+
+def load_maps(path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """{image id: (panels, H, W) maps} and the attributes of a maps.h5."""
+    try:
+        with h5py.File(path, "r") as f:
+            attrs = read_attrs(f)
+            names = sorted(k for k in f if k.startswith("map_"))
+    except OSError as exc:
+        raise InputError(f"cannot read {path} (corrupt or not HDF5): {exc}") from None
+    arrays, attrs = _load(path, "maps", tuple(names))
+    return {i: arrays[n] for i, n in zip(attrs["ids"], names)}, attrs

@@ -19,7 +19,7 @@ from featx.errors import OutputExistsError, ProvenanceError
 EXTRACTION_KEYS = ("backbone", "weights", "input_size")
 # what an SVM model shares with the encodings it scores
 ENCODING_KEYS = EXTRACTION_KEYS + ("methods", "views", "power_norm", "l2", "quantize",
-                                   "pca_sha256", "gmm_sha256", "dim")
+                                   "pca_sha256", "gmm_sha256", "guidance_sha256", "dim")
 
 
 def provenance(*, command: str, **params: Any) -> dict[str, Any]:

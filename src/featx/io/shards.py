@@ -116,7 +116,9 @@ class _ShardWriter:
             columns["labels"] = labels
         try:
             for name, arr in columns.items():
-                if name not in self.file:
+                if name not in self.file and isinstance(arr, list):  # strings (paths)
+                    self._create(name, (0,), STR, (256,))
+                elif name not in self.file:
                     self._create(name, (0, *arr.shape[1:]), arr.dtype, (1, *arr.shape[1:]))
                 ds = self.file[name]
                 ds.resize(n, axis=0)
@@ -172,9 +174,14 @@ class ActivationWriter(_ShardWriter):
             write_attrs(self.file.require_group(f"acts/{view}"), group_attrs)
 
     def append(self, ids: Sequence[str], grid: Mapping[tuple[str, str], np.ndarray],
-               pyramid: Mapping[tuple[str, int], np.ndarray], labels=None) -> None:
+               pyramid: Mapping[tuple[str, int], np.ndarray], labels=None,
+               paths: Sequence[str] | None = None) -> None:
+        """A batch of images: their ids, activations, labels, and the image files they were
+        decoded from (absolute paths; what featx maps draws on)."""
         arrays = {_acts(v, layer): a for (v, layer), a in grid.items()}
         arrays.update({_pyramid(layer, s): a for (layer, s), a in pyramid.items()})
+        if paths is not None:
+            arrays["paths"] = list(paths)
         self._append(ids, arrays, labels)
 
 
@@ -309,6 +316,22 @@ class ActivationShard(Shard):
 
     def has(self, view: str, layer: str) -> bool:
         return _acts(view, layer) in self.file
+
+    def image_bytes(self, view: str, layer: str) -> int:
+        """Bytes of one image's ``view``/``layer`` activations once read (float32)."""
+        if view == "pyramid":
+            group = self.file.get(_acts("pyramid", layer))
+            shapes = [group[s].shape[1:] for s in group] if group is not None else []
+        else:
+            ds = self.file.get(_acts(view, layer))
+            shapes = [ds.shape[1:]] if ds is not None else []
+        return 4 * sum(int(np.prod(s)) for s in shapes)
+
+    @property
+    def paths(self) -> list[str] | None:
+        """The image file of each id as extract read it (None in shards written before featx
+        recorded them)."""
+        return decode_strings(self.file["paths"]) if "paths" in self.file else None
 
     def read(self, view: str, layer: str, rows: slice = slice(None)) -> np.ndarray:
         """float32 (n, V, ...) activations of a grid view's inputs."""

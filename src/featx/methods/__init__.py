@@ -10,6 +10,7 @@ and the float32 activations of the layers it ``reads`` (by role), and returns (B
 | ``guide`` | layer t+1 | (B, V, K, h, w) |
 | ``fc`` | ``--fc-layer`` (fc7, else pool) | (B, V, C[, 1, 1]) |
 | ``fisher`` | the GMM's pyramid layer | one (B, N_s, C) per scale |
+| ``region`` | the guidance's pyramid layer (scheme 2) | one (B, N_s, C) per scale |
 
 V counts the view's CNN inputs (4 for blocks:2x2, 10 for jitter, 50 for crops:5). ``view``
 fixes the view a method reads (``whole``, ``jitter``, ``pyramid``); without one it runs on each of ``--views``.
@@ -26,7 +27,7 @@ import torch
 from featx.encoders import CrossLayerGrid, concat_normalized, normalize, project_subarrays
 from featx.errors import InputError
 
-ROLES = ("local", "guide", "fc", "fisher")
+ROLES = ("local", "guide", "fc", "fisher", "region")
 GRID_VIEWS = ("whole", "blocks", "jitter", "centre", "crops")
 
 
@@ -35,7 +36,7 @@ class Method:
     name: str
     compute: Callable[..., torch.Tensor]
     reads: tuple[str, ...]  # roles of the layers passed to compute, in order
-    needs: frozenset[str] = frozenset()  # model files: "pca", "gmm"
+    needs: frozenset[str] = frozenset()  # model files: "pca", "gmm", "guidance"
     view: str | None = None  # the one view it reads; None: each of --views
     normalised: bool = False  # compute returns the final, normalised vector
     power: bool = False  # signed square root even with --no-power-norm (sum-sqrt)
@@ -76,7 +77,9 @@ class Context:
 
     ``pca_conv`` is the local layer's PCA as conv2d weights and bias
     (:meth:`featx.fit.PCA.as_conv`); ``fisher_pca`` projects pyramid vectors that were stored
-    unprojected (None when extract --project did it).
+    unprojected (None when extract --project did it); ``guidance`` is scheme 2's trained
+    guidance layer (:class:`featx.fit.Guidance`), applied to the pyramid scales
+    ``guidance_scales``, whose vectors ``region_pca`` projects when stored unprojected.
     """
 
     layers: Mapping[str, str] = field(default_factory=dict)  # role -> layer
@@ -85,6 +88,9 @@ class Context:
     gmm: object | None = None
     fisher_pca: object | None = None
     pyramid_sizes: tuple[int, ...] = ()  # input size of each pyramid scale
+    guidance: object | None = None
+    guidance_scales: tuple[int, ...] = ()
+    region_pca: object | None = None
 
     def project(self, acts: torch.Tensor) -> torch.Tensor:
         """PCA-reduced subarrays at the cross-layer positions: (B, C, H, W) -> (B, D', h, w)."""
@@ -96,6 +102,14 @@ class Context:
             return scales
         return [self.fisher_pca.transform(x.flatten(0, 1)).view(*x.shape[:2], -1)
                 for x in scales]
+
+    def region_features(self, scales: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The guidance's pyramid scales, in its (PCA-reduced) space."""
+        chosen = [scales[s] for s in self.guidance_scales]
+        if self.region_pca is None:
+            return chosen
+        return [self.region_pca.transform(x.flatten(0, 1)).view(*x.shape[:2], -1)
+                for x in chosen]
 
 
 @dataclass(frozen=True)

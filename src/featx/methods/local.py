@@ -1,12 +1,14 @@
 """Methods on the local features of layer t: cross-layer pooling (Liu et al. §3.2; CL-45,
 with ``--views blocks`` CL-45F, ``whole,blocks`` CL-45C) and the Table 7 baselines. The inputs
-of one view (its blocks, say) are pooled together."""
+of one view (its blocks, say) are pooled together. Scheme 2 (Liu et al. 2016): cross-layer
+pooling of dense fc region features under a trained guidance layer
+(``encode --method cross-layer --guidance``)."""
 
 from __future__ import annotations
 
 import torch
 
-from featx.encoders import cross_layer_pool, guide_at, max_pool, spp, sum_pool
+from featx.encoders import cross_layer_pool, guide_at, guided_pool, max_pool, spp, sum_pool
 from featx.methods import Context, method
 
 
@@ -27,6 +29,12 @@ def cross_layer(ctx: Context, local: torch.Tensor, guide: torch.Tensor) -> torch
     g = guide_at(guide.flatten(0, 1), ctx.grid)
     p = cross_layer_pool(maps.flatten(2).transpose(1, 2), g.flatten(2).transpose(1, 2))
     return p.view(b, v, -1).sum(1)
+
+
+@method("cross-layer-guided", reads=("region",), needs=("guidance",), view="pyramid")
+def cross_layer_guided(ctx: Context, scales: list[torch.Tensor]) -> torch.Tensor:
+    g = ctx.guidance
+    return guided_pool(ctx.region_features(scales), g.weight, g.bias)
 
 
 @method("max", reads=("local",), needs=("pca",))

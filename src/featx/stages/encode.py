@@ -22,7 +22,8 @@ from featx.device import rank_and_world, resolve_device
 from featx.digest import file_digest
 from featx.encoders import CrossLayerGrid, LocalSpec
 from featx.errors import InputError, ProvenanceError
-from featx.io import EXTRACTION_KEYS, EncodingWriter, load_gmm, load_pca, output_folder
+from featx.io import EXTRACTION_KEYS, EncodingWriter, load_gmm, load_guidance, load_pca
+from featx.io import output_folder
 from featx.io import provenance, read_header, require_fit, resume_or_refuse, shard_paths
 from featx.io.output import OutputFolder
 from featx.io.shards import ActivationShard
@@ -41,13 +42,15 @@ class EncodeConfig:
     """Settings of one encoding, validated when made (before any file is read).
 
     ``layers``: (local t, guide t+1), default the PCA's layer and the backbone's guidance
-    layer for it; ``fc_layer`` (global, jitter): default fc7, else pool.
+    layer for it; ``fc_layer`` (global, jitter): default fc7, else pool. ``guidance`` (a
+    guidance.h5 of fit-guidance) makes ``cross-layer`` scheme 2: ``cross-layer-guided``.
     """
 
     methods: Sequence[str] = ("cross-layer",)
     views: Sequence[str] = ("whole",)
     pca: str | None = None
     gmm: str | None = None
+    guidance: str | None = None
     layers: Sequence[str] | None = None
     fc_layer: str | None = None
     power_norm: bool = True
@@ -58,8 +61,14 @@ class EncodeConfig:
     overwrite: bool = False
     command: str = ""
 
+    @property
+    def method_names(self) -> tuple[str, ...]:
+        """The methods run: with ``guidance``, cross-layer pooling is scheme 2."""
+        swap = {"cross-layer": "cross-layer-guided"} if self.guidance else {}
+        return tuple(swap.get(n, n) for n in self.methods)
+
     def __post_init__(self) -> None:
-        methods = get_methods(self.methods)
+        methods = get_methods(self.method_names)
         if any(m.view is None for m in methods):
             bad = [v for v in self.views if v not in GRID_VIEWS] or ([] if self.views else [""])
             if bad:
@@ -71,6 +80,11 @@ class EncodeConfig:
         if "gmm" in needs and not self.gmm:
             users = ", ".join(m.name for m in methods if "gmm" in m.needs)
             raise InputError(f"method {users} needs --gmm (a GMM from featx fit-gmm)")
+        if "guidance" in needs and not self.guidance:
+            raise InputError("method cross-layer-guided needs --guidance (from featx "
+                             "fit-guidance)")
+        if self.guidance and "guidance" not in needs:
+            raise InputError("--guidance applies to --method cross-layer (scheme 2)")
         if self.quantize not in QUANTIZE:
             raise InputError(f"unknown quantisation {self.quantize!r}; valid: {', '.join(QUANTIZE)}")
         if self.dtype not in DTYPES:
@@ -101,15 +115,16 @@ def run(inputs: Sequence[str], out: str | Path, cfg: EncodeConfig, *,
     if len({p.name for p in every}) != len(every):
         raise InputError("input shards share file names; encode one extraction folder at a time")
     device = resolve_device(cfg.device)
-    methods = get_methods(cfg.methods)
+    methods = get_methods(cfg.method_names)
     plan = EncodePlan(methods, tuple(cfg.views), _context(cfg, methods, heads[0], device),
                       cfg.power_norm, cfg.l2)
     layers = plan.context.layers
     signature = {
-        "kind": "encodings", "methods": list(cfg.methods), "views": list(cfg.views),
+        "kind": "encodings", "methods": list(cfg.method_names), "views": list(cfg.views),
         "power_norm": cfg.power_norm, "l2": cfg.l2, "quantize": cfg.quantize,
         "pca_sha256": file_digest(cfg.pca) if cfg.pca else "",
         "gmm_sha256": file_digest(cfg.gmm) if cfg.gmm else "",
+        "guidance_sha256": file_digest(cfg.guidance) if cfg.guidance else "",
     }
     attrs = provenance(
         command=cfg.command, **signature, pca=str(Path(cfg.pca).resolve()) if cfg.pca else "",
@@ -190,22 +205,49 @@ def _context(cfg: EncodeConfig, methods: tuple[Method, ...], head: dict,
                              f"with --views pyramid --layers {gattrs['layer']}")
         ctx["gmm"] = gmm
         ctx["pyramid_sizes"] = tuple(head["pyramid_sizes"])
-        if head.get("projected"):
-            require_fit({"projected": head["projected"]}, {"projected": gattrs["pca_sha256"]},
-                        "the activations", f"{cfg.gmm} was fitted on vectors projected by "
-                        "another PCA")
-        else:
-            pca_path = cfg.pca or gattrs["pca"]
-            if not Path(pca_path).is_file() or file_digest(pca_path) != gattrs["pca_sha256"]:
-                raise ProvenanceError(f"{cfg.gmm} was fitted on features reduced by "
-                                      f"{gattrs['pca']} (sha256 {gattrs['pca_sha256']}); pass "
-                                      "that PCA with --pca")
-            ctx["fisher_pca"] = load_pca(pca_path, device)[0]
-        dim = ctx["fisher_pca"].components_.shape[0] if "fisher_pca" in ctx else gattrs["dim"]
+        ctx["fisher_pca"] = _pyramid_pca(cfg, head, gattrs, cfg.gmm, device)
+        dim = ctx["fisher_pca"].components_.shape[0] if ctx["fisher_pca"] else gattrs["dim"]
         if gmm.means_.shape[1] != dim:
             raise InputError(f"{cfg.gmm} models {gmm.means_.shape[1]}-d features, the PCA "
                              f"gives {dim}-d; fit the GMM on this PCA")
+    if "region" in roles:
+        guidance, gattrs = load_guidance(cfg.guidance, device)
+        require_fit(gattrs, {**fits, "view": "pyramid"}, cfg.guidance,
+                    "scheme 2 encodes pyramid vectors of these activations")
+        layers["region"] = gattrs["layer"]
+        if gattrs["layer"] not in head["layers"] or not head.get("pyramid_sizes"):
+            raise InputError(f"the activations hold no pyramid of {gattrs['layer']}; extract "
+                             f"with --views pyramid --layers {gattrs['layer']}")
+        sizes = list(head["pyramid_sizes"])
+        if [sizes[s] if s < len(sizes) else None for s in gattrs["scales"]] != \
+                gattrs["pyramid_sizes"]:
+            raise ProvenanceError(f"{cfg.guidance} was trained on pyramid scales of "
+                                  f"{gattrs['pyramid_sizes']} px; these activations have {sizes}")
+        ctx.update(guidance=guidance, guidance_scales=tuple(gattrs["scales"]),
+                   region_pca=_pyramid_pca(cfg, head, gattrs, cfg.guidance, device))
+        if guidance.weight.shape[1] != gattrs["dim"]:
+            raise InputError(f"{cfg.guidance} is inconsistent: {guidance.weight.shape[1]} input "
+                             f"channels for {gattrs['dim']}-d features; fit it again")
     return Context(layers=layers, **ctx)
+
+
+def _pyramid_pca(cfg: EncodeConfig, head: dict, fitted: dict, model: str,
+                 device: torch.device):
+    """The PCA that brings these activations' pyramid vectors into the space ``model`` (a GMM
+    or a guidance with attributes ``fitted``) was fitted in: None when extract --project did
+    it already (with that PCA), else --pca or the one the model records, checked by digest."""
+    if head.get("projected"):
+        require_fit({"projected": head["projected"]}, {"projected": fitted["pca_sha256"]},
+                    "the activations", f"{model} was fitted on vectors projected by another "
+                    "PCA")
+        return None
+    pca_path = cfg.pca or fitted["pca"]
+    if not pca_path or not Path(pca_path).is_file() or \
+            file_digest(pca_path) != fitted["pca_sha256"]:
+        raise ProvenanceError(f"{model} was fitted on features reduced by "
+                              f"{fitted['pca'] or 'a PCA'} (sha256 {fitted['pca_sha256']}); "
+                              "pass that PCA with --pca")
+    return load_pca(pca_path, device)[0]
 
 
 def _encode_one(path: Path, target: Path, plan: EncodePlan, cfg: EncodeConfig, attrs: dict,

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from featx import metrics, svm
+from featx import metrics, plots, svm
 from featx.errors import InputError, ProvenanceError
 from featx.io import load_svm, require_fit, shard_paths
 from featx.io.shards import EncodingSet
@@ -27,6 +28,7 @@ class EvaluateConfig:
     model: str = ""
     dataset: str | None = None
     memory_gb: float = 2.0
+    plots: str | None = None  # a folder: PR curves / confusion matrix, paths in result["plots"]
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -48,7 +50,8 @@ def run(inputs: Sequence[str], cfg: EvaluateConfig) -> dict[str, Any]:
     classes = mattrs["classes"] or [str(i) for i in range(weights.shape[0])]
     multilabel = labels.ndim == 2
     if cfg.dataset in ("voc07", "h3d") and not multilabel:
-        raise InputError(f"--dataset {cfg.dataset} expects multi-label (1/-1/0) labels; these are single")
+        raise InputError(f"--dataset {cfg.dataset} expects multi-label (1/-1/0) labels; these "
+                         "are single")
     if weights.ndim != 2 or weights.shape[1] != enc.dim or biases.shape != weights.shape[:1]:
         raise InputError(f"{cfg.model} holds weights of shape {weights.shape} for "
                          f"{enc.dim}-d encodings; train it again")
@@ -69,7 +72,37 @@ def run(inputs: Sequence[str], cfg: EvaluateConfig) -> dict[str, Any]:
         result.update({"metric": "accuracy", "top1": top1,
                        "mean_class_accuracy": float(np.nanmean(per_class)),
                        "class_accuracy": [None if np.isnan(v) else float(v) for v in per_class]})
+    if cfg.plots:
+        result["plots"] = [str(p) for p in draw(result, s, labels, cfg.plots)]
     return result
+
+
+def draw(result: dict[str, Any], scores: np.ndarray, labels: np.ndarray, folder: str | Path
+         ) -> list[Path]:
+    """One PNG per class of its precision-recall curve (multi-label), or the confusion matrix
+    (single-label), in ``folder``."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create the plots folder {folder}: {exc}") from None
+    classes = result["classes"]
+    if labels.ndim == 2:
+        out = []
+        for c, name in enumerate(classes):
+            rec, prec = metrics.precision_recall(scores[:, c], labels[:, c])
+            label = (f"{name}: AP {100 * result['AP'][c]:.1f} (11-pt), "
+                     f"{100 * result['AP_all_point'][c]:.1f} (all-pt)")
+            out.append(plots.pr_curve(rec, prec, label, folder / f"pr-{_safe(name)}.png",
+                                      title=f"precision-recall, {result['split'] or 'scores'}"))
+        return out
+    m = metrics.confusion(scores.argmax(1), labels, len(classes))
+    return [plots.confusion(m, classes, folder / "confusion.png",
+                            title=f"top-1 {100 * result['top1']:.1f}% on {len(labels)} images")]
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
 
 
 def write_json(result: dict[str, Any], path: str | Path | None) -> str:

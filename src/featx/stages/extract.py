@@ -45,7 +45,8 @@ MAX_BATCH = 1024
 
 @dataclass(frozen=True)
 class ExtractConfig:
-    """Settings of one extraction; ``batch_size`` counts CNN inputs (views), not images.
+    """Settings of one extraction; ``batch_size`` counts CNN inputs (views), not images; a
+    pyramid counts as the inputs of the backbone's size its pixels make up.
 
     ``layers`` None reads the backbone's default (its cross-layer pair); ``project`` is a PCA
     applied to the pyramid's dense vectors before they are stored; ``sample`` extracts a
@@ -79,6 +80,15 @@ class ExtractConfig:
         if self.batch_size > MAX_BATCH:
             log.warning("--batch-size %d is above the %d CNN inputs a forward pass takes at "
                         "most (to bound memory); using %d", self.batch_size, MAX_BATCH, MAX_BATCH)
+
+
+def _common_root(source: ImageSource) -> str:
+    """The folder every image of the source lies under (featx maps --images re-roots it)."""
+    try:
+        return os.path.commonpath([os.path.dirname(os.path.abspath(r.path))
+                                   for r in source.records])
+    except ValueError:  # different drives
+        return ""
 
 
 class _ViewDataset(Dataset):
@@ -216,11 +226,17 @@ def run(source: ImageSource, out: str | Path, cfg: ExtractConfig = ExtractConfig
             command=cfg.command, **signature, weights=weights_desc, weights_arg=cfg.weights,
             seed=cfg.seed, interpolation=bb.interpolation, classes=list(source.classes),
             split=source.split,
-            source=source.description, layer_shapes={k: list(shapes[k]) for k in layers},
+            source=source.description, image_root=_common_root(source),
+            layer_shapes={k: list(shapes[k]) for k in layers},
             pyramid_shapes=[{k: list(v) for k, v in d.items()} for d in pyr_shapes],
         )
         records = [(k, r) for k in todo for r in chunks[k]]
-        per_image = sum(v.count() for v in grid_views) or 1
+        # a batch is bounded by pixels: a pyramid image counts as the backbone-sized inputs its
+        # scales add up to (127 for 7 scales of sqrt(2)), so the decoded pyramids in flight and
+        # the largest scale's activations stay within a few hundred MB
+        pyr_inputs = math.ceil(sum(s * s for s in pyramid.sizes(size)) / size ** 2) \
+            if pyramid else 0
+        per_image = sum(v.count() for v in grid_views) + pyr_inputs or 1
         workers = (os.cpu_count() or 1) if cfg.workers is None else cfg.workers
         loader = DataLoader(
             _ViewDataset([r for _, r in records], views, size, bb.jitter_size, bb.interpolation),
@@ -317,7 +333,8 @@ def run(source: ImageSource, out: str | Path, cfg: ExtractConfig = ExtractConfig
                         recs = [records[good[j][0]][1] for j in sel]
                         labels = np.asarray([r.labels for r in recs]) if labelled else None
                         writer.append([r.id for r in recs], {n: a[sel] for n, a in grid.items()},
-                                      {n: a[sel] for n, a in pyr.items()}, labels)
+                                      {n: a[sel] for n, a in pyr.items()}, labels,
+                                      paths=[os.path.abspath(r.path) for r in recs])
                     advance(len(batch))
             if writer is not None:
                 path, writer = folder.keep(writer.commit()), None

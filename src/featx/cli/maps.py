@@ -1,0 +1,61 @@
+"""``featx maps``: confidence maps, cross-layer contribution maps and channel overlays."""
+
+from __future__ import annotations
+
+import click
+
+from featx.cli.options import bars, command_line, device_opt, emit, inputs_arg, out_opt
+from featx.cli.options import overwrite_opt
+from featx.stages import maps as stage
+from featx.stages.maps import MapsConfig
+
+M = MapsConfig
+
+
+def _list(cast):
+    def parse(ctx, param, value):
+        if value is None:
+            return None
+        try:
+            return tuple(cast(v.strip()) for v in value.split(",") if v.strip())
+        except ValueError:
+            raise click.BadParameter(f"{value!r} is not a comma-separated list") from None
+    return parse
+
+
+@click.command()
+@inputs_arg
+@out_opt
+@click.option("--model", type=click.Path(exists=True, dir_okay=False),
+              help="svm.h5 (train-svm): draw class evidence (with --gmm, --pca or --guidance).")
+@click.option("--gmm", type=click.Path(exists=True, dir_okay=False),
+              help="The GMM of a fisher/mpp/nfk model: object confidence maps (Yoo §4.5).")
+@click.option("--pca", type=click.Path(exists=True, dir_okay=False),
+              help="The cross-layer PCA of a cross-layer model: contribution maps (or the "
+                   "pyramid PCA of unprojected pyramids).")
+@click.option("--guidance", type=click.Path(exists=True, dir_okay=False),
+              help="A scheme-2 guidance: contribution maps with --model, else its channels.")
+@click.option("--layer", help="Overlay channels of this whole-view layer (Liu Fig. 4).")
+@click.option("--channels", callback=_list(int), help="Channels to overlay, e.g. 12,40.")
+@click.option("--classes", callback=_list(str), help="Classes to draw, by name.")
+@click.option("--top", default=M.top, show_default=True, type=click.IntRange(1),
+              help="Draw the N highest-scoring classes (or most active channels).")
+@click.option("--images", type=click.Path(exists=True, file_okay=False),
+              help="Where the images are now, when they moved since extract.")
+@click.option("--limit", type=click.IntRange(1),
+              help="Draw N images, spread evenly over the inputs.")
+@click.option("--resolution", default=M.resolution, show_default=True, type=click.IntRange(4),
+              help="Map cells along the image's longer side.")
+@device_opt
+@overwrite_opt
+def maps(inputs, out, model, gmm, pca, guidance, layer, channels, classes, top, images, limit,
+         resolution, device, overwrite):
+    """Draw where the evidence lies in each image of activation shards INPUTS: one PNG an
+    image (photo + a panel per class or channel) and the raw maps in maps.h5."""
+    cfg = MapsConfig(model=model, gmm=gmm, pca=pca, guidance=guidance, layer=layer,
+                     channels=channels, classes=classes, top=top, images=images, limit=limit,
+                     resolution=resolution, device=device, overwrite=overwrite,
+                     command=command_line())
+    with bars("img") as progress:
+        for path in stage.run(inputs, out, cfg, progress=progress):
+            emit(path)

@@ -1,0 +1,93 @@
+"""Every picture featx draws, with matplotlib's object API (no pyplot state, no display):
+heat maps over photos, precision-recall curves, confusion matrices. Each function writes one
+PNG and returns its path."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+_DPI = 100
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    path = Path(path)
+    FigureCanvasAgg(fig)
+    fig.savefig(path, dpi=_DPI)
+    return path
+
+
+def overlays(photo: np.ndarray, panels: Sequence[tuple[str, np.ndarray]], path: str | Path,
+             title: str = "", diverging: bool = False, alpha: float = 0.55) -> Path:
+    """The photo, then one panel per (title, map): the map stretched over the photo, warm
+    where high. ``diverging``: maps of signed scores, centred on 0 (red +, blue -); else each
+    map spans its own min..max."""
+    n = len(panels) + 1
+    h, w = photo.shape[:2]
+    side = 2.6
+    fig = Figure(figsize=(side * n * max(w / h, 0.5), side + 0.6), layout="constrained")
+    axes = fig.subplots(1, n, squeeze=False)[0]
+    axes[0].imshow(photo)
+    axes[0].set_title("image", fontsize=9)
+    for ax, (name, heat) in zip(axes[1:], panels):
+        ax.imshow(photo)
+        extent = (-0.5, w - 0.5, h - 0.5, -0.5)
+        if diverging:
+            lim = float(np.abs(heat).max()) or 1.0
+            im = ax.imshow(heat, cmap="RdBu_r", vmin=-lim, vmax=lim, alpha=alpha, extent=extent,
+                           interpolation="bilinear")
+        else:
+            im = ax.imshow(heat, cmap="jet", alpha=alpha, extent=extent, interpolation="bilinear")
+        fig.colorbar(im, ax=ax, shrink=0.7)
+        ax.set_title(name, fontsize=9)
+    for ax in axes:
+        ax.set_axis_off()
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+def pr_figure(recall: np.ndarray, precision: np.ndarray, label: str, title: str = "") -> Figure:
+    """One class's precision-recall curve (the points of
+    :func:`featx.metrics.precision_recall`), ``label`` in the legend (its AP)."""
+    fig = Figure(figsize=(4.5, 4), layout="constrained")
+    ax = fig.subplots()
+    ax.plot(recall, precision, drawstyle="steps-post", label=label)
+    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left", fontsize=8)
+    return fig
+
+
+def pr_curve(recall: np.ndarray, precision: np.ndarray, label: str, path: str | Path,
+             title: str = "") -> Path:
+    """:func:`pr_figure` as a PNG."""
+    return _save(pr_figure(recall, precision, label, title), path)
+
+
+def confusion(matrix: np.ndarray, classes: Sequence[str], path: str | Path,
+              title: str = "") -> Path:
+    """A confusion matrix (rows: true class, columns: predicted), each row as fractions."""
+    m = np.asarray(matrix, float)
+    frac = m / np.maximum(m.sum(1, keepdims=True), 1)
+    n = len(classes)
+    side = min(max(4.0, 0.35 * n + 2), 20)
+    fig = Figure(figsize=(side + 1, side), layout="constrained")
+    ax = fig.subplots()
+    im = ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(im, ax=ax, shrink=0.8, label="fraction of the true class")
+    ticks = np.arange(n)
+    ax.set_xticks(ticks, classes, rotation=90, fontsize=7 if n > 20 else 9)
+    ax.set_yticks(ticks, classes, fontsize=7 if n > 20 else 9)
+    ax.set(xlabel="predicted", ylabel="true", title=title)
+    if n <= 20:
+        for i in range(n):
+            for j in range(n):
+                if m[i, j]:
+                    ax.text(j, i, f"{int(m[i, j])}", ha="center", va="center", fontsize=7,
+                            color="white" if frac[i, j] > 0.5 else "black")
+    return _save(fig, path)

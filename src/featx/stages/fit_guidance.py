@@ -1,0 +1,135 @@
+"""The fit-guidance stage: the trained pooling-guidance layer of cross-layer pooling scheme 2
+(:mod:`featx.fit.guidance`) on the dense pyramid vectors of labelled activation shards."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from featx.device import resolve_device
+from featx.digest import file_digest
+from featx.errors import InputError, ProvenanceError
+from featx.fit import fit_guidance
+from featx.io import EXTRACTION_KEYS, load_pca, model_output, provenance, require_fit
+from featx.io import read_header, save_guidance, shard_paths
+from featx.sampling import activation_header, region_features
+from featx.stages import Progress, start
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FitGuidanceConfig:
+    """``layer`` None: the shards' one pyramid layer; ``scales`` None: every pyramid scale;
+    ``pca`` projects shards stored unprojected (a pyramid PCA from fit-pca)."""
+
+    pca: str | None = None
+    layer: str | None = None
+    scales: Sequence[int] | None = None
+    channels: int = 64
+    kernel: int = 1
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 1e-2
+    weight_decay: float = 1e-4
+    holdout: float = 0.2
+    patience: int = 5
+    seed: int = 0
+    device: str = "auto"
+    overwrite: bool = False
+    command: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("channels", "kernel", "batch_size", "patience"):
+            if getattr(self, name) < 1:
+                raise InputError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.kernel % 2 == 0:
+            raise InputError(f"--kernel must be odd (1, 3, ...), got {self.kernel}")
+        if self.epochs < 0:
+            raise InputError("--epochs must be at least 0 (0: the random guidance)")
+        if not (0 <= self.holdout < 1):
+            raise InputError(f"--holdout must be in [0, 1), got {self.holdout}")
+        for name in ("lr", "weight_decay"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v >= 0) or (name == "lr" and v == 0):
+                raise InputError(f"--{name.replace('_', '-')} must be a finite number "
+                                 f"{'> 0' if name == 'lr' else '>= 0'}, got {v}")
+        if self.scales is not None and (not self.scales or min(self.scales) < 0):
+            raise InputError("--scales takes pyramid scale indices 0, 1, ...")
+
+
+def run(inputs: Sequence[str], out: str | Path, cfg: FitGuidanceConfig, *,
+        progress: Progress | None = None) -> Iterator[Path]:
+    device = resolve_device(cfg.device)
+    paths = shard_paths(inputs)
+    layer = cfg.layer or _only_layer(paths[0])
+    first = activation_header(paths, layer, "pyramid")
+    if first.get("label_kind") not in ("single", "multi"):
+        raise InputError("fit-guidance trains on labels; these activations have none (extract "
+                         "from a --dataset or a folder of class folders)")
+    pca, pca_digest = None, first.get("projected") or ""
+    if not pca_digest:
+        if not cfg.pca:
+            raise InputError("the pyramid vectors are stored unprojected: pass --pca (a pyramid "
+                             "PCA from fit-pca --view pyramid --local dense)")
+        pca, pattrs = load_pca(cfg.pca, device)
+        require_fit(pattrs, {**{k: first[k] for k in EXTRACTION_KEYS}, "layer": layer,
+                             "view": "pyramid", "local": "dense"}, cfg.pca,
+                    "fit the PCA on these activations' pyramid")
+        pca_digest = file_digest(cfg.pca)
+    elif cfg.pca and file_digest(cfg.pca) != pca_digest:
+        raise ProvenanceError(f"the activations were projected (extract --project) with another "
+                              f"PCA than {cfg.pca}; pass that PCA or none")
+    with model_output(out, overwrite=cfg.overwrite, command=cfg.command) as target:
+        t = time.perf_counter()
+        ids, scales, labels = region_features(paths, layer, cfg.scales,
+                                              pca.transform if pca is not None else None)
+        sizes = first["pyramid_sizes"]
+        chosen = list(range(len(sizes))) if cfg.scales is None else list(cfg.scales)
+        log.info("read %d images' region features (%s vectors of %d-d) in %.1f s", len(ids),
+                 "+".join(str(x.shape[1]) for x in scales), scales[0].shape[2],
+                 time.perf_counter() - t)
+        classes = first.get("classes", [])
+        num_classes = labels.shape[1] if labels.ndim == 2 else max(len(classes),
+                                                                   int(labels.max()) + 1)
+        advance = start(progress, "fit-guidance", cfg.epochs or None)
+
+        def on_epoch(row: dict) -> None:
+            log.debug("epoch %d: %s", row["epoch"], row)
+            advance(1, note=", ".join(f"{k.replace('_', ' ')} {v:.3f}" for k, v in row.items()
+                                      if k != "epoch"))
+
+        t = time.perf_counter()
+        guidance = fit_guidance(
+            scales, labels, num_classes, channels=cfg.channels, kernel=cfg.kernel,
+            epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+            weight_decay=cfg.weight_decay, holdout=cfg.holdout, patience=cfg.patience,
+            seed=cfg.seed, device=device, on_epoch=on_epoch)
+        if guidance.curve:
+            last = guidance.curve[guidance.best_epoch - 1]
+            log.info("guidance K=%d, %dx%d, trained %d epochs in %.1f s; kept epoch %d: %s",
+                     cfg.channels, cfg.kernel, cfg.kernel, len(guidance.curve),
+                     time.perf_counter() - t, guidance.best_epoch,
+                     ", ".join(f"{k} {v:.4f}" for k, v in last.items() if k != "epoch"))
+        yield save_guidance(target, guidance, provenance(
+            command=cfg.command, **{k: first[k] for k in EXTRACTION_KEYS}, layer=layer,
+            view="pyramid", pyramid_sizes=[sizes[s] for s in chosen], scales=chosen,
+            dim=int(scales[0].shape[2]), pca=str(Path(cfg.pca).resolve()) if cfg.pca else "",
+            pca_sha256=pca_digest, channels=cfg.channels, kernel=cfg.kernel,
+            epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+            weight_decay=cfg.weight_decay, holdout=cfg.holdout, patience=cfg.patience,
+            seed=cfg.seed, classes=classes, n_images=len(ids),
+            label_kind=first["label_kind"], shards=[str(p) for p in paths]))
+
+
+def _only_layer(path: Path) -> str:
+    head = read_header(path)
+    pyr = [layer for d in head.get("pyramid_shapes", [])[:1] for layer in d]
+    if len(pyr) != 1:
+        raise InputError(f"{path} holds pyramids of {', '.join(pyr) or 'no layer'}; pick one "
+                         "with --layer")
+    return pyr[0]

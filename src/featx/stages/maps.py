@@ -1,0 +1,361 @@
+"""The maps stage: pictures of where a representation's evidence lies (:mod:`featx.maps` for
+the maths, :mod:`featx.plots` for the drawing). Three kinds, by the options given:
+
+- ``model`` + ``gmm``: object confidence maps of the Fisher family (Yoo et al. §4.5) from
+  pyramid activations;
+- ``model`` + ``pca`` (scheme 1, whole view) or ``model`` + ``guidance`` (scheme 2):
+  cross-layer contribution maps;
+- ``layer`` (a grid layer of the whole view) or ``guidance`` alone: channel overlays
+  (Liu et al. Fig. 4).
+
+Per image one PNG (the photo and one panel per class or channel) and, for programs, every raw
+map in ``maps.h5`` (map_NNNNN datasets; attributes ``ids``, ``panels``, ``kind``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from featx import interrupt, plots
+from featx.backbones import get_backbone
+from featx.device import resolve_device
+from featx.digest import file_digest
+from featx.encoders import CrossLayerGrid, LocalSpec, contributions, guidance_maps, guide_at
+from featx.encoders import project_subarrays, vectors_as_map
+from featx.encoders.fisher import _gmm_params
+from featx.errors import InputError, ProvenanceError
+from featx.io import EXTRACTION_KEYS, load_gmm, load_guidance, load_pca, load_svm, output_folder
+from featx.io import provenance, read_header, require_fit, save_maps, shard_paths
+from featx.io.shards import ActivationShard
+from featx.maps import accumulate, cell_boxes, patch_fisher_scores, patch_window, window_boxes
+from featx.stages import Progress, start
+
+log = logging.getLogger(__name__)
+
+FISHER_SINGLE = ("fisher", "mpp", "nfk")  # methods whose one-vector encoding is the improved FV
+_PHOTO_SIDE = 384  # the longest side a photo is drawn at
+
+
+@dataclass(frozen=True)
+class MapsConfig:
+    model: str | None = None
+    gmm: str | None = None
+    pca: str | None = None
+    guidance: str | None = None
+    layer: str | None = None
+    channels: Sequence[int] | None = None
+    classes: Sequence[str] | None = None
+    top: int = 3
+    images: str | None = None
+    limit: int | None = None
+    resolution: int = 64
+    device: str = "auto"
+    overwrite: bool = False
+    command: str = ""
+
+    def __post_init__(self) -> None:
+        if self.top < 1 or self.resolution < 4 or (self.limit is not None and self.limit < 1):
+            raise InputError("--top and --limit must be at least 1, --resolution at least 4")
+        if self.model and not (self.gmm or self.pca or self.guidance):
+            raise InputError("maps --model needs --gmm (confidence maps of a Fisher-family "
+                             "SVM), --pca (cross-layer) or --guidance (scheme 2)")
+        if not self.model and not (self.layer or self.guidance):
+            raise InputError("maps needs --model (with --gmm, --pca or --guidance) or --layer "
+                             "/ --guidance for channel overlays")
+        if self.model and self.layer:
+            raise InputError("--layer draws channel overlays; it does not go with --model")
+
+    @property
+    def kind(self) -> str:
+        if self.model:
+            return "confidence" if self.gmm else "contribution"
+        return "channels"
+
+
+def run(inputs: Sequence[str], out: str | Path, cfg: MapsConfig, *,
+        progress: Progress | None = None) -> Iterator[Path]:
+    device = resolve_device(cfg.device)
+    paths = shard_paths(inputs)
+    head = read_header(paths[0])
+    if head.get("kind") != "activations":
+        raise InputError(f"{paths[0]} holds {head.get('kind')!r}, not activations (featx "
+                         "extract): maps are drawn from activations")
+    for p in paths[1:]:
+        require_fit(read_header(p), {k: head[k] for k in EXTRACTION_KEYS}, str(p),
+                    "draw maps of one extraction at a time")
+    painter = _painter(cfg, head, device)
+    counts = [len(read_header(p)["ids"]) for p in paths]
+    total = sum(counts)
+    # --limit N: N images spread evenly over the inputs (every class of a sorted split)
+    picked = set(np.linspace(0, total - 1, min(cfg.limit, total)).round().astype(int).tolist()) \
+        if cfg.limit else set(range(total))
+    advance = start(progress, f"maps ({cfg.kind})", len(picked))
+    raw: dict[str, np.ndarray] = {}
+    ids: list[str] = []
+    panels: list[list[str]] = []
+    with output_folder(out, overwrite=cfg.overwrite, command=cfg.command) as folder, \
+            torch.inference_mode(), interrupt.polling():
+        written: list[Path] = []
+        offset = 0
+        for path, count in zip(paths, counts):
+            rows = [i for i in range(count) if offset + i in picked]
+            offset += count
+            if not rows:
+                continue
+            with ActivationShard(path) as shard:
+                files = _image_files(shard, cfg.images)
+                for i in rows:
+                    interrupt.check()
+                    photo = _photo(files[i], shard.ids[i])
+                    names, maps, title = painter(shard, i, photo.shape[:2])
+                    stem = _safe(os.path.splitext(shard.ids[i])[0])
+                    png = folder.path / f"{len(ids):05d}-{stem}.png"
+                    plots.overlays(photo, list(zip(names, maps)), png, title=title,
+                                   diverging=cfg.kind == "contribution")
+                    raw[f"map_{len(ids):05d}"] = np.stack(maps).astype(np.float32)
+                    ids.append(shard.ids[i])
+                    panels.append(names)
+                    written.append(folder.keep(png))
+                    advance(1)
+        h5 = save_maps(folder.path / "maps.h5", raw, provenance(
+            command=cfg.command, kind_of_map=cfg.kind, ids=ids, panels=panels,
+            model=str(cfg.model or ""), gmm=str(cfg.gmm or ""), pca=str(cfg.pca or ""),
+            guidance=str(cfg.guidance or ""), layer=cfg.layer or "",
+            **{k: head[k] for k in EXTRACTION_KEYS}))
+        written.append(folder.keep(h5))
+    yield from written
+
+
+def _safe(image_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", image_id)[-60:]
+
+
+def _image_files(shard: ActivationShard, images: str | None) -> list[str]:
+    """Where each image of the shard is now: as recorded at extract, or re-rooted under
+    ``images`` (by its path below the recorded image root, else by its id)."""
+    recorded = shard.paths
+    root = shard.attrs.get("image_root", "")
+    if images is None:
+        if recorded is None:
+            raise InputError(f"{shard.path} does not record where its images are (extracted "
+                             "before featx did); pass --images DIR")
+        return recorded
+    if recorded is None or not root:
+        return [os.path.join(images, i) for i in shard.ids]
+    return [os.path.join(images, os.path.relpath(p, root)) for p in recorded]
+
+
+def _photo(path: str, image_id: str) -> np.ndarray:
+    try:
+        with Image.open(path) as img:
+            img = ImageOps.exif_transpose(img).convert("RGB")
+            img.thumbnail((_PHOTO_SIDE, _PHOTO_SIDE))
+            return np.asarray(img)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read the image of {image_id} at {path} ({exc}); pass "
+                         "--images DIR where the images are now") from None
+
+
+def _grid(shape: tuple[int, int], resolution: int) -> tuple[int, int]:
+    h, w = shape
+    s = resolution / max(h, w)
+    return max(1, round(h * s)), max(1, round(w * s))
+
+
+def _pick(scores: np.ndarray, names: list[str], cfg: MapsConfig) -> list[int]:
+    """The classes to draw: --classes by name, else the --top N by ``scores``."""
+    if cfg.classes:
+        missing = [c for c in cfg.classes if c not in names]
+        if missing:
+            raise InputError(f"unknown class {missing[0]!r}; the model has {', '.join(names)}")
+        return [names.index(c) for c in cfg.classes]
+    return list(np.argsort(-scores, kind="stable")[:cfg.top])
+
+
+def _svm(cfg: MapsConfig, methods: Sequence[str], digest_key: str, model_file: str):
+    """The SVM's weights, biases and class names, checked to be trained on single-block
+    encodings of ``methods`` made with ``model_file``."""
+    weights, biases, attrs = load_svm(cfg.model)
+    if len(attrs.get("methods") or []) != 1 or attrs["methods"][0] not in methods or \
+            len(attrs.get("views") or []) != 1:
+        raise InputError(f"{cfg.model} was trained on {'+'.join(attrs.get('methods') or [])} "
+                         f"encodings of views {attrs.get('views')}; these maps need one of "
+                         f"{', '.join(methods)} on one view")
+    if attrs.get(digest_key) != file_digest(model_file):
+        raise ProvenanceError(f"{cfg.model} was trained on encodings made with another "
+                              f"{digest_key.split('_')[0]} than {model_file}")
+    names = attrs.get("classes") or [str(c) for c in range(len(biases))]
+    return weights, biases, names, attrs
+
+
+def _painter(cfg: MapsConfig, head: dict, device: torch.device):
+    """A function (shard, row, photo shape) -> (panel names, maps, title) for cfg's kind."""
+    fits = {k: head[k] for k in EXTRACTION_KEYS}
+    if cfg.kind == "confidence":
+        gmm, gattrs = load_gmm(cfg.gmm, device)
+        require_fit(gattrs, {**fits, "view": "pyramid"}, cfg.gmm, "fitted on these activations")
+        weights, biases, names, mattrs = _svm(cfg, FISHER_SINGLE, "gmm_sha256", cfg.gmm)
+        require_fit(mattrs, fits, cfg.model, "trained on these activations")
+        layer, params = gattrs["layer"], _gmm_params(gmm)
+        project = None if head.get("projected") else _region_pca(cfg, head, gattrs, cfg.gmm,
+                                                                 device)
+        sizes = head["pyramid_sizes"]
+
+        def confidence(shard, i, shape):
+            scales = [torch.from_numpy(x[0]).to(device)
+                      for x in shard.pyramid(layer, slice(i, i + 1))]
+            if project is not None:
+                scales = [project.transform(x) for x in scales]
+            counts = [x.shape[0] for x in scales]
+            boxes = np.concatenate(window_boxes(
+                sizes, counts, patch_window(sizes, counts, head["input_size"])))
+            s = patch_fisher_scores(torch.cat(scales), params, weights, biases)
+            conf = accumulate(boxes, s, _grid(shape, cfg.resolution))  # (H, W, C)
+            chosen = _pick(conf.mean((0, 1)), names, cfg)
+            return ([f"{names[c]} (patch score {s[:, c].min():.2f}..{s[:, c].max():.2f})"
+                     for c in chosen], [conf[..., c] for c in chosen],
+                    f"{shard.ids[i]}: confidence (mean patch score)")
+
+        return confidence
+
+    if cfg.kind == "contribution" and cfg.guidance:
+        guidance, gattrs, project = _guidance(cfg, head, device)
+        weights, biases, names, mattrs = _svm(cfg, ("cross-layer-guided",), "guidance_sha256",
+                                              cfg.guidance)
+        require_fit(mattrs, fits, cfg.model, "trained on these activations")
+        w = torch.as_tensor(weights, device=device)
+
+        def guided(shard, i, shape):
+            scales = _regions(shard, i, gattrs, project, device)
+            sizes, counts = gattrs["pyramid_sizes"], [x.shape[0] for x in scales]
+            boxes = np.concatenate(window_boxes(
+                sizes, counts, patch_window(sizes, counts, head["input_size"])))
+            c_all = []
+            for x in scales:
+                a = guidance_maps(vectors_as_map(x[None]), guidance.weight, guidance.bias)
+                c_all.append(torch.stack([contributions(x[None], a.flatten(2).transpose(1, 2),
+                                                         wc)[0] for wc in w], 1))
+            c = torch.cat(c_all).cpu().numpy()  # (N, C)
+            return _contribution_panels(c, boxes, names, shape, shard.ids[i], cfg)
+
+        return guided
+
+    if cfg.kind == "contribution":
+        weights, biases, names, mattrs = _svm(cfg, ("cross-layer",), "pca_sha256", cfg.pca)
+        require_fit(mattrs, fits, cfg.model, "trained on these activations")
+        if mattrs["views"] != ["whole"]:
+            raise InputError(f"{cfg.model} was trained on views {mattrs['views']}; contribution "
+                             "maps are drawn for the whole view")
+        pca, pattrs = load_pca(cfg.pca, device)
+        spec, local = LocalSpec.parse(pattrs["local"]), pattrs["layer"]
+        guide = get_backbone(head["backbone"]).guide_for(local)
+        shapes = head["layer_shapes"]
+        if guide not in shapes or local not in shapes:
+            raise InputError(f"the activations hold no {local}/{guide} pair; maps of a "
+                             "cross-layer model read both")
+        c, h, wd = shapes[local]
+        grid = CrossLayerGrid.of((h, wd), tuple(shapes[guide][1:]), spec.size)
+        conv = pca.as_conv(c, *spec.size)
+        boxes = cell_boxes(grid.rows.count, grid.cols.count, (grid.rows.first, grid.cols.first),
+                           tuple(shapes[guide][1:]))
+        w = torch.as_tensor(weights, device=device)
+
+        def scheme1(shard, i, shape):
+            rows = slice(i, i + 1)
+            x = project_subarrays(torch.from_numpy(shard.read("whole", local, rows)[:, 0])
+                                  .to(device), *conv, grid).flatten(2).transpose(1, 2)
+            a = guide_at(torch.from_numpy(shard.read("whole", guide, rows)[:, 0]).to(device),
+                         grid).flatten(2).transpose(1, 2)
+            cmat = torch.stack([contributions(x, a, wc)[0] for wc in w], 1).cpu().numpy()
+            return _contribution_panels(cmat, boxes, names, shape, shard.ids[i], cfg)
+
+        return scheme1
+
+    # channel overlays: a grid layer of the whole view, or the guidance's channels
+    if cfg.guidance:
+        guidance, gattrs, project = _guidance(cfg, head, device)
+
+        def guide_channels(shard, i, shape):
+            x = _regions(shard, i, gattrs, project, device)[-1]  # the finest scale used
+            a = guidance_maps(vectors_as_map(x[None]), guidance.weight, guidance.bias)[0]
+            return _channel_panels(a.cpu().numpy(), shape, shard.ids[i], "guidance", cfg)
+
+        return guide_channels
+    if cfg.layer not in head.get("layer_shapes", {}) or "whole" not in \
+            [v.split(":")[0] for v in head["views"]]:
+        raise InputError(f"the activations hold no whole-view {cfg.layer!r}; they hold "
+                         f"{', '.join(head.get('layer_shapes', {})) or 'none'}")
+
+    def layer_channels(shard, i, shape):
+        a = shard.read("whole", cfg.layer, slice(i, i + 1))[0, 0]
+        if a.ndim != 3:
+            raise InputError(f"{cfg.layer} is not a feature map (shape {a.shape})")
+        return _channel_panels(a, shape, shard.ids[i], cfg.layer, cfg)
+
+    return layer_channels
+
+
+def _contribution_panels(c: np.ndarray, boxes: np.ndarray, names: list[str], shape,
+                         image_id: str, cfg: MapsConfig):
+    """Panels of per-position contributions (N, C) laid on the image (summed per cell)."""
+    chosen = _pick(c.sum(0), names, cfg)
+    grid = _grid(shape, cfg.resolution)
+    maps = accumulate(boxes, c[:, chosen], grid, mean=True)
+    return ([f"{names[k]} (linear score {c[:, k].sum():.3g})" for k in chosen],
+            [maps[..., j] for j in range(len(chosen))],
+            f"{image_id}: cross-layer contributions x_i' W_c a_i (red +, blue -)")
+
+
+def _channel_panels(a: np.ndarray, shape, image_id: str, what: str, cfg: MapsConfig):
+    """Panels of channels (C, h, w) resized to the image grid: --channels, else the --top N
+    by mean activation."""
+    if cfg.channels:
+        bad = [c for c in cfg.channels if not 0 <= c < a.shape[0]]
+        if bad:
+            raise InputError(f"channel {bad[0]} is out of range: {what} has {a.shape[0]}")
+        chosen = list(cfg.channels)
+    else:
+        chosen = list(np.argsort(-a.mean((1, 2)), kind="stable")[:cfg.top])
+    h, w = a.shape[1:]
+    boxes = cell_boxes(h, w, (0, 0), (h, w))
+    grid = _grid(shape, cfg.resolution)
+    maps = accumulate(boxes, a.reshape(a.shape[0], -1).T[:, chosen], grid)
+    return ([f"{what} channel {c}" for c in chosen], [maps[..., j] for j in range(len(chosen))],
+            f"{image_id}: {what} channels")
+
+
+def _guidance(cfg: MapsConfig, head: dict, device: torch.device):
+    guidance, gattrs = load_guidance(cfg.guidance, device)
+    require_fit(gattrs, {**{k: head[k] for k in EXTRACTION_KEYS}, "view": "pyramid"},
+                cfg.guidance, "trained on these activations")
+    sizes = head.get("pyramid_sizes") or []
+    if [sizes[s] if s < len(sizes) else None for s in gattrs["scales"]] != gattrs["pyramid_sizes"]:
+        raise ProvenanceError(f"{cfg.guidance} was trained on pyramid scales of "
+                              f"{gattrs['pyramid_sizes']} px; these activations have {sizes}")
+    project = None if head.get("projected") else _region_pca(cfg, head, gattrs, cfg.guidance,
+                                                             device)
+    return guidance, gattrs, project
+
+
+def _regions(shard, i: int, gattrs: dict, project, device) -> list[torch.Tensor]:
+    pyr = shard.pyramid(gattrs["layer"], slice(i, i + 1))
+    xs = [torch.from_numpy(pyr[s][0]).to(device) for s in gattrs["scales"]]
+    return [project.transform(x) for x in xs] if project is not None else xs
+
+
+def _region_pca(cfg: MapsConfig, head: dict, fitted: dict, model: str, device):
+    """The PCA ``model`` was fitted after, for activations stored unprojected."""
+    path = cfg.pca or fitted.get("pca") or ""
+    if not path or not Path(path).is_file() or file_digest(path) != fitted["pca_sha256"]:
+        raise ProvenanceError(f"{model} was fitted on features reduced by "
+                              f"{fitted.get('pca') or 'a PCA'}; pass that PCA with --pca")
+    return load_pca(path, device)[0]
