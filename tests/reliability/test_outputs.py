@@ -56,6 +56,29 @@ def test_two_runs_started_together_leave_whole_shards(make_images, tmp_path):
     assert sorted(ids) == sorted(p.name for p in images.iterdir())
 
 
+def test_the_loser_of_a_race_leaves_the_winners_folder(tmp_path, monkeypatch):
+    """Two runs start together: A creates the folder, B takes the lock first. A is refused
+    and must not remove the folder it created, which B is writing into (the race behind the
+    test above, made deterministic)."""
+    import fcntl
+
+    from featx.errors import OutputLockedError
+
+    out = tmp_path / "acts"
+    out.mkdir()
+    (out / "shard-00000.h5.partial").write_bytes(b"B's shard in progress")
+    fd = os.open(out / ".featx.lock", os.O_CREAT | os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # B holds the folder
+    monkeypatch.setattr(featx.io.output, "_prepare", lambda folder: True)  # A "created" it
+    try:
+        with pytest.raises(OutputLockedError, match="another featx run"):
+            with featx.io.output.output_folder(out, overwrite=False):
+                pass
+    finally:
+        os.close(fd)
+    assert (out / "shard-00000.h5.partial").read_bytes() == b"B's shard in progress"
+
+
 def test_a_stale_lock_of_a_dead_run_is_taken_over(make_images, tmp_path, cli):
     images = make_images(12)
     args = ["-q", "extract", images, "--weights", "none", "--workers", "0", "--layers", "conv5",

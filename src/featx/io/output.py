@@ -129,6 +129,8 @@ def output_folder(out: str | Path, *, overwrite: bool, command: str = "", rank: 
                 for old in folder.shards():
                     if old.name not in folder.written and owned(old.name):
                         old.unlink()
+    except OutputLockedError:
+        raise  # the folder is the other run's now, even if this call created it: leave it
     except BaseException:
         if created and not any(out.glob(SHARD_GLOB)):
             shutil.rmtree(out, ignore_errors=True)

@@ -196,13 +196,9 @@ def _context(cfg: EncodeConfig, methods: tuple[Method, ...], head: dict,
     if "fc" in roles:
         layers["fc"] = cfg.fc_layer or ("fc7" if "fc7" in head["layers"] else "pool")
     if "fisher" in roles:
-        gmm, gattrs = load_gmm(cfg.gmm, device)
-        require_fit(gattrs, {**fits, "view": "pyramid"}, cfg.gmm,
-                    "the Fisher methods encode pyramid vectors of these activations")
+        gmm, gattrs = _pyramid_model(load_gmm, cfg.gmm, device, head, fits,
+                                     "the Fisher methods encode")
         layers["fisher"] = gattrs["layer"]
-        if gattrs["layer"] not in head["layers"] or not head.get("pyramid_sizes"):
-            raise InputError(f"the activations hold no pyramid of {gattrs['layer']}; extract "
-                             f"with --views pyramid --layers {gattrs['layer']}")
         ctx["gmm"] = gmm
         ctx["pyramid_sizes"] = tuple(head["pyramid_sizes"])
         ctx["fisher_pca"] = _pyramid_pca(cfg, head, gattrs, cfg.gmm, device)
@@ -211,13 +207,9 @@ def _context(cfg: EncodeConfig, methods: tuple[Method, ...], head: dict,
             raise InputError(f"{cfg.gmm} models {gmm.means_.shape[1]}-d features, the PCA "
                              f"gives {dim}-d; fit the GMM on this PCA")
     if "region" in roles:
-        guidance, gattrs = load_guidance(cfg.guidance, device)
-        require_fit(gattrs, {**fits, "view": "pyramid"}, cfg.guidance,
-                    "scheme 2 encodes pyramid vectors of these activations")
+        guidance, gattrs = _pyramid_model(load_guidance, cfg.guidance, device, head, fits,
+                                          "scheme 2 encodes")
         layers["region"] = gattrs["layer"]
-        if gattrs["layer"] not in head["layers"] or not head.get("pyramid_sizes"):
-            raise InputError(f"the activations hold no pyramid of {gattrs['layer']}; extract "
-                             f"with --views pyramid --layers {gattrs['layer']}")
         sizes = list(head["pyramid_sizes"])
         if [sizes[s] if s < len(sizes) else None for s in gattrs["scales"]] != \
                 gattrs["pyramid_sizes"]:
@@ -229,6 +221,18 @@ def _context(cfg: EncodeConfig, methods: tuple[Method, ...], head: dict,
             raise InputError(f"{cfg.guidance} is inconsistent: {guidance.weight.shape[1]} input "
                              f"channels for {gattrs['dim']}-d features; fit it again")
     return Context(layers=layers, **ctx)
+
+
+def _pyramid_model(load, path: str, device: torch.device, head: dict, fits: dict, who: str):
+    """A model fitted on pyramid vectors (a GMM, a guidance), checked against these
+    activations: the same extraction, and a pyramid of its layer present."""
+    model, attrs = load(path, device)
+    require_fit(attrs, {**fits, "view": "pyramid"}, path,
+                f"{who} pyramid vectors of these activations")
+    if attrs["layer"] not in head["layers"] or not head.get("pyramid_sizes"):
+        raise InputError(f"the activations hold no pyramid of {attrs['layer']}; extract "
+                         f"with --views pyramid --layers {attrs['layer']}")
+    return model, attrs
 
 
 def _pyramid_pca(cfg: EncodeConfig, head: dict, fitted: dict, model: str,
