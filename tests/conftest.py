@@ -22,6 +22,17 @@ def smooth_image(rng: np.random.Generator, w: int, h: int) -> Image.Image:
     return Image.fromarray(img)
 
 
+def class_folders(root: Path, classes, n: int, size: tuple[int, int], name="{c}{i}.png"
+                  ) -> Path:
+    """root/<class>/ with n generated images each (featx's folder adapter layout)."""
+    rng = np.random.default_rng(0)
+    for c in classes:
+        (root / c).mkdir(parents=True)
+        for i in range(n):
+            smooth_image(rng, *size).save(root / c / name.format(c=c, i=i))
+    return root
+
+
 def build_chain(root: Path, n: int, size: tuple[int, int], commands: list[list]) -> Path:
     """Write n generated images to root/img, then run featx ``commands`` in order (for
     module-scoped fixtures, which cannot use the function-scoped ``cli``)."""

@@ -13,7 +13,7 @@ from featx.cli import main
 from featx.encoders import guided_pool, normalize
 from featx.fit import init_guidance
 from featx.io import ActivationShard, load_guidance, load_maps, load_pca
-from tests.conftest import read_encodings, smooth_image
+from tests.conftest import class_folders, read_encodings
 
 
 def _run(*args):
@@ -25,11 +25,7 @@ def _run(*args):
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory, alexnet_weights):
     root = tmp_path_factory.mktemp("s2")
-    rng = np.random.default_rng(0)
-    for c in ("a", "b"):
-        (root / "ds" / c).mkdir(parents=True)
-        for i in range(6):
-            smooth_image(rng, 200, 150).save(root / "ds" / c / f"{c}{i}.png")
+    class_folders(root / "ds", ("a", "b"), 6, (200, 150))
     common = ["--weights", alexnet_weights, "--workers", "0"]
     out = {"acts": _run("extract", "--dataset", "folder", "--root", root / "ds", *common,
                         "--views", "pyramid", "--scales", "2", "--layers", "fc7",

@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from featx.cli import main
-from tests.conftest import smooth_image
+from tests.conftest import class_folders
 
 
 def featx_process(*args, **kwargs) -> subprocess.Popen:
@@ -63,11 +63,7 @@ def chain(tmp_path_factory, alexnet_weights):
     """Two classes of 3 generated photos; conv4/conv5 activations in shards of 3, a PCA,
     encodings and an SVM."""
     root = tmp_path_factory.mktemp("rel")
-    rng = np.random.default_rng(0)
-    for c in ("a", "b"):
-        (root / "ds" / c).mkdir(parents=True)
-        for i in range(3):
-            smooth_image(rng, 320, 240).save(root / "ds" / c / f"{i}.png")
+    class_folders(root / "ds", ("a", "b"), 3, (320, 240), name="{i}.png")
     run_ok("extract", "--dataset", "folder", "--root", root / "ds", "--weights", alexnet_weights,
            "--workers", "0", "--shard-size", "3", "-o", root / "acts")
     run_ok("fit-pca", root / "acts", "--layer", "conv4", "--dim", "6", "--per-image", "10",
