@@ -43,14 +43,15 @@ def test_gmm_from_the_same_start():
     assert gpu.lower_bound_ == pytest.approx(cpu.lower_bound_, rel=1e-5)
 
 
-def test_fisher_vector():
+@pytest.mark.parametrize("sparse", [None, True, False])  # both moment paths on the device
+def test_fisher_vector(sparse):
     rng = np.random.default_rng(0)
     x = torch.from_numpy(rng.normal(size=(4, 500, 16)).astype(np.float32))
     means = torch.from_numpy(rng.normal(size=(8, 16)).astype(np.float32))
     var = torch.from_numpy(rng.uniform(0.5, 2, size=(8, 16)).astype(np.float32))
     pri = torch.full((8,), 1 / 8)
-    cpu = encoders.fisher_vector(x, means, var, pri)
-    gpu = encoders.fisher_vector(*(t.to(CUDA) for t in (x, means, var, pri)))
+    cpu = encoders.fisher_vector(x, means, var, pri, sparse=sparse)
+    gpu = encoders.fisher_vector(*(t.to(CUDA) for t in (x, means, var, pri)), sparse=sparse)
     torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-4, atol=1e-5)
 
 

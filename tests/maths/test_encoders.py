@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -124,6 +125,35 @@ def test_fisher_vector_equals_the_loop():
             np.testing.assert_allclose(ours[b], ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
     single = encoders.fisher_vector(*t32(x[0], means, variances, priors))
     assert single.shape == (48,)
+
+
+@pytest.mark.parametrize("block_rows", [4096, 300, 64])  # several images a block; 2+1; parts
+@pytest.mark.parametrize("sparse", [None, True, False])
+@pytest.mark.parametrize("spread", [3.0, 0.3])  # peaked posteriors (one kept a row); diffuse
+def test_fisher_vector_blocks_and_moment_paths_equal_the_loop(monkeypatch, block_rows, sparse,
+                                                             spread):
+    from featx.encoders import fisher
+    monkeypatch.setattr(fisher, "BLOCK_ROWS", block_rows)
+    means, variances, priors = gmm_params(k=32, d=16, seed=3)
+    means = means * spread
+    rng = np.random.default_rng(4)
+    z = rng.choice(32, size=(3, 150), p=priors)
+    x = (means[z] + np.sqrt(variances[z]) * rng.normal(size=(3, 150, 16))).astype(np.float32)
+    ours = fisher.fisher_vector(*t32(x, means, variances, priors), improved=False,
+                                sparse=sparse).numpy()
+    kept = []
+    for b in range(3):
+        ref = naive_fisher(x[b].astype(np.float64), means, variances, priors, False)
+        np.testing.assert_allclose(ours[b], ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
+        post = encoders_posteriors(x[b], means, variances, priors)
+        kept.append((post >= 1e-6).mean())
+    # the data are what they claim to be, so sparse=None takes each path once
+    assert (np.mean(kept) < fisher.SPARSE_BELOW) == (spread == 3.0)
+
+
+def encoders_posteriors(x, means, variances, priors):
+    from featx.fit import posteriors
+    return posteriors(*t32(x, means, variances, priors)).numpy()
 
 
 def test_mpp_of_one_scale_is_the_improved_fv_and_nfk_csf_by_definition():

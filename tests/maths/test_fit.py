@@ -105,6 +105,21 @@ def test_gmm_log_likelihood_matches_sklearn_from_the_same_start():
                                atol=1e-4)
 
 
+def test_gmm_default_fit_matches_sklearns_default_on_held_out_data():
+    # featx's own initialisation (k-means++ seeding, a few Lloyd steps on a subsample), one
+    # run, no restarts, against scikit-learn's default k-means initialisation
+    rng = np.random.default_rng(6)
+    centres, scales = rng.normal(0, 1.5, (40, 8)), rng.uniform(0.3, 1.5, (40, 8))
+    z = rng.integers(0, 40, 24000)
+    x = (centres[z] + scales[z] * rng.standard_t(3, (24000, 8))).astype(np.float32)
+    train, held = x[:20000], x[20000:]
+    ref = SkGMM(16, covariance_type="diag", random_state=0).fit(train).score(held)
+    for seed in (0, 1):
+        ours = GaussianMixture(n_components=16, random_state=seed, device="cpu").fit(train)
+        assert ours.converged_
+        assert ours.score(held) >= ref - 0.005 * abs(ref)
+
+
 def test_variance_floor_holds():
     rng = np.random.default_rng(2)
     x = rng.normal(size=(3000, 4)).astype(np.float32) * np.float32(10)

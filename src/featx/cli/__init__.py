@@ -14,6 +14,7 @@ from featx import interrupt
 from featx.cli import options
 from featx.errors import FeatxError
 from featx.cli.progress import stderr
+from featx.device import keep_host_memory
 
 
 class FeatxGroup(click.Group):
@@ -21,6 +22,7 @@ class FeatxGroup(click.Group):
 
     def main(self, args=None, *rest, **kwargs):
         options.ARGV[:] = list(args) if args is not None else sys.argv[1:]
+        keep_host_memory()
         interrupt.reset()
         previous = signal.signal(signal.SIGTERM, interrupt.request)
         try:

@@ -23,39 +23,88 @@ import torch
 import torch.nn.functional as F
 
 from featx.encoders.pooling import normalize
-from featx.fit.gmm import posteriors
+from featx.fit.gmm import augment, density_params
 
 POSTERIOR_FLOOR = 1e-6  # VLFeat's vl_fisher drops posteriors below this
+# F.threshold keeps values strictly above its threshold: the float32 just below the floor keeps
+# exactly the posteriors >= 1e-6, as VLFeat does
+_KEEP_ABOVE = torch.nextafter(torch.tensor(POSTERIOR_FLOOR), torch.tensor(0.0)).item()
+# rows per E-step block: the (rows, K) posteriors of a block stay in the allocator's cache
+# (one (B N, K) block for a batch of images page-faults afresh on every call)
+BLOCK_ROWS = 4096
+# below this fraction of posteriors kept, the moments are a sparse x dense product
+SPARSE_BELOW = 0.05
 
 
-def _moments(x: torch.Tensor, g: torch.Tensor):
-    """Per image: S0 = sum_n g_nk (B, K), S1 = g^T x (B, K, D), S2 = g^T x^2 (B, K, D) for
-    x (B, N, D) and assignments g (B*N, K)."""
-    b, n, _ = x.shape
-    g = g.view(b, n, -1).transpose(1, 2)  # (B, K, N)
-    return g.sum(2), torch.bmm(g, x), torch.bmm(g, x * x)
+def _blocks(b: int, n: int, rows: int):
+    """(first image, last image + 1, first row, last row + 1) of blocks of about ``rows``
+    rows: whole images where an image has fewer, else equal parts of one image."""
+    if n >= rows:
+        step = math.ceil(n / math.ceil(n / rows))
+        for i in range(b):
+            for r in range(0, n, step):
+                yield i, i + 1, r, min(n, r + step)
+    else:
+        per = max(1, rows // n)
+        for i in range(0, b, per):
+            yield i, min(b, i + per), 0, n
+
+
+def _block_moments(g: torch.Tensor, xx: torch.Tensor, images: int, sparse: bool | None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """sum_n g_nk (images * K,) and [sum_n g_nk x_n, sum_n g_nk x_n^2] (images * K, 2D) per
+    image and component, over the posteriors kept (>= 1e-6), for a block of ``images``
+    images' rows (equal counts) with posteriors g (rows, K) and xx = [x, x^2]. Sparse (None:
+    when few posteriors are kept, as with real descriptors): only the kept (n, k) pairs, as a
+    sparse x dense product; dense: g floored in place, then one batched GEMM."""
+    rows, k = g.shape
+    m = rows // images
+    keep = g > _KEEP_ABOVE
+    if sparse is None:
+        sparse = int(keep.sum()) <= SPARSE_BELOW * g.numel()
+    if sparse:
+        n_idx, k_idx = keep.nonzero(as_tuple=True)  # row-major, so coalesced as (row, slot)
+        slot = n_idx // m * k + k_idx
+        kept = g[n_idx, k_idx]
+        sp = torch.sparse_coo_tensor(torch.stack([n_idx, slot]), kept, (rows, images * k),
+                                     is_coalesced=True, check_invariants=False)
+        return (torch.zeros(images * k, device=g.device).index_add_(0, slot, kept),
+                torch.sparse.mm(sp.t(), xx))
+    g = F.threshold_(g, _KEEP_ABOVE, 0.0).view(images, m, k)
+    return (g.sum(1).flatten(),
+            torch.bmm(g.transpose(1, 2), xx.view(images, m, -1)).view(images * k, -1))
 
 
 def fisher_vector(x: torch.Tensor, means: torch.Tensor, variances: torch.Tensor,
-                  priors: torch.Tensor, *, improved: bool = True) -> torch.Tensor:
+                  priors: torch.Tensor, *, improved: bool = True,
+                  sparse: bool | None = None) -> torch.Tensor:
     """Fisher vector of local features x (N, D) or (B, N, D) under a diagonal GMM (means,
     variances (K, D), priors (K,)): (2KD,) or (B, 2KD), VLFeat's layout (module docstring).
 
-    ``improved``: signed square root then L2. Moments come from batched GEMMs; nothing of size
-    N x K x D is formed. They are combined in float64, which keeps 1e-6 agreement with a
-    direct loop.
+    ``improved``: signed square root then L2. Rows go in blocks of about
+    :data:`BLOCK_ROWS`: one GEMM for the log-densities, a fused softmax, then the moments,
+    sparse or dense as :func:`_block_moments` decides (``sparse`` forces either); nothing of
+    size N x K x D is formed. The moments are combined in float64, which keeps 1e-6 agreement
+    with a direct loop (s2 - 2 mu s1 + mu^2 s0 cancels).
     """
     single = x.ndim == 2
     xb = (x[None] if single else x).float()
     b, n, d = xb.shape
-    g = posteriors(xb.reshape(b * n, d), means.float(), variances.float(), priors.float())
-    g = g.masked_fill_(g < POSTERIOR_FLOOR, 0.0)
-    s0, s1, s2 = (t.double() for t in _moments(xb, g))
+    k = means.shape[0]
+    bias, weights = density_params(means.float(), variances.float(), priors.float().log())
+    s0 = torch.zeros(b * k, device=xb.device)
+    s12 = torch.zeros(b * k, 2 * d, device=xb.device)
+    for i0, i1, r0, r1 in _blocks(b, n, BLOCK_ROWS):
+        xx = augment(xb[i0:i1, r0:r1].reshape(-1, d))
+        g = torch.addmm(bias, xx, weights).softmax(1)
+        block_s0, block_s12 = _block_moments(g, xx, i1 - i0, sparse)
+        s0[i0 * k:i1 * k] += block_s0
+        s12[i0 * k:i1 * k] += block_s12
+    s0, s12 = s0.double().view(b, k, 1), s12.double().view(b, k, 2 * d)
+    s1, s2 = s12[..., :d], s12[..., d:]
     mu, var, pi = means.double(), variances.double(), priors.double()
-    sigma = var.sqrt()
-    u = (s1 - mu * s0[..., None]) / (sigma * n * pi.sqrt()[:, None])
-    v = ((s2 - 2 * mu * s1 + mu * mu * s0[..., None]) / var - s0[..., None]) / (
-        n * (2 * pi).sqrt()[:, None])
+    u = (s1 - mu * s0) / (var.sqrt() * n * pi.sqrt()[:, None])
+    v = ((s2 - 2 * mu * s1 + mu * mu * s0) / var - s0) / (n * (2 * pi).sqrt()[:, None])
     fv = torch.cat([u.flatten(1), v.flatten(1)], 1).to(torch.float32)
     if improved:
         fv = normalize(fv)
@@ -68,8 +117,8 @@ def vlad(x: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
     x, means = x.float(), means.float()
     flat = x.reshape(-1, x.shape[2])
     dist = torch.addmm((means * means).sum(1)[None], flat, means.T, alpha=-2)
-    s0, s1, _ = _moments(x, F.one_hot(dist.argmin(1), means.shape[0]).to(x.dtype))
-    v = s1 - means[None] * s0[..., None]
+    onehot = F.one_hot(dist.argmin(1), means.shape[0]).to(x.dtype).view(*x.shape[:2], -1)
+    v = torch.bmm(onehot.transpose(1, 2), x) - means[None] * onehot.sum(1)[..., None]
     v = v / v.norm(dim=2, keepdim=True).clamp_min(1e-12)
     return normalize(v.flatten(1))
 

@@ -2,17 +2,17 @@
 posteriors as module functions (the Fisher vector's E-step uses the same ones).
 
 EM for a mixture with priors pi_k, means mu_k and diagonal variances sigma^2_k. The E-step
-evaluates all log N(x_n | mu_k, sigma^2_k) at once with one GEMM of [1, x, x^2] against
-
-    -1/2 [ D log 2pi + sum_d log s_kd + sum_d mu_kd^2/s_kd ],  mu_k/s_k,  -1/(2 s_k)
-
-and normalises with log-sum-exp; the M-step's sufficient statistics (sum_n g_nk, g^T x,
-g^T x^2) come from one GEMM of the responsibilities with the same [1, x, x^2], accumulated in
-float64 across batches, so N = 256,000, K = 256, D = 128 runs in bounded memory.
-Initialisation is k-means++ seeding followed by Lloyd iterations (as scikit-learn's default
-``init_params='kmeans'``). Variances are floored at ``var_floor`` x the largest per-dimension
-variance of the data; a component whose responsibilities vanish is re-seeded on the
-worst-explained sample.
+evaluates all log N(x_n | mu_k, sigma^2_k) at once with one GEMM of [x, x^2] against
+[mu_k/s_k; -1/(2 s_k)] plus the bias -1/2 [D log 2pi + sum_d log s_kd + sum_d mu_kd^2/s_kd]
+(:func:`density_params`); a fused softmax gives the responsibilities, and the log-likelihood
+comes from two row maxima (no second exp pass). The M-step's sufficient statistics (sum_n g_nk,
+g^T x, g^T x^2) come from one GEMM of the responsibilities with the same [x, x^2],
+accumulated in float64 across chunks of 8,192 rows, so N = 256,000, K = 256, D = 128 runs in
+bounded memory. Initialisation is k-means++ seeding followed by a few Lloyd iterations on a
+subsample (as scikit-learn's default ``init_params='kmeans'``, but cheaper: 3 Lloyd steps
+need no more EM iterations than 30 on the benchmark's data, docs/fit.md). Variances are
+floored at ``var_floor`` x the largest per-dimension variance of the data; a component whose
+responsibilities vanish is re-seeded on the worst-explained sample.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import logging
 import math
 
 import torch
+import torch.nn.functional as F
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils.validation import check_is_fitted
 
@@ -30,34 +31,45 @@ from featx.fit.kmeans import kmeans, nearest
 
 log = logging.getLogger(__name__)
 
-_BATCH = 65536
+# rows per E-step chunk: the (rows, K) log-densities and responsibilities stay small enough to be
+# reused from the allocator's cache (a fresh 50,000 x 64 block per pass page-faults on every call)
+_CHUNK = 8192
 
 
 def augment(x: torch.Tensor) -> torch.Tensor:
-    """[1, x, x**2] (N, 1 + 2D): one GEMM with it gives log-densities (E-step) or all three
-    moments (M-step)."""
-    return torch.cat([torch.ones_like(x[:, :1]), x, x.pow(2)], 1)
+    """[x, x**2] (N, 2D): one GEMM with it gives the log-densities (E-step) or, with the
+    responsibilities, the first and second moments (M-step)."""
+    return torch.cat([x, x * x], 1)
 
 
-def log_densities(x1: torch.Tensor, means: torch.Tensor, variances: torch.Tensor,
+def density_params(means: torch.Tensor, variances: torch.Tensor,
+                   log_priors: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(bias (K,), weights (2D, K)) such that log N(x | mu_k, diag sigma^2_k) (+ log pi_k) =
+    bias_k + augment(x) @ weights[:, k]: bias = -1/2 [D log 2pi + sum_d log s_kd +
+    sum_d mu_kd^2/s_kd] (+ log pi_k), weights = [mu_k/s_k; -1/(2 s_k)]."""
+    prec = 1.0 / variances
+    bias = -0.5 * ((means.pow(2) * prec).sum(1) + variances.log().sum(1)
+                   + means.shape[1] * math.log(2 * math.pi))
+    if log_priors is not None:
+        bias = bias + log_priors
+    return bias, torch.cat([means * prec, -0.5 * prec], 1).T.contiguous()
+
+
+def log_densities(xx: torch.Tensor, means: torch.Tensor, variances: torch.Tensor,
                   log_priors: torch.Tensor | None = None) -> torch.Tensor:
     """log N(x_n | mu_k, diag sigma^2_k) (+ log pi_k) for all n, k: (N, K), as one GEMM.
 
-    ``x1`` is :func:`augment` (x); the parameters are used in its dtype.
+    ``xx`` is :func:`augment` (x); the parameters are used in its dtype.
     """
-    means, variances = means.to(x1), variances.to(x1)
-    prec = 1.0 / variances
-    const = -0.5 * ((means.pow(2) * prec).sum(1) + variances.log().sum(1)
-                    + means.shape[1] * math.log(2 * math.pi))
-    if log_priors is not None:
-        const = const + log_priors.to(x1)
-    return x1 @ torch.cat([const[:, None], means * prec, -0.5 * prec], 1).T
+    bias, weights = density_params(means.to(xx), variances.to(xx),
+                                   None if log_priors is None else log_priors.to(xx))
+    return torch.addmm(bias, xx, weights)
 
 
 def posteriors(x: torch.Tensor, means: torch.Tensor, variances: torch.Tensor,
                priors: torch.Tensor) -> torch.Tensor:
     """p(k | x_n) for (N, D) samples: (N, K)."""
-    return torch.softmax(log_densities(augment(x), means, variances, priors.log()), 1)
+    return log_densities(augment(x), means, variances, priors.log()).softmax(1)
 
 
 class GaussianMixture(DensityMixin, BaseEstimator):
@@ -75,7 +87,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     """
 
     def __init__(self, n_components: int = 1, *, max_iter: int = 100, tol: float = 1e-3,
-                 n_init: int = 1, var_floor: float = 1e-4, kmeans_iter: int = 30,
+                 n_init: int = 1, var_floor: float = 1e-4, kmeans_iter: int = 3,
                  random_state=None, device: str = "cpu", means_init=None, variances_init=None,
                  priors_init=None):
         self.n_components = n_components
@@ -92,35 +104,32 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     # -- the EM pieces ---------------------------------------------------------------------
 
-    def _estep(self, x1: torch.Tensor, means, variances, priors):
-        """Sufficient statistics (float64) and the average log-likelihood, batch by batch."""
-        k, d = means.shape
-        nk = torch.zeros(k, dtype=torch.float64, device=x1.device)
-        sx = torch.zeros(k, d, dtype=torch.float64, device=x1.device)
-        sxx = torch.zeros(k, d, dtype=torch.float64, device=x1.device)
-        ll = 0.0
-        worst = (math.inf, 0)
-        log_priors = priors.log()
-        for s in batches(x1.shape[0], _BATCH):
-            # log-sum-exp by hand, so the one exp() also gives the responsibilities
-            resp = log_densities(x1[s], means, variances, log_priors)
-            top = resp.max(1, keepdim=True).values
-            # exp(-80) ~ 2e-35: clamping keeps float32 out of denormals, which are ~10x slower
-            total = resp.sub_(top).clamp_min_(-80.0).exp_().sum(1, keepdim=True)
-            resp.div_(total)
-            norm = top.squeeze(1) + total.squeeze(1).log()
-            ll += norm.sum(dtype=torch.float64).item()
-            moments = (resp.T @ x1[s]).double()  # [sum g, sum g x, sum g x^2]
-            nk += moments[:, 0]
-            sx += moments[:, 1:d + 1]
-            sxx += moments[:, d + 1:]
+    def _estep(self, xx: torch.Tensor, means, variances, priors):
+        """Sufficient statistics [sum g, sum g x, sum g x^2] (K, 1 + 2D) in float64, the
+        average log-likelihood and the sample the mixture explains worst, chunk by chunk."""
+        k = means.shape[0]
+        bias, weights = density_params(means, variances, priors.log())
+        stats = torch.zeros(k, 1 + xx.shape[1], dtype=torch.float64, device=xx.device)
+        ll = torch.zeros((), dtype=torch.float64, device=xx.device)
+        lows = []
+        for s in batches(xx.shape[0], _CHUNK):
+            lp = torch.addmm(bias, xx[s], weights)
+            resp = lp.softmax(1)
+            # log sum_k exp lp_nk = max_k lp_nk - log max_k g_nk (the largest posterior is
+            # >= 1/K, so its log is exact to float32): no second exp pass for the likelihood
+            norm = lp.amax(1).sub_(resp.amax(1).log_())
+            ll += norm.sum(dtype=torch.float64)
+            stats[:, 0] += resp.sum(0).double()
+            stats[:, 1:] += (resp.T @ xx[s]).double()
             low, where = norm.min(0)
-            if low.item() < worst[0]:
-                worst = (low.item(), s.start + where.item())
-        return nk, sx, sxx, ll / x1.shape[0], worst[1]
+            lows.append(torch.stack([low.double(), (where + s.start).double()]))
+        lows = torch.stack(lows)
+        worst = int(lows[lows[:, 0].argmin(), 1].item())
+        return stats, ll.item() / xx.shape[0], worst
 
-    def _mstep(self, x, nk, sx, sxx, floor, worst, data_var):
-        n = x.shape[0]
+    def _mstep(self, x, stats, floor, worst, data_var):
+        n, d = x.shape
+        nk, sx, sxx = stats[:, 0], stats[:, 1:d + 1], stats[:, d + 1:]
         empty = nk < 10 * torch.finfo(torch.float32).eps * n
         safe = nk.clamp_min(1e-300)[:, None]
         means = sx / safe
@@ -135,7 +144,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             priors = priors / priors.sum()
         return means.float(), variances.float(), priors.float()
 
-    def _init(self, x, gen, floor):
+    def _init(self, x, xx, gen, floor):
         k = self.n_components
         if self.means_init is not None:
             means = torch.as_tensor(self.means_init, dtype=torch.float32, device=x.device)
@@ -149,15 +158,12 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             return means, variances.clamp_min(floor), priors / priors.sum()
         centres = kmeans(x, k, gen, self.kmeans_iter)
         # one hard-assignment M-step from the k-means partition, as scikit-learn does
-        nk = torch.zeros(k, dtype=torch.float64, device=x.device)
-        sx = torch.zeros(k, x.shape[1], dtype=torch.float64, device=x.device)
-        sxx = torch.zeros_like(sx)
-        for s in batches(x.shape[0], _BATCH):
-            lab = nearest(x[s], centres)
-            nk += torch.bincount(lab, minlength=k).double()
-            sx.index_add_(0, lab, x[s].double())
-            sxx.index_add_(0, lab, x[s].double().pow(2))
-        return self._mstep(x, nk, sx, sxx, floor, 0, x.var(0, correction=0))
+        stats = torch.zeros(k, 1 + 2 * x.shape[1], dtype=torch.float64, device=x.device)
+        for s in batches(x.shape[0], _CHUNK):
+            onehot = F.one_hot(nearest(x[s], centres), k).to(x.dtype)
+            stats[:, 0] += onehot.sum(0, dtype=torch.float64)
+            stats[:, 1:] += (onehot.T @ xx[s]).double()
+        return self._mstep(x, stats, floor, 0, x.var(0, correction=0))
 
     def _check_params(self) -> None:
         bad = [(name, value) for name, value, ok in (
@@ -185,21 +191,21 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         if not data_var.max() > 0:
             raise InputError("the samples have zero variance: every feature is constant")
         floor = self.var_floor * data_var.max().item()
-        x1 = augment(x)  # used by every E-step
+        xx = augment(x)  # used by every E-step
         gen = torch.Generator().manual_seed(seed_of(self.random_state))
         best = None
         for run in range(self.n_init):
-            means, variances, priors = self._init(x, gen, floor)
+            means, variances, priors = self._init(x, xx, gen, floor)
             prev, history, converged = -math.inf, [], False
             for it in range(1, self.max_iter + 1):
-                nk, sx, sxx, ll, worst = self._estep(x1, means, variances, priors)
+                stats, ll, worst = self._estep(xx, means, variances, priors)
                 history.append(ll)
                 log.info("EM run %d iter %3d: average log-likelihood %.6f", run + 1, it, ll)
                 if abs(ll - prev) < self.tol:
                     converged = True
                     break
                 prev = ll
-                means, variances, priors = self._mstep(x, nk, sx, sxx, floor, worst, data_var)
+                means, variances, priors = self._mstep(x, stats, floor, worst, data_var)
             if best is None or ll > best[0]:
                 best = (ll, means, variances, priors, converged, it, history)
         ll, means, variances, priors, converged, it, history = best

@@ -38,13 +38,15 @@ def nearest(x: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
 
 
 def kmeans(x: torch.Tensor, k: int, gen: torch.Generator, iters: int = 100,
-           tol: float = 1e-4) -> torch.Tensor:
-    """k-means++ seeding (on up to 100 k samples), then Lloyd iterations on all samples until
-    the centres move less than ``tol`` x the mean variance (scikit-learn's criterion);
-    returns (k, D) centres."""
-    seed_n = min(x.shape[0], max(100 * k, 100_000))
-    idx = torch.randperm(x.shape[0], generator=gen)[:seed_n].to(x.device)
-    centres = kmeans_pp(x[idx], k, gen)
+           tol: float = 1e-4, sample: int | None = None) -> torch.Tensor:
+    """k-means++ seeding, then Lloyd iterations until the centres move less than ``tol`` x the
+    mean variance (scikit-learn's criterion) or ``iters`` are done; both on a random subsample
+    of ``sample`` rows (default max(100 k, 100,000)), or all rows where there are fewer.
+    Returns (k, D) centres."""
+    sample = sample or max(100 * k, 100_000)
+    if x.shape[0] > sample:
+        x = x[torch.randperm(x.shape[0], generator=gen)[:sample].to(x.device)]
+    centres = kmeans_pp(x, k, gen)
     tol_abs = tol * x.var(0).mean().item()
     for _ in range(iters):
         sums = torch.zeros_like(centres, dtype=torch.float64)

@@ -121,8 +121,15 @@ class _ViewDataset(Dataset):
         return i, (grid, pyramid), None
 
 
-def _as_list(batch):
-    return batch
+def _collate(items: list) -> tuple[list, torch.Tensor | None, list | None]:
+    """A batch as ([(index, error)], grid views, pyramid scales): the good images' views are
+    stacked here, in the worker, so one tensor a batch (not one an image) crosses to the main
+    process, where each costs a file-descriptor handshake."""
+    good = [x for _, x, err in items if err is None]
+    grid = torch.cat([x[0] for x in good]) if good and good[0][0] is not None else None
+    pyr = ([torch.stack([x[1][s] for x in good]) for s in range(len(good[0][1]))]
+           if good and good[0][1] is not None else None)
+    return [(i, err) for i, _, err in items], grid, pyr
 
 
 def _parse_views(views: Sequence[str]) -> list[ViewSpec]:
@@ -214,6 +221,21 @@ def run(source: ImageSource, out: str | Path, cfg: ExtractConfig = ExtractConfig
             yield from (done[k] for k in mine)
             return
 
+        records = [(k, r) for k in todo for r in chunks[k]]
+        # a batch is bounded by pixels: a pyramid image counts as the backbone-sized inputs its
+        # scales add up to (127 for 7 scales of sqrt(2)), so the decoded pyramids in flight and
+        # the largest scale's activations stay within a few hundred MB
+        pyr_inputs = math.ceil(sum(s * s for s in pyramid.sizes(size)) / size ** 2) \
+            if pyramid else 0
+        per_image = sum(v.count() for v in grid_views) + pyr_inputs or 1
+        workers = (os.cpu_count() or 1) if cfg.workers is None else cfg.workers
+        loader = DataLoader(
+            _ViewDataset([r for _, r in records], views, size, bb.jitter_size, bb.interpolation),
+            batch_size=max(1, min(cfg.batch_size, MAX_BATCH) // per_image), num_workers=workers,
+            collate_fn=_collate, pin_memory=device.type == "cuda",
+            prefetch_factor=4 if workers else None, worker_init_fn=_worker_init if workers else None,
+        )
+        batches = iter(loader)  # the workers start decoding while the model loads
         model, weights_desc = load_model(bb, cfg.weights, cfg.seed)
         # channels_last is faster for these convolutions on CPU (oneDNN) and on GPU (cuDNN)
         model = model.to(device, memory_format=torch.channels_last)
@@ -230,50 +252,37 @@ def run(source: ImageSource, out: str | Path, cfg: ExtractConfig = ExtractConfig
             layer_shapes={k: list(shapes[k]) for k in layers},
             pyramid_shapes=[{k: list(v) for k, v in d.items()} for d in pyr_shapes],
         )
-        records = [(k, r) for k in todo for r in chunks[k]]
-        # a batch is bounded by pixels: a pyramid image counts as the backbone-sized inputs its
-        # scales add up to (127 for 7 scales of sqrt(2)), so the decoded pyramids in flight and
-        # the largest scale's activations stay within a few hundred MB
-        pyr_inputs = math.ceil(sum(s * s for s in pyramid.sizes(size)) / size ** 2) \
-            if pyramid else 0
-        per_image = sum(v.count() for v in grid_views) + pyr_inputs or 1
-        workers = (os.cpu_count() or 1) if cfg.workers is None else cfg.workers
-        loader = DataLoader(
-            _ViewDataset([r for _, r in records], views, size, bb.jitter_size, bb.interpolation),
-            batch_size=max(1, min(cfg.batch_size, MAX_BATCH) // per_image), num_workers=workers,
-            collate_fn=_as_list, pin_memory=device.type == "cuda",
-            prefetch_factor=4 if workers else None, worker_init_fn=_worker_init if workers else None,
-        )
         splits = np.cumsum([0] + [v.count() for v in grid_views])
         autocast = torch.autocast("cuda", enabled=device.type == "cuda")
 
-        def store(batch: list, what: str, t: torch.Tensor) -> np.ndarray:
+        def store(good: list, what: str, t: torch.Tensor) -> np.ndarray:
             """A (B, ...) activation checked for NaN/Inf, as a numpy array in the storage dtype."""
             t = t.to(DTYPES[cfg.dtype])
             bad = ~torch.isfinite(t).flatten(1).all(1)
             if bad.any():
-                ids = [records[batch[j][0]][1].id for j in bad.nonzero()[:, 0].tolist()]
+                ids = [records[good[j]][1].id for j in bad.nonzero()[:, 0].tolist()]
                 hint = "; try --dtype float32" if cfg.dtype == "float16" else ""
                 raise NonFiniteError(f"non-finite {what} activations ({cfg.dtype}) "
                                      f"for {', '.join(ids[:5])}{hint}")
             return t.contiguous().cpu().numpy()
 
-        def forward(batch: list) -> tuple[dict, dict]:
-            """The decoded images of batch: grid {(view, layer): (B, V, ...)} and pyramid
+        def forward(good: list, grid_x, pyr_x) -> tuple[dict, dict]:
+            """The decoded images ``good`` (their grid views and pyramid scales stacked by
+            :func:`_collate`): grid {(view, layer): (B, V, ...)} and pyramid
             {(layer, scale): (B, vectors, C)} arrays in the storage dtype."""
             grid: dict[tuple[str, str], np.ndarray] = {}
             pyr: dict[tuple[str, int], np.ndarray] = {}
             if grid_views:
-                x = torch.cat([x[0] for _, x, _ in batch]).to(device, non_blocking=True)
+                x = grid_x.to(device, non_blocking=True)
                 with autocast:
                     feats = extractor(normalize(x, bb.mean, bb.std, bb.bgr))
                 for name, t in feats.items():
-                    t = t.reshape(len(batch), per_image, *t.shape[1:])
+                    t = t.reshape(len(good), per_image, *t.shape[1:])
                     for n, v in enumerate(grid_views):
-                        grid[(v.kind, name)] = store(batch, name, t[:, splits[n]:splits[n + 1]])
+                        grid[(v.kind, name)] = store(good, name, t[:, splits[n]:splits[n + 1]])
             if pyramid:
                 for s in range(pyramid.scales):  # one forward pass per scale
-                    x = torch.stack([x[1][s] for _, x, _ in batch]).to(device, non_blocking=True)
+                    x = pyr_x[s].to(device, non_blocking=True)
                     x = normalize(x, bb.mean, bb.std, bb.bgr)
                     with autocast:
                         maps = dense(x) if dense is not None else {}
@@ -283,7 +292,7 @@ def run(source: ImageSource, out: str | Path, cfg: ExtractConfig = ExtractConfig
                         vecs = t.float().flatten(2).transpose(1, 2)  # (B, h*w, C): dense fc vectors
                         if project is not None:
                             vecs = project[0].transform(vecs.flatten(0, 1)).view(*vecs.shape[:2], -1)
-                        pyr[(name, s)] = store(batch, name, vecs)
+                        pyr[(name, s)] = store(good, name, vecs)
             return grid, pyr
 
         view_attrs = {v.kind: {"view": str(v), "count": v.count()} for v in grid_views}
@@ -302,19 +311,19 @@ def run(source: ImageSource, out: str | Path, cfg: ExtractConfig = ExtractConfig
         advance = start(progress, f"extract {bb.name}", len(records))
         try:
             with torch.inference_mode():
-                for batch in loader:
+                for batch, grid_x, pyr_x in batches:
                     interrupt.check()
-                    for i, _, err in batch:
+                    for i, err in batch:
                         if err is None:
                             continue
                         if not cfg.skip_bad:
                             raise ImageDecodeError(f"{err} (pass --skip-bad to skip such images)")
                         log.warning("skipped: %s", err)
-                    good = [item for item in batch if item[2] is None]
-                    grid, pyr = forward(good) if good else ({}, {})
+                    good = [i for i, err in batch if err is None]
+                    grid, pyr = forward(good, grid_x, pyr_x) if good else ({}, {})
                     # a batch can straddle shards: write it as runs of one shard each
-                    rows = [(records[i][0], j) for j, (i, _, _) in enumerate(good)]
-                    for k in sorted({records[i][0] for i, _, _ in batch}):
+                    rows = [(records[i][0], j) for j, i in enumerate(good)]
+                    for k in sorted({records[i][0] for i, _ in batch}):
                         if writer is None or writer.index != k:
                             if writer is not None:
                                 path, writer = folder.keep(writer.commit()), None
@@ -324,13 +333,13 @@ def run(source: ImageSource, out: str | Path, cfg: ExtractConfig = ExtractConfig
                                     break
                                 yield done[j]
                             writer = new_writer(k)
-                        for i, _, err in batch:
+                        for i, err in batch:
                             if err is not None and records[i][0] == k:
                                 writer.skip(records[i][1].id, err)
                         sel = [j for kk, j in rows if kk == k]
                         if not sel:
                             continue
-                        recs = [records[good[j][0]][1] for j in sel]
+                        recs = [records[good[j]][1] for j in sel]
                         labels = np.asarray([r.labels for r in recs]) if labelled else None
                         writer.append([r.id for r in recs], {n: a[sel] for n, a in grid.items()},
                                       {n: a[sel] for n, a in pyr.items()}, labels,
