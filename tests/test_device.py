@@ -17,13 +17,15 @@ if sys.argv[1] == "keep":
 torch.manual_seed(0)
 x, means, variances = torch.randn(4410, 128), torch.randn(256, 128), torch.rand(256, 128) + 0.5
 priors = torch.full((256,), 1 / 256)
-def faults():
+def faults(work):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for _ in range(3):
-        fisher_vector(x, means, variances, priors)
+        work()
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-faults()
-print(faults())
+fv = lambda: fisher_vector(x, means, variances, priors)
+big = lambda: torch.ones(12 << 20)  # 48 MB, as a batch's input or first activation
+faults(fv), faults(big)
+print(faults(fv), faults(big))
 """
 
 
@@ -32,7 +34,35 @@ def test_keep_host_memory_stops_freed_blocks_faulting_in_again():
     def faults(mode):
         out = subprocess.run([sys.executable, "-c", FAULTS, mode], capture_output=True,
                              text=True, check=True)
-        return int(out.stdout)
-    default, kept = faults("default"), faults("keep")
-    assert default > 3000  # blocks of MBs handed back and faulted in again, each call
-    assert kept < default / 10
+        return [int(n) for n in out.stdout.split()]
+    (fv, big), (fv_kept, big_kept) = faults("default"), faults("keep")
+    assert fv > 3000  # blocks of MBs handed back and faulted in again, each call
+    assert fv_kept < fv / 10
+    assert big > 3 * 10_000  # 12,288 pages of 4 KB each time
+    assert big_kept < big / 10
+
+
+RELEASE = """
+import sys, torch
+from featx.device import keep_host_memory, release_free_host_memory
+def rss_mb():
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * 4096 / 2**20
+assert keep_host_memory()
+before = rss_mb()
+x = torch.ones(50 << 20)  # 200 MB, freed below the 256 MB trim threshold: kept
+del x
+kept = rss_mb()
+assert release_free_host_memory()
+print(before, kept, rss_mb())
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc" or not sys.platform.startswith("linux"),
+                    reason="a glibc setting, read in /proc")
+def test_release_free_host_memory_hands_kept_blocks_back():
+    out = subprocess.run([sys.executable, "-c", RELEASE], capture_output=True, text=True,
+                         check=True)
+    before, kept, released = map(float, out.stdout.split())
+    assert kept > before + 150  # the freed 200 MB stayed in the process
+    assert released < before + 50  # and went back to the system

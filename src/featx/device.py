@@ -38,26 +38,49 @@ def rank_and_world() -> tuple[int, int]:
 
 
 # glibc's mallopt parameters (malloc.h)
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
 
 
-def keep_host_memory(mmap_below: int = 32 << 20, trim_above: int = 256 << 20) -> bool:
-    """Let glibc keep freed host memory for reuse: blocks under ``mmap_below`` bytes come from
-    the heap, and the heap returns memory to the system only past ``trim_above`` bytes free.
+def keep_host_memory(trim_above: int = 256 << 20) -> bool:
+    """Let glibc keep freed host memory for reuse: every block comes from the heap (none is
+    mapped on its own, whatever its size), and the heap returns memory to the system only
+    past ``trim_above`` bytes free at its top.
 
-    The CPU kernels allocate a few MB per block of rows; by default glibc hands such blocks
-    back to the system and page-faults them in afresh on the next block (2,150 faults an image
-    for a Fisher vector, a quarter of its time; docs/benchmarks.md). The command line sets
-    this once at start; a library user may call it. Returns False where the C library is not
+    By default glibc maps each block of 128 KB or more on its own and unmaps it when freed, so
+    the next one page-faults in afresh, zeroed by the kernel: the few-MB blocks of a Fisher
+    vector (2,150 faults an image, a quarter of its time) and the 40-50 MB input and first
+    activation of a 64-image batch (21,000 faults a forward pass, 12% of AlexNet's time on
+    CPU; docs/benchmarks.md). The cost: the process keeps up to ``trim_above`` bytes it freed
+    (more where a live block sits above freed ones) until it exits. The command line sets this
+    once at start; a library user may call it. Returns False where the C library is not
     glibc (nothing changes there).
     """
+    libc = _glibc()
+    if libc is None:
+        return False
+    return bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, trim_above))
+
+
+def release_free_host_memory() -> bool:
+    """Hand the host memory glibc keeps free (:func:`keep_host_memory`) back to the system.
+
+    Call it before forking workers: pages the parent has freed but kept would otherwise be
+    shared copy-on-write with them, and the parent's next use of each would copy it and flush
+    the other cores' TLBs (an extraction run after other work in its process: 1.0-1.1 s of the
+    main process's system time without this call, 0.35-0.45 s with it). Returns False where
+    the C library is not glibc.
+    """
+    libc = _glibc()
+    return libc is not None and (libc.malloc_trim(0), True)[1]
+
+
+def _glibc():
     import ctypes
     import ctypes.util
 
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+        libc.mallopt, libc.malloc_trim  # noqa: B018 - both exist in glibc only
     except (OSError, AttributeError):
-        return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, mmap_below)) and bool(
-        mallopt(_M_TRIM_THRESHOLD, trim_above))
+        return None
+    return libc

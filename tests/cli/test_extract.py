@@ -219,6 +219,26 @@ def test_non_finite_activations(cli, make_images, alexnet_weights, tmp_path):
     assert not (tmp_path / "acts").exists()  # nothing written: the folder it made is gone
 
 
+def test_nonfinite_rows_is_exact_at_the_limits():
+    """The one-pass check flags exactly the rows isfinite flags, for values at each storage
+    type's largest finite magnitude (their sums must not overflow into a false alarm)."""
+    from featx.stages.extract import nonfinite_rows
+
+    for dtype in (torch.float16, torch.float32):
+        big = torch.finfo(dtype).max
+        t = torch.full((6, 3, 50, 50), big, dtype=dtype)
+        t[1] = -big  # all finite, the largest magnitudes
+        t[2, 0, 0, 0] = float("nan")
+        t[3, 2, 49, 49] = float("inf")
+        t[4, 1, 7, 7] = float("-inf")
+        t[5, 0, 0, 0], t[5, 0, 0, 1] = float("inf"), float("-inf")
+        want = ~torch.isfinite(t).flatten(1).all(1)
+        assert nonfinite_rows(t).tolist() == want.tolist() == [False, False, True, True, True,
+                                                                 True]
+        view = t[:, 1:]  # strided: rows 2 and 5 lose their bad values
+        assert nonfinite_rows(view).tolist() == (~torch.isfinite(view).flatten(1).all(1)).tolist()
+
+
 def test_weights_for_another_backbone(cli, make_images, alexnet_weights, tmp_path):
     res = cli("extract", make_images(1), "-o", tmp_path / "acts", "--backbone", "vgg16",
               "--weights", alexnet_weights, ok=False)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 from featx.errors import ImageDecodeError, InputError
 from featx.images import ViewSpec, decode, folder_source, list_source, normalize, open_source
@@ -56,6 +56,37 @@ def test_exif_orientation_is_applied(tmp_path):
     img = decode(str(tmp_path / "rot.jpg"))
     assert img.shape == (40, 20, 3)  # upright: taller than wide
     assert img[2, 10, 0] > 200 and img[37, 10, 2] > 200  # the left half is now on top
+
+
+@pytest.mark.parametrize("subsampling,progressive", [(0, False), (1, False), (2, False),
+                                                     (2, True)])
+def test_full_scale_jpegs_decode_to_pillows_pixels(tmp_path, monkeypatch, subsampling,
+                                                  progressive):
+    """Colour JPEGs that draft decoding would not shrink go through TorchCodec: the same
+    pixels as Pillow's own decode, for every chroma subsampling, progressive files, odd sizes,
+    all eight EXIF orientations and a bounding box."""
+    import featx.images as images
+
+    taken = []
+    fast = images._decode_jpeg
+    monkeypatch.setattr(images, "_decode_jpeg", lambda p: taken.append(fast(p)) or taken[-1])
+    rng = np.random.default_rng(subsampling)
+    base = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)
+    arr = np.asarray(Image.fromarray(base).resize((333, 251), Image.BICUBIC))
+    for orientation in range(1, 9):
+        path = tmp_path / f"o{orientation}.jpg"
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        Image.fromarray(arr).save(path, quality=90, subsampling=subsampling,
+                                  progressive=progressive, exif=exif)
+        with Image.open(path) as img:
+            want = np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
+        got = decode(str(path), (227, 227)).numpy()
+        assert got.shape == want.shape and (got == want).all(), orientation
+        box = (10.4, 20, 200.6, 150)
+        cropped = decode(str(path), (227, 227), box).numpy()
+        assert (cropped == want[20:150, 10:201]).all()
+    assert len(taken) == 16 and all(t is not None for t in taken)
 
 
 def test_draft_decoding_of_large_jpegs(tmp_path):
@@ -147,6 +178,20 @@ def test_normalize_layout_and_bgr():
     bgr = normalize(red, (0.5, 0.4, 0.3), (1 / 255, 1 / 255, 1 / 255), bgr=True)
     # Caffe: BGR order, 0..255 minus the mean pixel
     assert torch.allclose(bgr[0, :, 0, 0], torch.tensor([-0.3 * 255, -0.4 * 255, 0.5 * 255]))
+
+
+@pytest.mark.parametrize("bgr", [False, True])
+def test_normalize_equals_the_per_pixel_formula(bgr):
+    batch = torch.from_numpy(np.random.default_rng(3).integers(0, 256, (2, 5, 7, 3),
+                                                                dtype=np.uint8))
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    naive = torch.empty(2, 3, 5, 7, dtype=torch.float64)
+    for c in range(3):
+        src = 2 - c if bgr else c  # BGR: the network's channel c is the image's 2 - c
+        naive[:, c] = (batch[..., src].double() / 255 - mean[src]) / std[src]
+    got = normalize(batch, mean, std, bgr)
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    assert (got.double() - naive).abs().max() < 1e-5  # float32 rounding of values up to 2.7
 
 
 def test_sources(tmp_path):

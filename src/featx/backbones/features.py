@@ -68,8 +68,9 @@ class _Stop(Exception):
 class ActivationExtractor(nn.Module):
     """Runs ``model`` up to the last requested layer and returns ``{alias: activations}``.
 
-    ``dtype`` casts each activation as it is read (the storage dtype, say), which costs no more
-    than the copy the hook makes anyway.
+    ``dtype`` casts each activation as it is read (the storage dtype, say), and each comes out
+    NCHW-contiguous (a channels_last network's too), which costs no more than the copy the hook
+    makes anyway.
 
     Outputs are read with forward hooks on the modules the aliases name, and the forward pass
     stops once the last of them has run, so layers past it cost nothing.
@@ -90,9 +91,10 @@ class ActivationExtractor(nn.Module):
         def hook(module, args, output):
             if not self._active:
                 return
-            # a copy (cast to the storage dtype on the way): in-place ops later in the network
-            # (ReLU(inplace)) must not alter it
-            self._out[alias] = output.to(dtype=self.dtype or output.dtype, copy=True)
+            # a copy (cast to the storage dtype and laid out NCHW, as stored, on the way):
+            # in-place ops later in the network (ReLU(inplace)) must not alter it
+            self._out[alias] = output.to(dtype=self.dtype or output.dtype, copy=True,
+                                         memory_format=torch.contiguous_format)
             if last:
                 raise _Stop
 

@@ -21,12 +21,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from featx import interrupt
 from featx.backbones import ActivationExtractor, DenseFC, dense_shapes, get_backbone
 from featx.backbones import layer_shapes, load_model
-from featx.device import rank_and_world, resolve_device
+from featx.device import rank_and_world, release_free_host_memory, resolve_device
 from featx.digest import file_digest
 from featx.errors import FeatxError, ImageDecodeError, InputError, NonFiniteError
 from featx.errors import OutputExistsError
@@ -126,10 +126,31 @@ def _collate(items: list) -> tuple[list, torch.Tensor | None, list | None]:
     stacked here, in the worker, so one tensor a batch (not one an image) crosses to the main
     process, where each costs a file-descriptor handshake."""
     good = [x for _, x, err in items if err is None]
-    grid = torch.cat([x[0] for x in good]) if good and good[0][0] is not None else None
-    pyr = ([torch.stack([x[1][s] for x in good]) for s in range(len(good[0][1]))]
+    grid = _shared_cat([x[0] for x in good]) if good and good[0][0] is not None else None
+    pyr = ([_shared_cat([x[1][s][None] for x in good]) for s in range(len(good[0][1]))]
            if good and good[0][1] is not None else None)
     return [(i, err) for i, _, err in items], grid, pyr
+
+
+def _shared_cat(parts: list[torch.Tensor]) -> torch.Tensor:
+    """``torch.cat(parts)``; in a DataLoader worker written straight into shared memory (as
+    torch's default_collate does), not copied there again when the batch is sent."""
+    if get_worker_info() is None:
+        return torch.cat(parts)
+    shape = (sum(p.shape[0] for p in parts), *parts[0].shape[1:])
+    storage = torch.UntypedStorage._new_shared(math.prod(shape) * parts[0].element_size())
+    return torch.cat(parts, out=torch.empty(0, dtype=parts[0].dtype).set_(storage, 0, shape))
+
+
+def nonfinite_rows(t: torch.Tensor) -> torch.Tensor:
+    """Which rows (first dimension) of a float16 or float32 ``t`` hold a NaN or an infinity.
+
+    A row's sum is finite exactly when all its values are, if the sum cannot overflow: float16
+    values summed in float32 and float32 values in float64 cannot. One reading pass, about
+    three times faster than ``isfinite`` on float16 (which writes a mask and reads it again).
+    """
+    acc = torch.float64 if t.dtype == torch.float32 else torch.float32
+    return ~torch.isfinite(t.sum(dim=tuple(range(1, t.dim())), dtype=acc))
 
 
 def _parse_views(views: Sequence[str]) -> list[ViewSpec]:
@@ -235,6 +256,8 @@ def run(source: ImageSource, out: str | Path, cfg: ExtractConfig = ExtractConfig
             collate_fn=_collate, pin_memory=device.type == "cuda",
             prefetch_factor=4 if workers else None, worker_init_fn=_worker_init if workers else None,
         )
+        if workers:
+            release_free_host_memory()  # else shared copy-on-write with the forked workers
         batches = iter(loader)  # the workers start decoding while the model loads
         model, weights_desc = load_model(bb, cfg.weights, cfg.seed)
         # channels_last is faster for these convolutions on CPU (oneDNN) and on GPU (cuDNN)
@@ -258,7 +281,7 @@ def run(source: ImageSource, out: str | Path, cfg: ExtractConfig = ExtractConfig
         def store(good: list, what: str, t: torch.Tensor) -> np.ndarray:
             """A (B, ...) activation checked for NaN/Inf, as a numpy array in the storage dtype."""
             t = t.to(DTYPES[cfg.dtype])
-            bad = ~torch.isfinite(t).flatten(1).all(1)
+            bad = nonfinite_rows(t)
             if bad.any():
                 ids = [records[good[j]][1].id for j in bad.nonzero()[:, 0].tolist()]
                 hint = "; try --dtype float32" if cfg.dtype == "float16" else ""
