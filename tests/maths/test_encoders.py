@@ -49,6 +49,17 @@ def test_normalized_rows_have_unit_norm(x, power):
     assert np.all(np.sign(out.numpy()) == np.sign(x))  # signed square root keeps signs
 
 
+@pytest.mark.parametrize("power,l2", [(True, True), (True, False), (False, True)])
+def test_normalize_equals_the_textbook_formula(power, l2):
+    x = torch.randn(5, 1000, dtype=torch.float64) * torch.logspace(-3, 3, 5, dtype=torch.float64)[:, None]
+    x[2, ::3] = 0
+    ref = x.sign() * x.abs().sqrt() if power else x.clone()
+    if l2:
+        ref = ref / ref.norm(dim=1, keepdim=True)
+    got = encoders.normalize(x.float(), power=power, l2=l2).double()
+    assert (got - ref).abs().max() < 1e-6 * ref.abs().max()  # float32 rounding
+
+
 def test_power_norm_is_the_signed_square_root():
     x = torch.tensor([[4.0, -9.0, 0.0]])
     assert torch.equal(encoders.normalize(x, l2=False), torch.tensor([[2.0, -3.0, 0.0]]))
