@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from featx.encoders.pooling import normalize
 from featx.fit.gmm import augment, density_params
+from featx.linalg import addmm
 
 POSTERIOR_FLOOR = 1e-6  # VLFeat's vl_fisher drops posteriors below this
 # F.threshold keeps values strictly above its threshold: the float32 just below the floor keeps
@@ -96,7 +97,7 @@ def fisher_vector(x: torch.Tensor, means: torch.Tensor, variances: torch.Tensor,
     s12 = torch.zeros(b * k, 2 * d, device=xb.device)
     for i0, i1, r0, r1 in _blocks(b, n, BLOCK_ROWS):
         xx = augment(xb[i0:i1, r0:r1].reshape(-1, d))
-        g = torch.addmm(bias, xx, weights).softmax(1)
+        g = addmm(bias, xx, weights).softmax(1)
         block_s0, block_s12 = _block_moments(g, xx, i1 - i0, sparse)
         s0[i0 * k:i1 * k] += block_s0
         s12[i0 * k:i1 * k] += block_s12

@@ -28,6 +28,7 @@ from sklearn.utils.validation import check_is_fitted
 from featx.errors import InputError, NonFiniteError
 from featx.fit._base import as_samples, batches, seed_of
 from featx.fit.kmeans import kmeans, nearest
+from featx.linalg import addmm
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ def log_densities(xx: torch.Tensor, means: torch.Tensor, variances: torch.Tensor
     """
     bias, weights = density_params(means.to(xx), variances.to(xx),
                                    None if log_priors is None else log_priors.to(xx))
-    return torch.addmm(bias, xx, weights)
+    return addmm(bias, xx, weights)
 
 
 def posteriors(x: torch.Tensor, means: torch.Tensor, variances: torch.Tensor,
@@ -113,7 +114,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         ll = torch.zeros((), dtype=torch.float64, device=xx.device)
         lows = []
         for s in batches(xx.shape[0], _CHUNK):
-            lp = torch.addmm(bias, xx[s], weights)
+            lp = addmm(bias, xx[s], weights)
             resp = lp.softmax(1)
             # log sum_k exp lp_nk = max_k lp_nk - log max_k g_nk (the largest posterior is
             # >= 1/K, so its log is exact to float32): no second exp pass for the likelihood
