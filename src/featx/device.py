@@ -71,7 +71,10 @@ def release_free_host_memory() -> bool:
     the C library is not glibc.
     """
     libc = _glibc()
-    return libc is not None and (libc.malloc_trim(0), True)[1]
+    if libc is None:
+        return False
+    libc.malloc_trim(0)
+    return True
 
 
 def _glibc():

@@ -116,3 +116,22 @@ def test_unusual_valid_images_decode_upright_rgb(tmp_path, kind):
     np.testing.assert_allclose(img.reshape(-1, 3).mean(0), expect, atol=6)
     if kind == "exif":
         assert img.shape[:2] == (40, 30)
+
+
+@pytest.mark.parametrize("torchcodec", ["refuses", "missing"])
+def test_jpeg_that_torchcodec_cannot_decode_falls_back_to_pillow(tmp_path, monkeypatch,
+                                                                 torchcodec):
+    """A full-scale colour JPEG normally goes through TorchCodec; where it raises (a variant
+    it lacks) or is not installed, Pillow decodes the file to the same pixels."""
+    import featx.images as images
+
+    def refuse(path, mode):
+        raise RuntimeError("unsupported JPEG variant")
+
+    arr = np.random.default_rng(5).integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    Image.fromarray(arr).save(tmp_path / "a.jpg", quality=90)
+    want = decode(str(tmp_path / "a.jpg")).numpy()
+    monkeypatch.setattr(images, "_torchcodec_jpeg", refuse if torchcodec == "refuses" else None)
+    got = decode(str(tmp_path / "a.jpg")).numpy()
+    with Image.open(tmp_path / "a.jpg") as img:
+        assert (got == np.asarray(img.convert("RGB"))).all() and (got == want).all()
