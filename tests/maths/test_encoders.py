@@ -26,13 +26,15 @@ def naive_cross_layer(local: np.ndarray, guide: np.ndarray) -> np.ndarray:
     return out
 
 
-def test_cross_layer_pool_equals_the_double_loop():
+# small, and AlexNet's conv4/conv5 size (500-d local features): its products go to oneDNN
+@pytest.mark.parametrize("b,d,k", [(3, 20, 7), (2, 500, 256)])
+def test_cross_layer_pool_equals_the_double_loop(b, d, k):
     rng = np.random.default_rng(0)
-    local = rng.normal(size=(3, 121, 20)).astype(np.float32)
-    guide = np.maximum(rng.normal(size=(3, 121, 7)), 0).astype(np.float32)  # post-ReLU
+    local = rng.normal(size=(b, 121, d)).astype(np.float32)
+    guide = np.maximum(rng.normal(size=(b, 121, k)), 0).astype(np.float32)  # post-ReLU
     ours = encoders.cross_layer_pool(torch.from_numpy(local), torch.from_numpy(guide)).numpy()
     ref = naive_cross_layer(local.astype(np.float64), guide.astype(np.float64))
-    assert ours.shape == (3, 7 * 20)
+    assert ours.shape == (b, k * d)
     np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
 
 

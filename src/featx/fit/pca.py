@@ -122,7 +122,8 @@ class PCA(TransformerMixin, BaseEstimator):
 
     def as_conv(self, channels: int, m: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """This PCA of m x n x C subarrays (flattened (c, i, j), as ``F.unfold``) as conv2d
-        weights (k, C, m, n) and bias (k,): one convolution projects every subarray of a map."""
+        weights (k, C, m, n) (channels_last, as :func:`featx.encoders.project_subarrays` runs
+        the convolution) and bias (k,): one convolution projects every subarray of a map."""
         check_is_fitted(self)
         if channels * m * n != self.components_.shape[1]:
             raise InputError(f"a PCA of {self.components_.shape[1]}-d features cannot project "
@@ -132,4 +133,4 @@ class PCA(TransformerMixin, BaseEstimator):
         if self.whiten:
             scale = self.explained_variance_.sqrt()
             w, b = w / scale[:, None, None, None], b / scale
-        return w, b
+        return w.contiguous(memory_format=torch.channels_last), b
