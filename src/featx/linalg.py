@@ -44,14 +44,19 @@ def bmm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
     On the CPU in float32, with no gradient wanted and M K N of at least 4M, each product goes
     to oneDNN's matmul (any strides, no copies in; the results stacked into one tensor).
-    Elsewhere, and where this torch has no such op, it is ``torch.bmm``.
+    Elsewhere, where this torch has no such op, and where it refuses the operands, it is
+    ``torch.bmm``.
     """
     op = _onednn_matmul()
     if (op is None or a.device.type != "cpu" or a.dtype != torch.float32
-            or b.dtype != torch.float32 or a.shape[1] * a.shape[2] * b.shape[2] < _ONEDNN_MIN_MACS
+            or b.dtype != torch.float32 or a.shape[0] == 0
+            or a.shape[1] * a.shape[2] * b.shape[2] < _ONEDNN_MIN_MACS
             or (torch.is_grad_enabled() and (a.requires_grad or b.requires_grad))):
         return torch.bmm(a, b)
-    return torch.stack([op(x, y.T, None, "none", [], "") for x, y in zip(a, b)])
+    try:
+        return torch.stack([op(x, y.T, None, "none", [], "") for x, y in zip(a, b)])
+    except RuntimeError:  # a layout the private op does not take
+        return torch.bmm(a, b)
 
 
 _MATMUL: list = []  # the checked op, once looked up

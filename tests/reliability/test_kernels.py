@@ -32,3 +32,9 @@ def test_a_missing_or_misbehaving_onednn_matmul_leaves_torch_bmm(monkeypatch, op
 
 def test_the_real_op_passes_the_check():
     assert linalg._checked(torch.ops.mkldnn._linear_pointwise) is not None
+
+
+def test_operands_the_onednn_matmul_refuses_go_to_torch_bmm(monkeypatch):
+    monkeypatch.setattr(linalg, "_MATMUL", [_raises])  # passed its check, refuses these
+    x, y = torch.randn(2, 256, 121), torch.randn(2, 121, 500)
+    assert torch.equal(linalg.bmm(x, y), torch.bmm(x, y))
