@@ -206,7 +206,7 @@ def run(source: ImageSource, out: str | Path, cfg: ExtractConfig = ExtractConfig
         "kind": "activations", "backbone": bb.name, "layers": list(layers),
         "views": [str(v) for v in views], "input_size": size, "dtype": cfg.dtype,
         "shard_size": cfg.shard_size, "mean": list(bb.mean), "std": list(bb.std), "bgr": bb.bgr,
-        "jitter_size": bb.jitter_size,
+        "jitter_size": bb.jitter_size, "interpolation": bb.interpolation,
         "pyramid_sizes": pyramid.sizes(size) if pyramid else [],
         "projected": project[1] if project else "",
         "sample": [cfg.sample, cfg.seed] if cfg.sample else [],
@@ -269,7 +269,7 @@ def run(source: ImageSource, out: str | Path, cfg: ExtractConfig = ExtractConfig
 
         attrs = provenance(
             command=cfg.command, **signature, weights=weights_desc, weights_arg=cfg.weights,
-            seed=cfg.seed, interpolation=bb.interpolation, classes=list(source.classes),
+            seed=cfg.seed, classes=list(source.classes),
             split=source.split,
             source=source.description, image_root=_common_root(source),
             layer_shapes={k: list(shapes[k]) for k in layers},
@@ -333,7 +333,7 @@ def run(source: ImageSource, out: str | Path, cfg: ExtractConfig = ExtractConfig
         pending = iter(mine)  # shard order, so resumed shards are yielded in their place
         advance = start(progress, f"extract {bb.name}", len(records))
         try:
-            with torch.inference_mode():
+            with torch.inference_mode(), interrupt.polling():
                 for batch, grid_x, pyr_x in batches:
                     interrupt.check()
                     for i, err in batch:
