@@ -39,9 +39,30 @@ def _per_class(ap, scores, labels) -> np.ndarray:
                      for c in range(scores.shape[1])])
 
 
+def matlab_colon(a: float, d: float, b: float) -> tuple[float, ...]:
+    """MATLAB's ``a:d:b`` (d > 0, b - a a whole number of steps), bit for bit: the first half
+    is a + k*d, the second half b - k*d counted from the end, an even count's middle (a+b)/2."""
+    n = round((b - a) / d)
+    m = n // 2
+    x = [0.0] * (n + 1)
+    for k in range(m + (n % 2)):
+        x[k] = a + k * d
+        x[n - k] = b - k * d
+    if n % 2 == 0:
+        x[m] = (a + b) / 2
+    return tuple(x)
+
+
+# VOCevalcls' thresholds ``0:0.1:1``: each the double nearest i/10 except 0.3, which is
+# 3*0.1 = 0.30000000000000004 (so a recall of exactly 3/10 does not reach it in VOCdevkit
+# either). np.linspace(0, 1, 11) gave 0.6000000000000001 and 0.7000000000000001, which
+# recalls of exactly 6/10 and 7/10 (positive counts that are multiples of 10) missed.
+ELEVEN_POINTS = matlab_colon(0.0, 0.1, 1.0)
+
+
 def _eleven_point(rec: np.ndarray, prec: np.ndarray) -> float:
     return float(np.mean([prec[rec >= t].max() if (rec >= t).any() else 0.0
-                          for t in np.linspace(0, 1, 11)]))
+                          for t in ELEVEN_POINTS]))
 
 
 def _all_point(rec: np.ndarray, prec: np.ndarray) -> float:
