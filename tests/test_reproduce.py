@@ -101,3 +101,30 @@ def test_run_refuses_to_start_without_the_disk_of_its_plan(reproduce, tmp_path, 
     msg = str(exc.value)
     assert msg.startswith("Error: voc07 needs about ") and "2.0 GB are free" in msg
     assert not any((tmp_path / "w").rglob("*.h5")) and not (tmp_path / "r").exists()
+
+
+def test_h3d_cuts_2x1_blocks_and_every_other_dataset_2x2(reproduce, tmp_path):
+    """Liu §4.1: M = N = 2 blocks, except M = 2, N = 1 for H3D; the report says which."""
+    for name, (rows, cols) in (("h3d", (2, 1)), ("voc07", (2, 2)), ("mit67", (2, 2))):
+        setup = next(s for s in reproduce.benchmarks(_all_layouts(tmp_path)) if s.name == name)
+        rep = reproduce.Reproduction(setup, tmp_path / "work", None, quiet=True)
+        for phase in ("cl45", "cl34"):
+            views = rep.extraction(phase)[1].split(",")
+            assert views == ["whole", f"blocks:{rows}x{cols}"], (name, views)
+        results = {r.name: {"metrics": {"mAP": 0.5, "AP": [0.5] * 20}, "dim": 1, "C": 1.0}
+                   for r in rep.rows.values()}
+        text = reproduce.write_report(rep, results, tmp_path / "r", "plan").read_text()
+        assert f"blocks {rows}×{cols} (rows × columns)" in text
+
+
+def _all_layouts(root: Path) -> Path:
+    """Empty markers of every benchmark layout reproduce looks for."""
+    for marker in ("VOCdevkit/VOC2007/ImageSets", "mit67/TrainImages.txt",
+                   "attributes_dataset/train/labels.txt"):
+        path = root / marker
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if "." in path.name:
+            path.touch()
+        else:
+            path.mkdir(exist_ok=True)
+    return root
