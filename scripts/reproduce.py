@@ -235,7 +235,39 @@ class Reproduction:
         self.base = ["--backbone", s.backbone, "--weights", s.weights, "--dataset", s.dataset,
                      "--root", s.root, *s.extra]
         self.models: dict[str, dict[str, str]] = {}
-        self.deviations: list[str] = []  # settings this run had to change, for the report
+
+    def _recorded(self, kind: str) -> dict:
+        """What this run recorded of ``kind`` (kept in the work folder, so that a resumed run
+        reports it too): ``deviations`` (settings it had to change), ``used`` (sample sizes)."""
+        path = self.w / f"{kind}.json"
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    def _record(self, kind: str, key: str, value) -> None:
+        known = self._recorded(kind)
+        if known.get(key) != value:
+            self.w.mkdir(parents=True, exist_ok=True)
+            (self.w / f"{kind}.json").write_text(json.dumps({**known, key: value}, indent=1)
+                                                 + "\n")
+
+    @property
+    def deviations(self) -> list[str]:
+        return list(self._recorded("deviations").values())
+
+    @property
+    def used(self) -> dict:
+        return self._recorded("used")
+
+    def deviate(self, key: str, text: str) -> None:
+        self._record("deviations", key, text)
+
+    def model_size(self, key: str, what: str, wanted: int, samples: int, dims: int) -> int:
+        """``wanted`` clamped to the features a model is fitted on (a centred PCA of n samples
+        has at most n - 1 components, and no more than the input's dimensions)."""
+        size = max(1, min(wanted, samples - 1, dims))
+        if size < wanted:
+            self.deviate(key, f"{what} = {size} instead of {wanted}: its sample holds "
+                              f"{samples:,} feature(s) of {dims:,} dimension(s)")
+        return size
 
     def _closure(self, name: str) -> set[str]:
         r = self.rows[name]
@@ -289,10 +321,17 @@ class Reproduction:
                 n = sum(len(_ids(p)) for p in sample)
                 # the PCA sees pca_vectors (a 4,096-d covariance is well estimated from
                 # 100,000); the GMM after it Yoo's 256,000 (128-d, cheap to hold)
+                per_image = max(1, math.ceil(s.pca_vectors / max(n, 1)))
+                from featx.io import read_header
+
+                shapes = [list(d.values())[0] for d in read_header(sample[0])["pyramid_shapes"]]
+                vectors = sum(v for v, _ in shapes)
+                dim = self.model_size(f"{phase}-pca", f"{phase}: the pyramid PCA's dimension",
+                                      s.fv_dim, n * min(per_image, vectors), shapes[0][1])
+                self._record("used", f"{phase}-pca", [n * min(per_image, vectors), n])
                 self.run.featx("fit-pca", *sample, "--layer", layer, "--view", "pyramid",
-                               "--local", "dense", "--dim", s.fv_dim, "--per-image",
-                               max(1, math.ceil(s.pca_vectors / max(n, 1))), "--overwrite",
-                               "-o", pca)
+                               "--local", "dense", "--dim", dim, "--per-image", per_image,
+                               "--overwrite", "-o", pca)
                 shutil.rmtree(w / f"sample-{phase}")
             acts = {sp: self.run.featx("extract", *self.base, *self.extraction(phase),
                                        "--split", sp, "--project", pca, "-o",
@@ -306,13 +345,13 @@ class Reproduction:
                           for d in read_header(acts[s.train][0])["pyramid_shapes"])
                 k = min(s.components, max(1, n * per // 2))  # EM needs 2 vectors a component
                 if k < s.components:
-                    self.deviations.append(
-                        f"{phase}: K = {k} instead of {s.components}: the training split has "
-                        f"only {n * per:,} pyramid vectors")
+                    self.deviate(f"{phase}-gmm",
+                                 f"{phase}: K = {k} instead of {s.components}: the training "
+                                 f"split has only {n * per:,} pyramid vectors")
+                per_image = max(1, math.ceil(s.gmm_vectors / max(n, 1)))
+                self._record("used", f"{phase}-gmm", [n * min(per_image, per), n])
                 self.run.featx("fit-gmm", *acts[s.train], "--pca", pca, "--components",
-                               k, "--per-image",
-                               max(1, math.ceil(s.gmm_vectors / max(n, 1))), "--overwrite",
-                               "-o", gmm)
+                               k, "--per-image", per_image, "--overwrite", "-o", gmm)
             self.models[phase] = {"gmm": str(gmm), "pca": str(pca)}
             if phase == "pyr1" and any(str(a).startswith("@guidance") for r in self.rows.values()
                                        for a in r.encode):
@@ -332,12 +371,20 @@ class Reproduction:
             m = s.subarray[phase[2:]]
             pca = w / f"pca-{phase}.h5"
             if not pca.is_file():
+                from featx.io import read_header
+
                 n = sum(len(_ids(p)) for p in acts[s.train])
+                per_image = max(1, math.ceil(s.pca_vectors / max(n, 1)))
+                c, h, w_ = read_header(acts[s.train][0])["layer_shapes"][local]
+                rows, cols = map(int, s.blocks.split("x"))
+                positions = rows * cols * max(h - m + 1, 0) * max(w_ - m + 1, 0)
+                dim = self.model_size(f"{phase}-pca", f"{phase}: the cross-layer PCA's "
+                                      "dimension", s.cl_dim, n * min(per_image, positions),
+                                      c * m * m)
+                self._record("used", f"{phase}-pca", [n * min(per_image, positions), n])
                 self.run.featx("fit-pca", *acts[s.train], "--layer", local, "--view", "blocks",
-                               "--local",
-                               f"subarray:{m}x{m}", "--dim", s.cl_dim, "--per-image",
-                               max(1, math.ceil(s.pca_vectors / max(n, 1))), "--overwrite",
-                               "-o", pca)
+                               "--local", f"subarray:{m}x{m}", "--dim", dim, "--per-image",
+                               per_image, "--overwrite", "-o", pca)
             self.models[phase] = {"pca": str(pca)}
         return acts
 
@@ -576,6 +623,22 @@ def ours(result: dict) -> float:
     return 100 * (m["mAP"] if "mAP" in m else m["top1"])
 
 
+def _samples(rep: Reproduction) -> str:
+    """How many features each model was fitted on, as this run recorded them."""
+    used = rep.used
+    names = {"cl45": "the CL-45 PCA on {:,} local features of {:,} images",
+             "cl34": "the CL-34 PCA on {:,} local features of {:,} images",
+             "pyr1": "the pyramid PCA on {:,} vectors of {:,} sampled images",
+             "pyr2": "the pool5 pyramid's PCA on {:,} vectors of {:,} sampled images"}
+    parts = [names[key.split("-")[0]].format(*used[key]) for key in sorted(used)
+             if key.endswith("-pca")]
+    parts += [f"the {key.split('-')[0]} GMM on {used[key][0]:,} projected vectors of "
+              f"{used[key][1]:,} images" for key in sorted(used) if key.endswith("-gmm")]
+    s = rep.s
+    return "; ".join(parts) or (f"asked: {s.pca_vectors:,} local features a PCA, "
+                                f"{s.gmm_vectors:,} pyramid vectors a GMM")
+
+
 def write_report(rep: Reproduction, results: dict[str, dict], reports: Path,
                  plan_text: str) -> Path:
     from featx import paper
@@ -612,8 +675,8 @@ def write_report(rep: Reproduction, results: dict[str, dict], reports: Path,
         if body:
             lines += [f"## {title}", "", "| row | ours | paper | delta | reference | dims | C |",
                       "|---|---:|---:|---:|---|---:|---:|", *body]
-            if tid in paper.NOTES:
-                lines += ["", paper.NOTES[tid]]
+            if tid in paper.NOTES and paper.NOTES[tid][0] == s.dataset:
+                lines += ["", paper.NOTES[tid][1]]
             lines.append("")
     other = [r for r in results if r not in shown]
     if other:
@@ -648,9 +711,7 @@ def write_report(rep: Reproduction, results: dict[str, dict], reports: Path,
               "the pyramids still start at the backbone's size (dense fc layers need a full "
               "pool5 window).",
               "- PCA and GMM are fitted on stratified, seeded samples of the whole training "
-              f"split ({s.pca_vectors:,} cross-layer local features; {s.gmm_vectors:,} pyramid "
-              f"vectors for the GMM; the pyramid PCA on {s.pca_vectors:,} vectors of "
-              f"{s.pyramid_sample} sampled images: Yoo fit both on 256,000).",
+              f"split ({_samples(rep)}; Yoo fit both on 256,000).",
               "- Neither paper gives C: it is chosen per row by 5-fold cross-validation on the "
               "training split (column C). Sign-quantised encodings are read at unit L2 norm.",
               "- 'CL + CNN-Global' / 'CL + CNN-Jitter' join the CL-45C encoding and the fc "

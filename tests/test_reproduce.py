@@ -128,3 +128,23 @@ def _all_layouts(root: Path) -> Path:
         else:
             path.mkdir(exist_ok=True)
     return root
+
+
+@pytest.mark.slow
+def test_a_quick_run_on_a_small_folder_finishes_and_says_what_it_clamped(reproduce, tmp_path):
+    """Issue 27.7: on 12 images no model may be larger than its sample: the cross-layer PCA's
+    500 dimensions and the GMM's 256 components are clamped, and the report says so, with the
+    sample sizes actually used; a dataset's report carries only its own footnotes."""
+    _voc(tmp_path / "data", n=12)  # 12 trainval (and the same 12 as test) images
+    reproduce.main(["--data", str(tmp_path / "data"), "--work", str(tmp_path / "w"),
+                    "--reports", str(tmp_path / "r"), "--backbone", "alexnet", "--weights",
+                    "none", "--input-size", "96", "--scales", "2", "--quiet"])
+    text = (tmp_path / "r" / "voc07.md").read_text()
+    setup = reproduce.Setup("voc07", "voc07", tmp_path, "trainval", "test")
+    for row in reproduce.rows_of(setup):
+        assert f"| {row.name} |" in text, row.name
+    assert "cl45: the cross-layer PCA's dimension = " in text and "instead of 500" in text
+    assert "pyr1: K = " in text and "instead of 256" in text
+    assert "of 12 sampled images" in text and "256 sampled" not in text
+    assert "equals its CL-45F number" in text  # VOC07's own footnote
+    assert "Birds-200" not in text and "MIT-67 'MPP" not in text

@@ -75,11 +75,13 @@ NOT_RUN = {
     "MPP (CNNS-FC7, FC8)": "the CNN-S backbone, as above",
 }
 
+# a table's footnote, and the dataset it is about (a report prints it for that dataset only)
 NOTES = {
-    "T8": "The paper's VOC07 'original' (71.3) equals its CL-45F number, not the CL-45 (72.6) "
-          "that Table 7's setting names: the paper's own inconsistency, shown as printed.",
-    "liu-1-4": "Birds-200 'CL + CNN-Jitter' is printed as '73%' in the paper.",
-    "yoo": "MIT-67 'MPP (FC7, Pool5)' is 77.56 in the table and 77.76 in the text.",
+    "T8": ("voc07", "The paper's VOC07 'original' (71.3) equals its CL-45F number, not the CL-45 "
+                    "(72.6) that Table 7's setting names: the paper's own inconsistency, shown "
+                    "as printed."),
+    "liu-1-4": ("cub200", "Birds-200 'CL + CNN-Jitter' is printed as '73%' in the paper."),
+    "yoo": ("mit67", "MIT-67 'MPP (FC7, Pool5)' is 77.56 in the table and 77.76 in the text."),
 }
 
 
