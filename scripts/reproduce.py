@@ -75,7 +75,9 @@ class Setup:
     C: str = "auto"
     # Liu §4.1: "For all datasets except H3D, we set M = N = 2 and we set M = 2, N = 1 for H3D"
     blocks: str = "2x2"
-    fc_power: bool = True  # signed square root before L2 on the fc baselines' encodings
+    # the fc baselines' normalisation: None is their paper's (L2 alone, Yoo et al. Table 2);
+    # True adds the signed square root, as featx did before issue 27
+    fc_power: bool | None = None
     memory_gb: float = 2.0
     extra: list = field(default_factory=list)
     note: str = ""
@@ -158,7 +160,9 @@ def rows_of(s: Setup) -> list[Row]:
         Row("SPP", "cl45", ["--method", "spp", "--views", single]),
         Row("CL-single", alias="CL-45F" if single == "blocks" else "CL-45"),
         Row("Original", alias="CL-single"),
-        Row("Sign-quantised", "cl45", [*cl, single, "--quantize", "sign"]),
+        # Liu §4.3.3's sign(P) as it is; and read back at unit L2 norm (featx's --quantize sign)
+        Row("Sign-quantised", "cl45", [*cl, single, "--quantize", "sign-raw"]),
+        Row("Sign-quantised (unit norm)", "cl45", [*cl, single, "--quantize", "sign"]),
         Row("CL-34", "cl34", [*cl, "whole"]),
         Row("CL-34F", "cl34", [*cl, "blocks"]),
         Row("CL-34C", "cl34", [*cl, "whole,blocks"]),
@@ -420,7 +424,9 @@ class Reproduction:
         if r.phase in ("cl45", "cl34"):
             extra += ["--layers", ",".join(s.pairs[r.phase[2:]])]
         if r.phase == "fc":
-            extra += ["--fc-layer", s.fc_layer, *([] if s.fc_power else ["--no-power-norm"])]
+            extra += ["--fc-layer", s.fc_layer]
+            if s.fc_power is not None:
+                extra.append("--power-norm" if s.fc_power else "--no-power-norm")
         args = [models[a[1:]] if str(a).startswith("@") else a for a in r.encode]
         return {sp: self.run.featx("encode", *cache[r.phase][sp], *args, *extra, "--dtype",
                                    "float16", "-o", self.enc_dir(r, sp))
@@ -443,8 +449,9 @@ class Reproduction:
                              *plots)[0]
         from featx.io import read_header, load_svm
 
+        head = read_header(enc[s.test][0])
         result = {"metrics": json.loads(Path(out).read_text()),
-                  "dim": int(read_header(enc[s.test][0])["dim"]),
+                  "dim": int(head["dim"]), "normalisation": _norm(head.get("normalisation")),
                   "C": float(load_svm(model)[2]["C"]),
                   "seconds": time.perf_counter() - t}
         path = self.result_path(r)
@@ -481,7 +488,8 @@ class Reproduction:
         while the run that made the MPP row still has its pyramid activations."""
         self.run.featx("maps", self.w / f"acts-pyr1-{self.s.test}", "--model",
                        self.w / "svm-mpp.h5", "--gmm", self.models["pyr1"]["gmm"], "--top", 2,
-                       "--limit", 4, "--overwrite", "-o", self.maps_dir / "confidence")
+                       "--limit", 4, "--reduce", "sum", "--overwrite", "-o",
+                       self.maps_dir / "confidence")  # Yoo §4.5: accumulated
 
     def go(self) -> dict[str, dict]:
         self.w.mkdir(parents=True, exist_ok=True)
@@ -497,6 +505,13 @@ class Reproduction:
         for r in self.rows.values():
             results[r.name] = json.loads(self.result_path(self.source(r)).read_text())
         return results
+
+
+def _norm(blocks) -> str:
+    """A row's normalisation for the report: √+L2, L2, ... (a join: its parts' with ⊕)."""
+    names = {"sqrt+l2": "√+L2", "l2": "L2", "sqrt": "√", "none": "none"}
+    parts = list(dict.fromkeys(names.get(b, b) for b in blocks or []))
+    return " ⊕ ".join(parts) if parts else "?"
 
 
 def _ids(path: str) -> list[str]:
@@ -655,7 +670,7 @@ def write_report(rep: Reproduction, results: dict[str, dict], reports: Path,
               f"{s.input_size or 'the backbone default'}); cross-layer pairs "
               + ", ".join(f"{k}: {a}->{b}" for k, (a, b) in s.pairs.items())
               + f", {s.cl_dim}-d PCA, blocks {s.blocks.replace('x', '×')} (rows × columns) for the "
-              "F and C rows; pyramids of {', '.join(s.pyramid_layers)} over {s.scales} "
+              f"F and C rows; pyramids of {', '.join(s.pyramid_layers)} over {s.scales} "
               f"scales, {s.fv_dim}-d PCA, K={s.components} GMM; linear SVMs with C chosen by "
               f"5-fold cross-validation (`--C {s.C}`). Train split `{s.train}`, test split "
               f"`{s.test}`. Ours: {metric}, in %.", ""]
@@ -671,19 +686,22 @@ def write_report(rep: Reproduction, results: dict[str, dict], reports: Path,
             p = f"{pub[0]:.2f}" if pub else "—"
             d = f"{o - pub[0]:+.2f}" if pub else "—"
             body.append(f"| {row} | {o:.2f} | {p} | {d} | {pub[1] if pub else 'not published'} "
-                        f"| {results[row]['dim']:,} | {results[row]['C']:g} |")
+                        f"| {results[row]['dim']:,} | {results[row]['C']:g} "
+                        f"| {results[row].get('normalisation', '?')} |")
         if body:
-            lines += [f"## {title}", "", "| row | ours | paper | delta | reference | dims | C |",
-                      "|---|---:|---:|---:|---|---:|---:|", *body]
+            lines += [f"## {title}", "",
+                      "| row | ours | paper | delta | reference | dims | C | normalisation |",
+                      "|---|---:|---:|---:|---|---:|---:|---|", *body]
             if tid in paper.NOTES and paper.NOTES[tid][0] == s.dataset:
                 lines += ["", paper.NOTES[tid][1]]
             lines.append("")
     other = [r for r in results if r not in shown]
     if other:
-        lines += ["## Other rows (no published number)", "", "| row | ours | dims | C |",
-                  "|---|---:|---:|---:|"]
+        lines += ["## Other rows (no published number)", "",
+                  "| row | ours | dims | C | normalisation |", "|---|---:|---:|---:|---|"]
         lines += [f"| {r} | {ours(results[r]):.2f} | {results[r]['dim']:,} | "
-                  f"{results[r]['C']:g} |" for r in other]
+                  f"{results[r]['C']:g} | {results[r].get('normalisation', '?')} |"
+                  for r in other]
         lines.append("")
     if s.dataset == "voc07":
         lines += ["## Yoo et al. Table 5: VOC07 per-class AP", "",
@@ -713,7 +731,18 @@ def write_report(rep: Reproduction, results: dict[str, dict], reports: Path,
               "- PCA and GMM are fitted on stratified, seeded samples of the whole training "
               f"split ({_samples(rep)}; Yoo fit both on 256,000).",
               "- Neither paper gives C: it is chosen per row by 5-fold cross-validation on the "
-              "training split (column C). Sign-quantised encodings are read at unit L2 norm.",
+              "training split (column C). 'Sign-quantised' is Liu's sign(P) in {-1, 0, 1} "
+              "as it is; 'Sign-quantised (unit norm)' the same codes read at unit L2 norm "
+              "(/√nonzeros, featx's `--quantize sign`), so that C means what it means for the "
+              "other rows.",
+              "- Normalisation (column normalisation): each row's paper's. The fc baselines "
+              "(CNN-Global, CNN-Jitter/AP10, Alex-FC7, AP50) are L2-normalised means of the fc "
+              "vectors (Yoo et al. Table 2; the power transform is their Table 3b's separate "
+              "trick); cross-layer and direct poolings take the signed square root, then L2 "
+              "(Liu et al.); the Fisher rows are improved Fisher vectors (√ + L2). A join "
+              "(⊕) concatenates its parts, each as normalised, at equal weight."
+              + (" This run forced the fc baselines to "
+                 + ("√+L2." if s.fc_power else "L2 alone.") if s.fc_power is not None else ""),
               "- 'CL + CNN-Global' / 'CL + CNN-Jitter' join the CL-45C encoding and the fc "
               "encoding with equal weight (featx join). 'MPP (FC7, Pool5)' joins the MPP of the "
               "fc7 pyramid and the MPP of a pool5 pyramid with its own PCA and GMM.",

@@ -115,6 +115,7 @@ def test_h3d_cuts_2x1_blocks_and_every_other_dataset_2x2(reproduce, tmp_path):
                    for r in rep.rows.values()}
         text = reproduce.write_report(rep, results, tmp_path / "r", "plan").read_text()
         assert f"blocks {rows}×{cols} (rows × columns)" in text
+        assert "{" not in text.split("## ")[0]  # every field of the settings line filled
 
 
 def _all_layouts(root: Path) -> Path:
@@ -148,3 +149,9 @@ def test_a_quick_run_on_a_small_folder_finishes_and_says_what_it_clamped(reprodu
     assert "of 12 sampled images" in text and "256 sampled" not in text
     assert "equals its CL-45F number" in text  # VOC07's own footnote
     assert "Birds-200" not in text and "MIT-67 'MPP" not in text
+    # issue 27.1: every row names its normalisation: the fc baselines L2 alone (Yoo T2)
+    norms = {line.split("|")[1].strip(): line.rstrip(" |").rsplit("|", 1)[1].strip()
+             for line in text.splitlines() if line.startswith("| ") and "---" not in line}
+    assert norms["CNN-Global"] == norms["AP50"] == norms["Alex-FC7"] == "L2"
+    assert norms["CL-45"] == norms["MPP"] == "√+L2"
+    assert norms["CL + CNN-Global"] == "√+L2 ⊕ L2"

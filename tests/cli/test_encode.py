@@ -78,11 +78,17 @@ def test_global_jitter_and_concat(cli, chain, tmp_path):
     with h5py.File(chain / "acts" / "shard-00000.h5") as f:
         fc7 = f["acts/whole/fc7"][:, 0].astype(np.float64)
         jit = f["acts/jitter/fc7"][:].astype(np.float64).mean(1)
-    def norm(v):
-        v = np.sqrt(v)  # post-ReLU: the signed square root is the square root
+    def norm(v, power=False):
+        v = np.sqrt(v) if power else v  # post-ReLU: the signed square root is the square root
         return v / np.linalg.norm(v, axis=1, keepdims=True)
+    # the fc baselines' own normalisation: L2 of the mean fc7, no power transform (Yoo T2)
     expect = np.concatenate([norm(fc7), norm(jit)], 1) / np.sqrt(2)
     np.testing.assert_allclose(out[0][1], expect, atol=1e-6)
+    assert out[0][3]["normalisation"] == ["l2", "l2"]
+    forced = encode(cli, chain, tmp_path / "gjp", "--method", "global,jitter", "--power-norm")
+    expect = np.concatenate([norm(fc7, True), norm(jit, True)], 1) / np.sqrt(2)
+    np.testing.assert_allclose(forced[0][1], expect, atol=1e-6)
+    assert forced[0][3]["normalisation"] == ["sqrt+l2", "sqrt+l2"]
     cl_g = encode(cli, chain, tmp_path / "clg", "--method", "cross-layer,global", "--no-power-norm")
     assert cl_g[0][1].shape[1] == 8192 + 4096
     np.testing.assert_allclose(np.linalg.norm(cl_g[0][1], axis=1), 1, rtol=1e-5)
@@ -117,6 +123,13 @@ def test_sign_quantisation_is_stored_at_two_bits(cli, chain, tmp_path):
     assert attrs["quantize"] == "sign" and attrs["dim"] == 8192
     signs = np.sign(plain[0][1])  # read back at unit norm: sign / sqrt(non-zeros)
     np.testing.assert_allclose(x, signs / np.sqrt((signs != 0).sum(1, keepdims=True)), rtol=1e-6)
+    raw = cli("encode", chain / "acts", "--pca", chain / "pca.h5", "-o", tmp_path / "r",
+              "--quantize", "sign-raw").stdout.split()[0]
+    with h5py.File(raw) as f, h5py.File(path) as g:  # the same 2-bit codes
+        np.testing.assert_array_equal(f["codes"][:], g["codes"][:])
+    _, x, _, attrs = read_encodings(raw)
+    assert attrs["quantize"] == "sign-raw"
+    np.testing.assert_array_equal(x, signs)  # Liu's sign(P), read as it is
 
 
 def test_resume_and_refusals(cli, chain, tmp_path, make_images):

@@ -88,6 +88,25 @@ def test_confidence_maps(chain, cli, tmp_path):
     assert all(m.shape[0] == 2 and m.shape[1:] == (48, 64) for m in maps.values())  # 200x150
 
 
+def test_confidence_maps_accumulate_as_yoo_with_reduce_sum(chain, cli, tmp_path):
+    """--reduce sum (Yoo §4.5's accumulation) against the default mean: at every cell the sum
+    is the mean times the number of windows covering it, the same count for every class."""
+    common = [*chain["acts"], "--model", chain["fsvm"], "--gmm", chain["gmm"], "--pca",
+              chain["pca"], "--top", "2", "--limit", "2"]
+    mean, _ = load_maps(cli("maps", *common, "-o", tmp_path / "mean").stdout.split()[-1])
+    total, attrs = load_maps(cli("maps", *common, "--reduce", "sum", "-o", tmp_path / "sum"
+                                 ).stdout.split()[-1])
+    assert attrs["reduce"] == "sum" and mean.keys() == total.keys()
+    for key in mean:
+        m, t = mean[key].astype(np.float64), total[key].astype(np.float64)
+        covered = np.abs(m[0]) > 1e-6
+        count = t[0][covered] / m[0][covered]
+        np.testing.assert_allclose(count, np.round(count), rtol=1e-4)  # whole windows
+        assert count.min() >= 1 and count.max() > 1  # windows overlap: not the mean again
+        np.testing.assert_allclose(t[1][covered], m[1][covered] * count, rtol=1e-4,
+                                   atol=1e-5)  # the same count for the second class
+
+
 def test_contribution_and_channel_maps_of_scheme2(chain, cli, tmp_path):
     out = cli("maps", *chain["acts"], "--model", chain["svm"], "--guidance", chain["guidance"],
               "--pca", chain["pca"], "--classes", "b", "--limit", "2", "-o", tmp_path / "c"

@@ -56,15 +56,16 @@ def test_readers_refuse_other_kinds_and_non_finite_values(tmp_path):
         shard.read("whole", "conv5")
 
 
-@pytest.mark.parametrize("quantize", ["none", "sign"])
+@pytest.mark.parametrize("quantize", ["none", "sign", "sign-raw"])
 def test_encoding_shard_round_trip(tmp_path, quantize):
     x = np.random.default_rng(0).normal(size=(3, 10)).astype(np.float32)
     with EncodingWriter(tmp_path / "e.h5", {}, label_kind="single", quantize=quantize) as w:
         w.append(["a", "b", "c"], x, np.array([0, 1, 1]))
         path = w.commit(dim=10)
     with EncodingShard(path) as shard:
-        # sign codes come back at unit L2 norm, like every other encoding
-        want = np.sign(x) / np.sqrt(10) if quantize == "sign" else x
+        # sign codes come back at unit L2 norm, like every other encoding; sign-raw as
+        # Liu's sign(P) in {-1, 0, 1}
+        want = {"none": x, "sign": np.sign(x) / np.sqrt(10), "sign-raw": np.sign(x)}[quantize]
         np.testing.assert_array_equal(shard.encodings(), want)
         assert shard.label_kind == "single" and shard.labels().tolist() == [0, 1, 1]
 

@@ -37,7 +37,14 @@ def test_plan_blocks_and_join():
     g = torch.rand(2, 1, 5)
     j = torch.rand(2, 10, 5)
     blocks = plan.encode_blocks({("whole", "fc7"): g, ("jitter", "fc7"): j})
-    torch.testing.assert_close(blocks[0], normalize(g.mean(1)))
-    torch.testing.assert_close(blocks[1], normalize(j.mean(1)))
+    # the fc baselines' own normalisation is L2 alone (Yoo et al. Table 2)
+    torch.testing.assert_close(blocks[0], normalize(g.mean(1), power=False))
+    torch.testing.assert_close(blocks[1], normalize(j.mean(1), power=False))
+    assert plan.normalisation() == ["l2", "l2"]
+    forced = EncodePlan(plan.methods, ("whole",), plan.context, power_norm=True)
+    torch.testing.assert_close(forced.encode_blocks({("whole", "fc7"): g,
+                                                     ("jitter", "fc7"): j})[0],
+                               normalize(g.mean(1)))
+    assert forced.normalisation() == ["sqrt+l2", "sqrt+l2"]
     joined = plan.join(blocks)
     torch.testing.assert_close(joined.norm(dim=1), torch.ones(2))

@@ -201,3 +201,17 @@ def test_join_refuses_parts_of_other_images(tmp_path, cli):
     r = cli("join", tmp_path / "a", "-o", tmp_path / "a1", ok=False)
     assert r.exit_code != 0 and "at least two" in r.output
     assert not (tmp_path / "ab").exists() and not (tmp_path / "ac").exists()
+
+
+def test_an_unknown_maps_reduction_is_refused_by_cli_and_api(chain, tmp_path, cli):
+    """maps --reduce takes sum or mean: another is a usage error at the CLI and a one-line
+    InputError naming it from Python, before anything is read or written."""
+    from featx.errors import InputError
+    from featx.stages.maps import MapsConfig
+
+    res = cli("maps", chain / "acts", "--layer", "conv5", "--reduce", "max", "-o",
+              tmp_path / "m", ok=False)
+    assert res.exit_code == 2 and "Traceback" not in res.stderr and "'max'" in res.stderr
+    assert not (tmp_path / "m").exists()
+    with pytest.raises(InputError, match="unknown --reduce 'max'; valid: sum, mean"):
+        MapsConfig(layer="conv5", reduce="max")

@@ -91,10 +91,11 @@ EXPECTED = {  # the pure functions, applied by hand
     "max": lambda r: N(encoders.max_pool(_local(r)[0])),
     "sum-sqrt": lambda r: N(encoders.sum_pool(_local(r)[0])),
     "spp": lambda r: N(encoders.spp(_local(r)[0].transpose(1, 2).reshape(-1, 6, 11, 11))),
-    "global": lambda r: N(_fc7(r, "whole").mean(1)),
-    "jitter": lambda r: N(_fc7(r, "jitter").mean(1)),
-    "centre": lambda r: N(_fc7(r, "centre").mean(1)),
-    "crops": lambda r: N(_fc7(r, "crops").mean(1)),
+    # the fc baselines: the L2-normalised mean, no power transform (Yoo et al. Table 2)
+    "global": lambda r: N(_fc7(r, "whole").mean(1), power=False),
+    "jitter": lambda r: N(_fc7(r, "jitter").mean(1), power=False),
+    "centre": lambda r: N(_fc7(r, "centre").mean(1), power=False),
+    "crops": lambda r: N(_fc7(r, "crops").mean(1), power=False),
     "mpp-sp": lambda r: _fv(r, lambda s, g: encoders.mpp_sp(s, g, [227, 321, 454])),
     "fisher": lambda r: _fv(r, lambda s, g: encoders.fisher_vector(
         torch.cat(s, 1), g.means_, g.variances_, g.priors_)),

@@ -38,11 +38,15 @@ def _split(text: str | None) -> tuple[str, ...] | None:
               help="LOCAL,GUIDE layers t and t+1 (default: the PCA's layer and the backbone's "
                    "cross-layer guidance).")
 @click.option("--fc-layer", help="Layer of global/jitter (default: fc7, else pool).")
-@click.option("--power-norm/--no-power-norm", default=D.power_norm, show_default=True,
-              help="Signed square root.")
+@click.option("--power-norm/--no-power-norm", default=None,
+              help="Signed square root before L2, for every method. Default: each method's "
+                   "paper: L2 alone for global, jitter, centre and crops (Yoo et al. Table 2), "
+                   "the square root too for the others.")
 @click.option("--l2/--no-l2", default=D.l2, show_default=True, help="L2 normalisation.")
-@click.option("--quantize", type=click.Choice(["sign"]),
-              help="Feature-sign quantisation to {-1,0,1}, stored at 2 bits per dimension.")
+@click.option("--quantize", type=click.Choice(["sign", "sign-raw"]),
+              help="Feature-sign quantisation to {-1,0,1}, stored at 2 bits per dimension: "
+                   "'sign' is read back at unit L2 norm ({-1,0,1}/sqrt(nonzeros)), 'sign-raw' "
+                   "as {-1,0,1} (Liu et al. §4.3.3).")
 @click.option("--dtype", type=click.Choice(DTYPES), default=D.dtype, show_default=True)
 @device_opt
 @overwrite_opt

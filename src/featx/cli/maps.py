@@ -46,15 +46,20 @@ def _list(cast):
               help="Draw N images, spread evenly over the inputs.")
 @click.option("--resolution", default=M.resolution, show_default=True, type=click.IntRange(4),
               help="Map cells along the image's longer side.")
+@click.option("--reduce", type=click.Choice(["mean", "sum"]), default=M.reduce,
+              show_default=True,
+              help="Confidence maps: each pixel the mean of the scores of the windows covering "
+                   "it, or their sum (Yoo et al. §4.5's accumulation; it favours the centre, "
+                   "which more windows cover).")
 @device_opt
 @overwrite_opt
 def maps(inputs, out, model, gmm, pca, guidance, layer, channels, classes, top, images, limit,
-         resolution, device, overwrite):
+         resolution, reduce, device, overwrite):
     """Draw where the evidence lies in each image of activation shards INPUTS: one PNG an
     image (photo + a panel per class or channel) and the raw maps in maps.h5."""
     cfg = MapsConfig(model=model, gmm=gmm, pca=pca, guidance=guidance, layer=layer,
                      channels=channels, classes=classes, top=top, images=images, limit=limit,
-                     resolution=resolution, device=device, overwrite=overwrite,
+                     resolution=resolution, reduce=reduce, device=device, overwrite=overwrite,
                      command=command_line())
     with bars("img") as progress:
         for path in stage.run(inputs, out, cfg, progress=progress):

@@ -18,7 +18,8 @@ from featx.errors import OutputExistsError, ProvenanceError
 # what identifies one extraction: activations, and every model fitted on them, must agree here
 EXTRACTION_KEYS = ("backbone", "weights", "input_size")
 # what an SVM model shares with the encodings it scores
-ENCODING_KEYS = EXTRACTION_KEYS + ("methods", "views", "power_norm", "l2", "quantize",
+# (``normalisation`` is what each block went through, whatever --power-norm said)
+ENCODING_KEYS = EXTRACTION_KEYS + ("methods", "views", "normalisation", "l2", "quantize",
                                    "pca_sha256", "gmm_sha256", "guidance_sha256", "dim")
 
 

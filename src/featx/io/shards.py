@@ -186,16 +186,17 @@ class ActivationWriter(_ShardWriter):
 
 
 class EncodingWriter(_ShardWriter):
-    """An encoding shard; ``quantize='sign'`` stores sign codes packed at 2 bits a dimension."""
+    """An encoding shard; ``quantize`` 'sign' or 'sign-raw' stores sign codes packed at 2 bits
+    a dimension (the attribute ``quantize`` says how they are read back)."""
 
     def __init__(self, path, attrs, *, label_kind, num_classes=0, quantize: str = "none",
                  dtype: str = "float32"):
-        super().__init__(path, {"kind": "encodings", **attrs}, label_kind=label_kind,
-                         num_classes=num_classes)
+        super().__init__(path, {"kind": "encodings", **attrs, "quantize": quantize},
+                         label_kind=label_kind, num_classes=num_classes)
         self.quantize, self.dtype = quantize, np.dtype(dtype)
 
     def append(self, ids: Sequence[str], enc: np.ndarray, labels=None) -> None:
-        data = ({"codes": pack_sign(enc)} if self.quantize == "sign"
+        data = ({"codes": pack_sign(enc)} if self.quantize in ("sign", "sign-raw")
                 else {"enc": enc.astype(self.dtype, copy=False)})
         self._append(ids, data, labels)
 
@@ -354,10 +355,13 @@ class EncodingShard(Shard):
         super().__init__(path, "encodings")
 
     def encodings(self, rows: slice = slice(None)) -> np.ndarray:
-        """float32 (n, dim) of ``rows``; sign codes unpacked to {-1, 0, 1} / sqrt(nonzeros):
-        unit L2 norm, like every other encoding, so that an SVM's C means the same for them."""
+        """float32 (n, dim) of ``rows``. Sign codes (``quantize`` sign) unpacked to {-1, 0, 1}
+        / sqrt(nonzeros): unit L2 norm, like every other encoding, so that an SVM's C means the
+        same for them; ``quantize`` sign-raw: {-1, 0, 1} as they are (Liu et al. §4.3.3)."""
         if "codes" in self.file:
             x = unpack_sign(self._read("codes", rows), self.attrs["dim"])
+            if self.attrs.get("quantize") == "sign-raw":
+                return x
             return x / np.sqrt(np.maximum(np.count_nonzero(x, axis=1), 1))[:, None]
         return self._read("enc", rows).astype(np.float32)
 

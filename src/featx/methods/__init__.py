@@ -14,7 +14,11 @@ and the float32 activations of the layers it ``reads`` (by role), and returns (B
 
 V counts the view's CNN inputs (4 for blocks:2x2, 10 for jitter, 50 for crops:5). ``view``
 fixes the view a method reads (``whole``, ``jitter``, ``pyramid``); without one it runs on each of ``--views``.
-Unless ``normalised``, the result is power- and L2-normalised by the plan.
+Unless ``normalised``, the plan normalises the result: L2, after a signed square root where
+the method's paper applies one (``power_default``; ``--power-norm/--no-power-norm`` override
+every method's). The fc baselines take L2 alone (Yoo et al. Table 2: fc7 representations "are
+finally l2-normalized"; the power transform is their separate Table 3b trick); cross-layer
+pooling and the local poolings take the signed square root and L2 (Liu et al. §3.2).
 """
 
 from __future__ import annotations
@@ -40,13 +44,15 @@ class Method:
     view: str | None = None  # the one view it reads; None: each of --views
     normalised: bool = False  # compute returns the final, normalised vector
     power: bool = False  # signed square root even with --no-power-norm (sum-sqrt)
+    power_default: bool = True  # the paper's normalisation: signed square root before L2
 
 
 METHODS: dict[str, Method] = {}
 
 
 def method(name: str, *, reads: tuple[str, ...], needs: tuple[str, ...] = (),
-           view: str | None = None, normalised: bool = False, power: bool = False):
+           view: str | None = None, normalised: bool = False, power: bool = False,
+           power_default: bool = True):
     """Register the decorated function as encode method ``name``."""
     unknown = set(reads) - set(ROLES)
     if unknown:
@@ -56,7 +62,7 @@ def method(name: str, *, reads: tuple[str, ...], needs: tuple[str, ...] = (),
         if name in METHODS:
             raise ValueError(f"encode method {name!r} is registered twice")
         METHODS[name] = Method(name, compute, tuple(reads), frozenset(needs), view,
-                               normalised, power)
+                               normalised, power, power_default)
         return compute
 
     return register
@@ -119,12 +125,28 @@ class EncodePlan:
     methods: tuple[Method, ...]
     views: tuple[str, ...]
     context: Context
-    power_norm: bool = True
+    power_norm: bool | None = None  # None: each method's own (power_default)
     l2: bool = True
 
     @property
     def blocks(self) -> list[tuple[Method, str]]:
         return [(m, v) for m in self.methods for v in ((m.view,) if m.view else self.views)]
+
+    def power(self, m: Method) -> bool:
+        """Whether block method ``m`` takes the signed square root before L2."""
+        return m.power or (m.power_default if self.power_norm is None else self.power_norm)
+
+    def normalisation(self) -> list[str]:
+        """What each block's vector went through: 'sqrt+l2', 'l2', 'sqrt' or 'none' (the
+        Fisher methods normalise themselves: the improved FV's sqrt+l2)."""
+        out = []
+        for m, _ in self.blocks:
+            if m.normalised:
+                out.append("sqrt+l2")
+                continue
+            parts = ["sqrt"] * self.power(m) + ["l2"] * self.l2
+            out.append("+".join(parts) or "none")
+        return out
 
     def reads(self) -> set[tuple[str, str]]:
         """(view, layer) of every array the plan reads."""
@@ -136,7 +158,7 @@ class EncodePlan:
         for m, view in self.blocks:
             vec = m.compute(self.context, *(acts[(view, self.context.layers[r])] for r in m.reads))
             if not m.normalised:
-                vec = normalize(vec, power=self.power_norm or m.power, l2=self.l2)
+                vec = normalize(vec, power=self.power(m), l2=self.l2)
             out.append(vec)
         return out
 

@@ -9,10 +9,11 @@ import torch
 from featx.methods import Context, method
 
 
-@method("global", reads=("fc",), view="whole")
-@method("jitter", reads=("fc",), view="jitter")
-@method("centre", reads=("fc",), view="centre")
-@method("crops", reads=("fc",), view="crops")
+# Yoo et al. Table 2: these representations "are finally l2-normalized" (no power transform)
+@method("global", reads=("fc",), view="whole", power_default=False)
+@method("jitter", reads=("fc",), view="jitter", power_default=False)
+@method("centre", reads=("fc",), view="centre", power_default=False)
+@method("crops", reads=("fc",), view="crops", power_default=False)
 def mean_fc(ctx: Context, fc: torch.Tensor) -> torch.Tensor:
     """The fc vector averaged over the view's inputs (one input for whole and centre)."""
     return fc.flatten(2).mean(1)

@@ -33,7 +33,10 @@ from featx.stages import Progress, start
 log = logging.getLogger(__name__)
 
 _BLOCK = 32  # images per read / compute step
-QUANTIZE = ("none", "sign")
+# sign: sign(P) read back at unit L2 norm ({-1, 0, 1} / sqrt(nonzeros), featx's choice, so an
+# SVM's C means what it means for the other encodings); sign-raw: sign(P) as Liu et al. §4.3.3
+# define it, read back as {-1, 0, 1}. Both store the same 2-bit codes.
+QUANTIZE = ("none", "sign", "sign-raw")
 DTYPES = ("float32", "float16")
 
 
@@ -53,7 +56,7 @@ class EncodeConfig:
     guidance: str | None = None
     layers: Sequence[str] | None = None
     fc_layer: str | None = None
-    power_norm: bool = True
+    power_norm: bool | None = None  # None: each method's own (featx.methods)
     l2: bool = True
     quantize: str = "none"
     dtype: str = "float32"
@@ -121,7 +124,8 @@ def run(inputs: Sequence[str], out: str | Path, cfg: EncodeConfig, *,
     layers = plan.context.layers
     signature = {
         "kind": "encodings", "methods": list(cfg.method_names), "views": list(cfg.views),
-        "power_norm": cfg.power_norm, "l2": cfg.l2, "quantize": cfg.quantize,
+        "power_norm": cfg.power_norm, "normalisation": plan.normalisation(), "l2": cfg.l2,
+        "quantize": cfg.quantize,
         "pca_sha256": file_digest(cfg.pca) if cfg.pca else "",
         "gmm_sha256": file_digest(cfg.gmm) if cfg.gmm else "",
         "guidance_sha256": file_digest(cfg.guidance) if cfg.guidance else "",
@@ -282,7 +286,8 @@ def _encode_one(path: Path, target: Path, plan: EncodePlan, cfg: EncodeConfig, a
                 if not torch.isfinite(vec.sum()) and not torch.isfinite(vec).all():
                     raise InputError(f"non-finite encodings for images of {path}")
                 if start_ == 0:  # the width is known now: is there room for the shard?
-                    itemsize = 1 / 4 if cfg.quantize == "sign" else 4 if cfg.dtype == "float32" else 2
+                    itemsize = 1 / 4 if cfg.quantize != "none" else 4 if cfg.dtype == "float32" \
+                        else 2
                     folder.require_space(int(len(shard.ids) * vec.shape[1] * itemsize) + (1 << 20))
                 writer.append(shard.ids[rows], vec.cpu().numpy(), shard.labels(rows))
                 advance(len(shard.ids[rows]))

@@ -64,7 +64,8 @@ def run(parts: Sequence[str | Path], out: str | Path, cfg: JoinConfig = JoinConf
         "kind": "encodings", "joined": [str(Path(p).resolve()) for p in parts],
         "methods": [m for h in first for m in h["methods"]],
         "views": [v for h in first for v in h["views"]],
-        "power_norm": all(h["power_norm"] for h in first), "l2": True, "quantize": "none",
+        "power_norm": [h.get("power_norm") for h in first], "l2": True, "quantize": "none",
+        "normalisation": [n for h in first for n in h.get("normalisation") or []],
         "pca_sha256": "+".join(h["pca_sha256"] for h in first),
         "gmm_sha256": "+".join(h["gmm_sha256"] for h in first),
     }

@@ -58,6 +58,9 @@ class MapsConfig:
     images: str | None = None
     limit: int | None = None
     resolution: int = 64
+    # confidence maps: each pixel the mean of the scores of the windows covering it, or their
+    # sum (Yoo et al. §4.5: "accumulate all the weights of local activations")
+    reduce: str = "mean"
     device: str = "auto"
     overwrite: bool = False
     command: str = ""
@@ -65,6 +68,8 @@ class MapsConfig:
     def __post_init__(self) -> None:
         if self.top < 1 or self.resolution < 4 or (self.limit is not None and self.limit < 1):
             raise InputError("--top and --limit must be at least 1, --resolution at least 4")
+        if self.reduce not in ("sum", "mean"):
+            raise InputError(f"unknown --reduce {self.reduce!r}; valid: sum, mean")
         if self.model and not (self.gmm or self.pca or self.guidance):
             raise InputError("maps --model needs --gmm (confidence maps of a Fisher-family "
                              "SVM), --pca (cross-layer) or --guidance (scheme 2)")
@@ -129,7 +134,7 @@ def run(inputs: Sequence[str], out: str | Path, cfg: MapsConfig, *,
         h5 = save_maps(folder.path / "maps.h5", raw, provenance(
             command=cfg.command, kind_of_map=cfg.kind, ids=ids, panels=panels,
             model=str(cfg.model or ""), gmm=str(cfg.gmm or ""), pca=str(cfg.pca or ""),
-            guidance=str(cfg.guidance or ""), layer=cfg.layer or "",
+            guidance=str(cfg.guidance or ""), layer=cfg.layer or "", reduce=cfg.reduce,
             **{k: head[k] for k in EXTRACTION_KEYS}))
         written.append(folder.keep(h5))
     yield from written
@@ -219,11 +224,14 @@ def _painter(cfg: MapsConfig, head: dict, device: torch.device):
             boxes = np.concatenate(window_boxes(
                 sizes, counts, patch_window(sizes, counts, head["input_size"])))
             s = patch_fisher_scores(torch.cat(scales), params, weights, biases)
-            conf = accumulate(boxes, s, _grid(shape, cfg.resolution))  # (H, W, C)
+            conf = accumulate(boxes, s, _grid(shape, cfg.resolution),
+                              mean=cfg.reduce == "mean")  # (H, W, C)
             chosen = _pick(conf.mean((0, 1)), names, cfg)
+            how = "mean patch score" if cfg.reduce == "mean" else \
+                "patch scores accumulated, Yoo §4.5"
             return ([f"{names[c]} (patch score {s[:, c].min():.2f}..{s[:, c].max():.2f})"
                      for c in chosen], [conf[..., c] for c in chosen],
-                    f"{shard.ids[i]}: confidence (mean patch score)")
+                    f"{shard.ids[i]}: confidence ({how})")
 
         return confidence
 
