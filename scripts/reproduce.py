@@ -638,6 +638,29 @@ def ours(result: dict) -> float:
     return 100 * (m["mAP"] if "mAP" in m else m["top1"])
 
 
+def _sp_regions_empty(rep: Reproduction) -> bool:
+    """Whether no vector of the MPP pyramid has its receptive field centred in the top or the
+    bottom third of the image at any scale (AlexNet's fc7 at 227 and 321 px): MPP + SP's
+    top and bottom regions are then empty."""
+    from featx.backbones import get_backbone
+    from featx.backbones.features import dense_shapes, layer_shapes, receptive_field
+    from featx.encoders.fisher import region_indices
+    from featx.images import ViewSpec
+
+    s = rep.s
+    bb = get_backbone(s.backbone)
+    layer = s.pyramid_layers[0]
+    size = (rep.size(pyramid=True) or [None, bb.input_size])[1]
+    sizes = ViewSpec("pyramid", scales=s.scales).sizes(size)
+    if bb.fc_conv and layer in bb.fc_conv[1]:
+        counts = [d[layer][0] for d in dense_shapes(bb, [layer], sizes)]
+    else:
+        counts = [math.prod(layer_shapes(bb, z)[layer][1:]) for z in sizes]
+    geometry = [receptive_field(bb, layer, z) for z in sizes]
+    return all(len(i) == 0 for top, bottom in ((0.0, 1 / 3), (2 / 3, 1.0))
+               for i in region_indices(sizes, counts, top, bottom, geometry))
+
+
 def _samples(rep: Reproduction) -> str:
     """How many features each model was fitted on, as this run recorded them."""
     used = rep.used
@@ -724,8 +747,9 @@ def write_report(rep: Reproduction, results: dict[str, dict], reports: Path,
               "converted weights is the faithful setting. Exact agreement is not expected.",
               "- Yoo's pyramid: 7 scales of 227·√2^i with fc7 computed densely (4,410 vectors "
               "an image for Caffe's network, Table 1); torchvision's padding gives slightly "
-              "different counts. MPP + SP places each vector by its receptive-field centre "
-              "(featx.encoders.fisher.row_centres). With an --input-size below the backbone's, "
+              "different counts. MPP + SP places each vector by its receptive-field centre, "
+              "from the network's own arithmetic of strides, kernels and paddings "
+              "(featx.backbones.features.receptive_field). With an --input-size below the backbone's, "
               "the pyramids still start at the backbone's size (dense fc layers need a full "
               "pool5 window).",
               "- PCA and GMM are fitted on stratified, seeded samples of the whole training "
@@ -755,6 +779,11 @@ def write_report(rep: Reproduction, results: dict[str, dict], reports: Path,
               "'random guidance' is the same layer untrained (fit-guidance --epochs 0), the "
               "control that says what training buys.",
               *[f"- This run: {d}." for d in rep.deviations],
+              *(["- This run: MPP + SP's top and bottom thirds are empty: at these pyramid "
+                 f"sizes no {s.pyramid_layers[0]} vector has its receptive field centred there "
+                 "(featx.backbones.features.receptive_field), so the row adds nothing to MPP "
+                 "but its middle region, which is MPP's vectors again."]
+                if "MPP + SP" in results and _sp_regions_empty(rep) else []),
               "", "## Plan and time", "", "```", plan_text, "```", "",
               "Wall time per featx stage (all rows, this run):", "",
               "| stage | seconds |", "|---|---:|"]

@@ -149,6 +149,8 @@ def test_a_quick_run_on_a_small_folder_finishes_and_says_what_it_clamped(reprodu
     assert "of 12 sampled images" in text and "256 sampled" not in text
     assert "equals its CL-45F number" in text  # VOC07's own footnote
     assert "Birds-200" not in text and "MIT-67 'MPP" not in text
+    # issue 27.5: fc7 at 227 and 321 px has no vector centred in the top or bottom third
+    assert "MPP + SP's top and bottom thirds are empty" in text
     # issue 27.1: every row names its normalisation: the fc baselines L2 alone (Yoo T2)
     norms = {line.split("|")[1].strip(): line.rstrip(" |").rsplit("|", 1)[1].strip()
              for line in text.splitlines() if line.startswith("| ") and "---" not in line}

@@ -46,7 +46,8 @@ def patch_window(sizes: list[int], counts: list[int], input_size: int) -> float:
     return 2.0 * stride
 
 
-def window_boxes(sizes: list[int], counts: list[int], window: float) -> list[np.ndarray]:
+def window_boxes(sizes: list[int], counts: list[int], window: float, geometry=None
+                 ) -> list[np.ndarray]:
     """Per pyramid scale, the (N_s, 4) boxes of its dense vectors (square maps of
     ``counts[s]`` vectors, row-major) for windows of ``window`` pixels of an input of
     ``sizes[s]`` pixels, clipped to the image."""
@@ -54,7 +55,7 @@ def window_boxes(sizes: list[int], counts: list[int], window: float) -> list[np.
     if any(h * h != n for h, n in zip(rows, counts)):
         raise ValueError(f"pyramid maps must be square to place them: {counts} vectors")
     out = []
-    for c, h, s in zip(row_centres(sizes, rows), rows, sizes):
+    for c, h, s in zip(row_centres(sizes, rows, geometry), rows, sizes):
         c = c.numpy()
         half = window / s / 2
         y0, x0 = np.meshgrid(c - half, c - half, indexing="ij")

@@ -149,3 +149,41 @@ def test_batchnorm_folding_keeps_the_outputs(name):
     with torch.no_grad():
         want = ref(x)
         torch.testing.assert_close(fused(x), want, rtol=1e-4, atol=1e-4 * want.abs().max().item())
+
+
+@pytest.mark.parametrize(("name", "layer", "size", "want"), [
+    # torchvision AlexNet: conv1 11/4 pad 2 puts unit 0 at 5 - 2 = 3, stride 4; max-pool 3/2
+    # adds 1 x 4 (7, stride 8); conv2 5 pad 2 adds 0; max-pool 3/2 adds 1 x 8 (15, 16);
+    # conv3-5 3 pad 1 add 0; max-pool 3/2 adds 1 x 16: pool5 at 31, stride 32; fc6 as a 6 x 6
+    # convolution adds 2.5 x 32 = 80: fc6/fc7 row 0 at 111
+    ("alexnet", "pool5", 227, (31.0, 32.0)),
+    ("alexnet", "fc7", 227, (111.0, 32.0)),
+    # Caffe's: conv1 11/4 without padding starts at 5, so every later layer 2 further: 113
+    ("alexnet_caffe", "fc7", 227, (113.0, 32.0)),
+    # ResNet-18: every convolution padded (k - 1)/2: unit 0 stays on pixel 0, strides 2.2.2.2.2
+    ("timm:resnet18", "layer4", 224, (0.0, 32.0)),
+    # TF SAME padding pads the extra pixel after: the stem (3/2 at 224: 1 pixel, after) moves
+    # unit 0 to 1; then stride-2 depthwise convs at 112 (3: +1 x 2), 56 (5: pads 1 before,
+    # +1 x 4), 28 (3: +1 x 8), 14 (5: +1 x 16): 1 + 2 + 4 + 8 + 16 = 31, stride 32
+    ("efficientnet_lite0", "logits", 224, (31.0, 32.0)),
+])
+def test_receptive_field_equals_the_hand_computation(name, layer, size, want):
+    from featx.backbones.features import receptive_field
+
+    assert receptive_field(get_backbone(name), layer, size) == want
+
+
+def test_the_two_smallest_alexnet_scales_have_no_vector_in_the_top_or_bottom_third():
+    """Yoo's spatial pyramid (MPP + SP) on the fc7 pyramid: at 227 and 321 px every dense
+    vector's receptive field is centred in the middle third, so with --scales 2 the top and
+    bottom regions are empty (and MPP + SP adds nothing to MPP); at 454 px they are not."""
+    from featx.backbones.features import dense_shapes, receptive_field
+    from featx.encoders.fisher import region_indices
+
+    bb = get_backbone("alexnet")
+    sizes = [227, 321, 454]
+    counts = [d["fc7"][0] for d in dense_shapes(bb, ["fc7"], sizes)]
+    geometry = [receptive_field(bb, "fc7", s) for s in sizes]
+    for top, bottom in ((0.0, 1 / 3), (2 / 3, 1.0)):
+        assert [len(i) for i in region_indices(sizes, counts, top, bottom, geometry)] == \
+            [0, 0, 16]

@@ -11,7 +11,8 @@ import torch
 from featx import encoders
 from featx.encoders import LocalSpec
 from featx.fit import init_guidance
-from featx.io import ActivationShard, load_gmm, load_guidance, load_pca, save_guidance
+from featx.io import ActivationShard, load_gmm, load_guidance, load_pca, read_header
+from featx.io import save_guidance
 from featx.methods import METHODS
 from featx.stages import encode
 from featx.stages.encode import EncodeConfig
@@ -132,3 +133,34 @@ def test_the_checks_tell_mpp_nfk_and_csf_apart(acts):
     assert (mpp - nfk).abs().max() > 1e-3
     g, j = EXPECTED["global"](acts), EXPECTED["jitter"](acts)
     assert (g - j).abs().max() > 1e-3
+
+
+def test_mpp_sp_places_vectors_by_the_recorded_receptive_fields(acts, tmp_path):
+    """extract records each pyramid vector's receptive-field geometry; encode's MPP + SP
+    places vectors by it. With the geometry rewritten (row 0 at pixel 0, stride 80: rows move
+    between thirds), the stage's output is mpp_sp of that geometry, not of the estimate."""
+    import json
+    import shutil
+
+    import h5py
+
+    from featx.backbones import get_backbone
+    from featx.backbones.features import receptive_field
+
+    head = read_header(acts / "pyr" / "shard-00000.h5")
+    sizes = list(head["pyramid_sizes"])
+    bb = get_backbone("alexnet")
+    assert head["pyramid_geometry"]["fc7"] == [list(receptive_field(bb, "fc7", s))
+                                               for s in sizes]
+    moved = [[0.0, 80.0]] * len(sizes)
+    shutil.copytree(acts / "pyr", tmp_path / "pyr")
+    with h5py.File(tmp_path / "pyr" / "shard-00000.h5", "a") as f:
+        f.attrs["pyramid_geometry"] = "json:" + json.dumps({"fc7": moved})
+    cfg = EncodeConfig(methods=("mpp-sp",), device="cpu", pca=str(acts / "pca-fc7.h5"),
+                       gmm=str(acts / "gmm.h5"))
+    [path] = encode.run([tmp_path / "pyr"], tmp_path / "enc", cfg)
+    got = read_encodings(path)[1]
+    want = _fv(acts, lambda s, g: encoders.mpp_sp(s, g, sizes, moved)).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    estimate = _fv(acts, lambda s, g: encoders.mpp_sp(s, g, sizes)).numpy()
+    assert np.abs(got - estimate).max() > 1e-3

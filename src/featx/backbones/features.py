@@ -151,3 +151,59 @@ def meta_forward(net: nn.Module, size: int, hooks: list) -> None:
     finally:
         for h in hooks:
             h.remove()
+
+
+_SPATIAL = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
+
+
+def _pair0(v) -> int:
+    return int(v[0] if isinstance(v, (tuple, list)) else v)
+
+
+@torch.no_grad()
+def receptive_field(bb: Backbone, layer: str, size: int) -> tuple[float, float]:
+    """(centre of row 0, stride), in input pixels (pixel i's centre at i), of ``layer``'s map on
+    a ``size`` x ``size`` input: the receptive-field arithmetic of every convolution and pooling
+    on the way (kernel, stride, dilation, padding; TensorFlow SAME padding, which timm's ``tf_``
+    models compute per input size, pads the extra pixel after), and the dense fc layers as
+    convolutions over their trunk (:class:`DenseFC`). Row i of the map is centred at
+    ``start + stride * i``.
+
+    The chain follows the map: a module is on it when its input has the map's current height
+    (a ResNet's 1x1 downsampling shortcut, which reads the block's input, and a
+    squeeze-excitation's 1x1 convolutions are not)."""
+    fcs = bb.fc_conv[1] if bb.fc_conv else {}
+    trunk = bb.fc_conv[0] if layer in fcs else layer
+    state = {"h": size, "start": 0.0, "jump": 1.0}
+
+    def hook(module, args, output):
+        h_in = args[0].shape[-2]
+        if output.dim() != 4 or h_in != state["h"]:
+            return
+        k = _pair0(module.kernel_size)
+        s = _pair0(module.stride if module.stride is not None else module.kernel_size)
+        d = _pair0(getattr(module, "dilation", 1))
+        span = (k - 1) * d + 1
+        if type(module).__name__.endswith("Same"):  # timm's dynamic TF SAME padding
+            before = max((-(-h_in // s) - 1) * s + span - h_in, 0) // 2
+        else:
+            before = _pair0(module.padding)
+        state["start"] += ((span - 1) / 2 - before) * state["jump"]
+        state["jump"] *= s
+        state["h"] = output.shape[-2]
+
+    with torch.device("meta"):
+        model = bb.build().eval()
+    hooks = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, _SPATIAL)]
+    try:
+        ActivationExtractor(model, bb, [trunk])(torch.empty(1, 3, size, size, device="meta"))
+    finally:
+        for h in hooks:
+            h.remove()
+    start, jump = state["start"], state["jump"]
+    for alias in (a for a in fcs if layer in fcs):
+        k = fcs[alias][2]  # the first dense fc layer is a k x k convolution, the others 1 x 1
+        start += (k - 1) / 2 * jump
+        if alias == layer:
+            break
+    return start, jump

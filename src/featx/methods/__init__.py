@@ -94,6 +94,8 @@ class Context:
     gmm: object | None = None
     fisher_pca: object | None = None
     pyramid_sizes: tuple[int, ...] = ()  # input size of each pyramid scale
+    # per scale, (centre of row 0, stride) in pixels of the Fisher layer's map (None: unknown)
+    pyramid_geometry: tuple | None = None
     guidance: object | None = None
     guidance_scales: tuple[int, ...] = ()
     region_pca: object | None = None

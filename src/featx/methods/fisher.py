@@ -42,4 +42,5 @@ def csf(ctx: Context, scales: list[torch.Tensor]) -> torch.Tensor:
 
 @method("mpp-sp", reads=("fisher",), needs=("gmm",), view="pyramid", normalised=True)
 def mpp_sp(ctx: Context, scales: list[torch.Tensor]) -> torch.Tensor:
-    return encoders.mpp_sp(ctx.fisher_features(scales), ctx.gmm, list(ctx.pyramid_sizes))
+    return encoders.mpp_sp(ctx.fisher_features(scales), ctx.gmm, list(ctx.pyramid_sizes),
+                           ctx.pyramid_geometry)

@@ -205,6 +205,8 @@ def _context(cfg: EncodeConfig, methods: tuple[Method, ...], head: dict,
         layers["fisher"] = gattrs["layer"]
         ctx["gmm"] = gmm
         ctx["pyramid_sizes"] = tuple(head["pyramid_sizes"])
+        geometry = (head.get("pyramid_geometry") or {}).get(gattrs["layer"])
+        ctx["pyramid_geometry"] = tuple(map(tuple, geometry)) if geometry else None
         ctx["fisher_pca"] = _pyramid_pca(cfg, head, gattrs, cfg.gmm, device)
         dim = ctx["fisher_pca"].components_.shape[0] if ctx["fisher_pca"] else gattrs["dim"]
         if gmm.means_.shape[1] != dim:

@@ -222,7 +222,8 @@ def _painter(cfg: MapsConfig, head: dict, device: torch.device):
                 scales = [project.transform(x) for x in scales]
             counts = [x.shape[0] for x in scales]
             boxes = np.concatenate(window_boxes(
-                sizes, counts, patch_window(sizes, counts, head["input_size"])))
+                sizes, counts, patch_window(sizes, counts, head["input_size"]),
+                (head.get("pyramid_geometry") or {}).get(layer)))
             s = patch_fisher_scores(torch.cat(scales), params, weights, biases)
             conf = accumulate(boxes, s, _grid(shape, cfg.resolution),
                               mean=cfg.reduce == "mean")  # (H, W, C)
@@ -245,8 +246,10 @@ def _painter(cfg: MapsConfig, head: dict, device: torch.device):
         def guided(shard, i, shape):
             scales = _regions(shard, i, gattrs, project, device)
             sizes, counts = gattrs["pyramid_sizes"], [x.shape[0] for x in scales]
+            geometry = (head.get("pyramid_geometry") or {}).get(gattrs["layer"])
             boxes = np.concatenate(window_boxes(
-                sizes, counts, patch_window(sizes, counts, head["input_size"])))
+                sizes, counts, patch_window(sizes, counts, head["input_size"]),
+                [geometry[s] for s in gattrs["scales"]] if geometry else None))
             c_all = []
             for x in scales:
                 a = guidance_maps(vectors_as_map(x[None]), guidance.weight, guidance.bias)
