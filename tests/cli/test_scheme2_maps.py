@@ -121,6 +121,28 @@ def test_contribution_and_channel_maps_of_scheme2(chain, cli, tmp_path):
     assert attrs["panels"] == [["guidance channel 0", "guidance channel 2"]]
 
 
+def test_contribution_maps_explain_the_score_the_svm_gives(chain, cli, tmp_path):
+    """Issue 27.3: each panel is titled with the SVM's own decision value on the image's
+    (normalised) encoding, and --top ranks the classes by it."""
+    import re
+
+    from featx.io import load_svm
+
+    out = cli("maps", *chain["acts"], "--model", chain["svm"], "--guidance", chain["guidance"],
+              "--pca", chain["pca"], "--top", "2", "--limit", "3", "-o", tmp_path / "c"
+              ).stdout.split()
+    _, attrs = load_maps(out[-1])
+    weights, biases, mattrs = load_svm(chain["svm"])
+    ids, x, _, _ = read_encodings(chain["enc"][0])
+    decision = x @ weights.T + biases
+    for image, panels in zip(attrs["ids"], attrs["panels"]):
+        row = decision[ids.index(image)]
+        shown = [float(re.search(r"SVM score (\S+?)\)", p).group(1)) for p in panels]
+        classes = [mattrs["classes"].index(p.split(" ")[0]) for p in panels]
+        assert shown == pytest.approx(row[classes], rel=6e-3, abs=1e-3)
+        assert classes == list(np.argsort(-row, kind="stable")[:2])  # ranked by the score
+
+
 def test_maps_find_moved_images(chain, cli, tmp_path):
     import shutil
 

@@ -85,3 +85,15 @@ def test_evaluate_plots_into_a_file_is_refused(chain, cli, tmp_path):  # noqa: F
     res = cli("evaluate", *chain["enc"], "--model", chain["svm"], "--plots", tmp_path / "f",
               ok=False)
     assert res.exit_code != 0 and "Traceback" not in res.output
+
+
+def test_contribution_maps_of_a_sign_quantised_model_are_refused(chain, cli, tmp_path):  # noqa: F811
+    """The maps decompose the score of real-valued encodings; a model trained on sign codes
+    is refused in one line before any picture is drawn."""
+    enc = cli("encode", *chain["acts"], "--method", "cross-layer", "--guidance",
+              chain["guidance"], "--quantize", "sign", "-o", tmp_path / "q").stdout.split()
+    svm = cli("train-svm", *enc, "-o", tmp_path / "q.h5").stdout.split()[0]
+    res = cli("maps", *chain["acts"], "--model", svm, "--guidance", chain["guidance"],
+              "--pca", chain["pca"], "-o", tmp_path / "m", ok=False)
+    _one_line_error(res, "sign-quantised encodings", "q.h5")
+    assert not any((tmp_path / "m").glob("*.png"))

@@ -11,6 +11,7 @@ Which of them an ``featx encode --method`` runs is said in :mod:`featx.methods`.
 
 from featx.encoders.cross_layer import CrossLayerGrid, cross_layer_pool, guide_at
 from featx.encoders.cross_layer import contributions, guidance_maps, guided_pool
+from featx.encoders.cross_layer import score_contributions
 from featx.encoders.cross_layer import project_subarrays, vectors_as_map
 from featx.encoders.fisher import POSTERIOR_FLOOR, csf, fisher_vector, mpp, mpp_sp, nfk, vlad
 from featx.encoders.local import LocalSpec
@@ -18,6 +19,7 @@ from featx.encoders.pooling import concat_normalized, max_pool, normalize, spp, 
 
 __all__ = [
     "POSTERIOR_FLOOR", "CrossLayerGrid", "LocalSpec", "concat_normalized", "contributions",
+    "score_contributions",
     "cross_layer_pool", "csf", "fisher_vector", "guidance_maps", "guide_at", "guided_pool",
     "max_pool", "mpp", "mpp_sp", "nfk", "normalize", "project_subarrays", "spp", "sum_pool",
     "vectors_as_map", "vlad",

@@ -142,3 +142,40 @@ def contributions(local: torch.Tensor, guide: torch.Tensor, w: torch.Tensor) -> 
     local (B, N, D), guide (B, N, K) -> (B, N)."""
     k, d = guide.shape[2], local.shape[2]
     return ((local @ w.view(k, d).T) * guide).sum(2)
+
+
+def score_contributions(local: torch.Tensor, guide: torch.Tensor, weights: torch.Tensor,
+                        power: bool = True, l2: bool = True
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """What each position gives the score an SVM computes on the *normalised* pooled vector.
+
+    With P = sum_i P_i (P_i = a_i x_i^T, :func:`cross_layer_pool`), s the signed square root
+    (identity without ``power``) and the score w . s(P) / ||s(P)|| (without ``l2``: w . s(P)),
+    position i's contribution is its leave-one-out effect on the score at the image's norm:
+
+        c_i = w . (s(P) - s(P - P_i)) / ||s(P)||,
+
+    and what no single position owns is the interaction term w . (s(P) - sum_i (s(P) -
+    s(P - P_i))) / ||s(P)||; the contributions and the interaction sum to the score exactly.
+    s is monotone, so c_i has the sign of removing position i (with s linear -- no power
+    transform -- c_i is the linear share sum_k a_ik (w_k . x_i) / ||P|| and the interaction 0).
+    local (B, N, D), guide (B, N, K), weights (C, K * D) P_k-major ->
+    (contributions (B, N, C), interaction (B, C))."""
+    b, n, d = local.shape
+    k = guide.shape[2]
+    p = cross_layer_pool(local, guide)  # (B, K * D)
+
+    def s(v: torch.Tensor) -> torch.Tensor:
+        return v.sign() * v.abs().sqrt() if power else v
+
+    sp = s(p)
+    scale = sp.norm(dim=1).clamp_min(torch.finfo(sp.dtype).tiny) if l2 else \
+        torch.ones(b, dtype=sp.dtype, device=sp.device)
+    w = weights.to(sp.dtype).T  # (K * D, C)
+    contrib, rest = [], []
+    for j in range(b):  # (N, K * D) at a time: one image's positions
+        per = (guide[j, :, :, None] * local[j, :, None, :]).reshape(n, k * d)
+        e = sp[j] - s(p[j] - per)
+        contrib.append(e @ w / scale[j])
+        rest.append((sp[j] - e.sum(0)) @ w / scale[j])
+    return torch.stack(contrib), torch.stack(rest)

@@ -29,7 +29,7 @@ from featx import interrupt, plots
 from featx.backbones import get_backbone
 from featx.device import resolve_device
 from featx.digest import file_digest
-from featx.encoders import CrossLayerGrid, LocalSpec, contributions, guidance_maps, guide_at
+from featx.encoders import CrossLayerGrid, LocalSpec, guidance_maps, guide_at, score_contributions
 from featx.encoders import project_subarrays, vectors_as_map
 from featx.encoders.fisher import _gmm_params
 from featx.errors import InputError, ProvenanceError
@@ -242,6 +242,7 @@ def _painter(cfg: MapsConfig, head: dict, device: torch.device):
                                               cfg.guidance)
         require_fit(mattrs, fits, cfg.model, "trained on these activations")
         w = torch.as_tensor(weights, device=device)
+        power, l2 = _normalisation(mattrs, cfg.model)
 
         def guided(shard, i, shape):
             scales = _regions(shard, i, gattrs, project, device)
@@ -250,13 +251,12 @@ def _painter(cfg: MapsConfig, head: dict, device: torch.device):
             boxes = np.concatenate(window_boxes(
                 sizes, counts, patch_window(sizes, counts, head["input_size"]),
                 [geometry[s] for s in gattrs["scales"]] if geometry else None))
-            c_all = []
-            for x in scales:
-                a = guidance_maps(vectors_as_map(x[None]), guidance.weight, guidance.bias)
-                c_all.append(torch.stack([contributions(x[None], a.flatten(2).transpose(1, 2),
-                                                         wc)[0] for wc in w], 1))
-            c = torch.cat(c_all).cpu().numpy()  # (N, C)
-            return _contribution_panels(c, boxes, names, shape, shard.ids[i], cfg)
+            # every scale's regions pool into one P: their positions side by side
+            a = torch.cat([guidance_maps(vectors_as_map(x[None]), guidance.weight,
+                                         guidance.bias)[0].flatten(1).T for x in scales])
+            c, rest = score_contributions(torch.cat(scales)[None], a[None], w, power, l2)
+            return _contribution_panels(c[0].cpu().numpy(), rest[0].cpu().numpy(), biases,
+                                        boxes, names, shape, shard.ids[i], cfg)
 
         return guided
 
@@ -279,6 +279,7 @@ def _painter(cfg: MapsConfig, head: dict, device: torch.device):
         boxes = cell_boxes(grid.rows.count, grid.cols.count, (grid.rows.first, grid.cols.first),
                            tuple(shapes[guide][1:]))
         w = torch.as_tensor(weights, device=device)
+        power, l2 = _normalisation(mattrs, cfg.model)
 
         def scheme1(shard, i, shape):
             rows = slice(i, i + 1)
@@ -286,8 +287,9 @@ def _painter(cfg: MapsConfig, head: dict, device: torch.device):
                                   .to(device), *conv, grid).flatten(2).transpose(1, 2)
             a = guide_at(torch.from_numpy(shard.read("whole", guide, rows)[:, 0]).to(device),
                          grid).flatten(2).transpose(1, 2)
-            cmat = torch.stack([contributions(x, a, wc)[0] for wc in w], 1).cpu().numpy()
-            return _contribution_panels(cmat, boxes, names, shape, shard.ids[i], cfg)
+            c, rest = score_contributions(x, a, w, power, l2)
+            return _contribution_panels(c[0].cpu().numpy(), rest[0].cpu().numpy(), biases,
+                                        boxes, names, shape, shard.ids[i], cfg)
 
         return scheme1
 
@@ -315,15 +317,31 @@ def _painter(cfg: MapsConfig, head: dict, device: torch.device):
     return layer_channels
 
 
-def _contribution_panels(c: np.ndarray, boxes: np.ndarray, names: list[str], shape,
-                         image_id: str, cfg: MapsConfig):
-    """Panels of per-position contributions (N, C) laid on the image (summed per cell)."""
-    chosen = _pick(c.sum(0), names, cfg)
+def _normalisation(attrs: dict, model: str) -> tuple[bool, bool]:
+    """(signed square root, L2) of the encodings an SVM was trained on."""
+    if attrs.get("quantize", "none") != "none":
+        raise InputError(f"{model} was trained on sign-quantised encodings; contribution maps "
+                         "decompose the score of real-valued ones")
+    norms = attrs.get("normalisation")
+    if norms:
+        return "sqrt" in norms[0], "l2" in norms[0]
+    return attrs.get("power_norm") is not False, attrs.get("l2", True) is not False
+
+
+def _contribution_panels(c: np.ndarray, rest: np.ndarray, biases: np.ndarray, boxes: np.ndarray,
+                         names: list[str], shape, image_id: str, cfg: MapsConfig):
+    """Panels of per-position contributions (N, C) to the SVM's score laid on the image:
+    each cell the mean of the contributions of the positions whose boxes cover it. The
+    panels are titled with the SVM's decision value (positions + interaction + bias) and
+    --top ranks the classes by it."""
+    decision = c.sum(0) + rest + np.asarray(biases, dtype=np.float64)
+    chosen = _pick(decision, names, cfg)
     grid = _grid(shape, cfg.resolution)
     maps = accumulate(boxes, c[:, chosen], grid, mean=True)
-    return ([f"{names[k]} (linear score {c[:, k].sum():.3g})" for k in chosen],
+    return ([f"{names[k]} (SVM score {decision[k]:.3g})\n= regions {c[:, k].sum():.2g} + "
+             f"interaction {rest[k]:.2g} + bias {biases[k]:.2g}" for k in chosen],
             [maps[..., j] for j in range(len(chosen))],
-            f"{image_id}: cross-layer contributions x_i' W_c a_i (red +, blue -)")
+            f"{image_id}: leave-one-out shares of the SVM score")
 
 
 def _channel_panels(a: np.ndarray, shape, image_id: str, what: str, cfg: MapsConfig):
