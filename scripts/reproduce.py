@@ -643,7 +643,7 @@ def _sp_regions_empty(rep: Reproduction) -> bool:
     bottom third of the image at any scale (AlexNet's fc7 at 227 and 321 px): MPP + SP's
     top and bottom regions are then empty."""
     from featx.backbones import get_backbone
-    from featx.backbones.features import dense_shapes, layer_shapes, receptive_field
+    from featx.backbones.features import dense_shapes, layer_shapes, receptive_fields
     from featx.encoders.fisher import region_indices
     from featx.images import ViewSpec
 
@@ -656,7 +656,7 @@ def _sp_regions_empty(rep: Reproduction) -> bool:
         counts = [d[layer][0] for d in dense_shapes(bb, [layer], sizes)]
     else:
         counts = [math.prod(layer_shapes(bb, z)[layer][1:]) for z in sizes]
-    geometry = [receptive_field(bb, layer, z) for z in sizes]
+    geometry = receptive_fields(bb, layer, sizes)
     return all(len(i) == 0 for top, bottom in ((0.0, 1 / 3), (2 / 3, 1.0))
                for i in region_indices(sizes, counts, top, bottom, geometry))
 

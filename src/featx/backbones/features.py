@@ -160,7 +160,6 @@ def _pair0(v) -> int:
     return int(v[0] if isinstance(v, (tuple, list)) else v)
 
 
-@torch.no_grad()
 def receptive_field(bb: Backbone, layer: str, size: int) -> tuple[float, float]:
     """(centre of row 0, stride), in input pixels (pixel i's centre at i), of ``layer``'s map on
     a ``size`` x ``size`` input: the receptive-field arithmetic of every convolution and pooling
@@ -172,9 +171,15 @@ def receptive_field(bb: Backbone, layer: str, size: int) -> tuple[float, float]:
     The chain follows the map: a module is on it when its input has the map's current height
     (a ResNet's 1x1 downsampling shortcut, which reads the block's input, and a
     squeeze-excitation's 1x1 convolutions are not)."""
+    return receptive_fields(bb, layer, [size])[0]
+
+
+@torch.no_grad()
+def receptive_fields(bb: Backbone, layer: str, sizes: list[int]) -> list[tuple[float, float]]:
+    """:func:`receptive_field` at each of ``sizes`` (a pyramid's), the network built once."""
     fcs = bb.fc_conv[1] if bb.fc_conv else {}
     trunk = bb.fc_conv[0] if layer in fcs else layer
-    state = {"h": size, "start": 0.0, "jump": 1.0}
+    state: dict = {}
 
     def hook(module, args, output):
         h_in = args[0].shape[-2]
@@ -194,16 +199,23 @@ def receptive_field(bb: Backbone, layer: str, size: int) -> tuple[float, float]:
 
     with torch.device("meta"):
         model = bb.build().eval()
+    # before the extractor's: its hook on the trunk ends the pass, and the trunk's own
+    # stride (a pooling, say) must be counted first
     hooks = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, _SPATIAL)]
+    extractor = ActivationExtractor(model, bb, [trunk])
+    out = []
     try:
-        ActivationExtractor(model, bb, [trunk])(torch.empty(1, 3, size, size, device="meta"))
+        for size in sizes:
+            state.update(h=size, start=0.0, jump=1.0)
+            extractor(torch.empty(1, 3, size, size, device="meta"))
+            start, jump = state["start"], state["jump"]
+            for alias in (a for a in fcs if layer in fcs):
+                k = fcs[alias][2]  # the first dense fc layer is k x k, the others 1 x 1
+                start += (k - 1) / 2 * jump
+                if alias == layer:
+                    break
+            out.append((start, jump))
     finally:
         for h in hooks:
             h.remove()
-    start, jump = state["start"], state["jump"]
-    for alias in (a for a in fcs if layer in fcs):
-        k = fcs[alias][2]  # the first dense fc layer is a k x k convolution, the others 1 x 1
-        start += (k - 1) / 2 * jump
-        if alias == layer:
-            break
-    return start, jump
+    return out

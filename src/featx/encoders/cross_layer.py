@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from featx.errors import InputError
+from featx.encoders.pooling import normalize
 from featx.linalg import bmm
 
 
@@ -165,8 +166,8 @@ def score_contributions(local: torch.Tensor, guide: torch.Tensor, weights: torch
     k = guide.shape[2]
     p = cross_layer_pool(local, guide)  # (B, K * D)
 
-    def s(v: torch.Tensor) -> torch.Tensor:
-        return v.sign() * v.abs().sqrt() if power else v
+    def s(v: torch.Tensor) -> torch.Tensor:  # the encodings' signed square root, no L2
+        return normalize(v, power=power, l2=False)
 
     sp = s(p)
     scale = sp.norm(dim=1).clamp_min(torch.finfo(sp.dtype).tiny) if l2 else \

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset, get_worker_info
 from featx import interrupt
 from featx.backbones import ActivationExtractor, DenseFC, dense_shapes, get_backbone
 from featx.backbones import layer_shapes, load_model
-from featx.backbones.features import receptive_field
+from featx.backbones.features import receptive_fields
 from featx.device import rank_and_world, release_free_host_memory, resolve_device
 from featx.digest import file_digest
 from featx.errors import FeatxError, ImageDecodeError, InputError, NonFiniteError
@@ -277,7 +277,7 @@ def run(source: ImageSource, out: str | Path, cfg: ExtractConfig = ExtractConfig
             pyramid_shapes=[{k: list(v) for k, v in d.items()} for d in pyr_shapes],
             # per layer and scale, (centre of row 0, stride) in pixels: where each dense
             # vector's receptive field is (MPP + SP's regions, the maps' windows)
-            pyramid_geometry={x: [list(receptive_field(bb, x, s)) for s in pyramid.sizes(size)]
+            pyramid_geometry={x: [list(g) for g in receptive_fields(bb, x, pyramid.sizes(size))]
                               for x in pyr_layers} if pyramid else {},
         )
         splits = np.cumsum([0] + [v.count() for v in grid_views])
