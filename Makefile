@@ -23,7 +23,7 @@ test-fast: install
 # reports/; with none present (offline), the same chain on the shipped flower photos.
 # ARGS="--plan" prints the plan only; see docs/reproduce.md for the other overrides.
 reproduce: install
-	$(PY) scripts/reproduce.py $(ARGS)
+	$(VENV)/bin/featx reproduce $(ARGS)
 
 # Downloads the benchmarks and ImageNet weights (needs internet); see docs/reproduce.md.
 data:

@@ -39,7 +39,7 @@ from PIL import Image
 
 from featx.backbones import get_backbone, load_model
 from featx.device import keep_host_memory
-from featx.images import ViewSpec, decode, normalize
+from featx.images import ViewSpec, decode, normalize_pixels
 from featx.stages import extract
 from featx.stages.extract import ExtractConfig, nonfinite_rows
 from featx.images import folder_source
@@ -149,7 +149,7 @@ def per_image_costs(photos: Path, size: int, n: int = 64) -> dict[str, float]:
     costs["decode + resize (workers)"], imgs = best(
         lambda: [view.render(decode(str(p), (size, size)), size, 0, "bilinear") for p in paths])
     batch = torch.cat(imgs)
-    costs["normalise"], _ = best(lambda: normalize(batch, (0.485, 0.456, 0.406),
+    costs["normalise"], _ = best(lambda: normalize_pixels(batch, (0.485, 0.456, 0.406),
                                                    (0.229, 0.224, 0.225), False))
     acts = [torch.randn(len(paths), c, 13, 13).contiguous(memory_format=torch.channels_last)
             for c in (384, 256)]  # as the hooks see them; stored NCHW float16

@@ -9,7 +9,7 @@ flower_photos dev set, ``../shared/data/flowers/dev``: 5 classes, 60 train + 40 
 class, CC BY 2.0). featx: every row ``make reproduce`` computes offline (global/pool, jitter,
 centre, crops, CL on both candidate pairs with their F/C variants, direct max/sum-sqrt, SPP,
 sign-quantised, MPP/NFK/CSF/MPP + SP over the head pyramid, scheme 2, the CL + fc joins), run
-by the reproduction's own machinery (scripts/reproduce.py's offline setup, pointed at
+by the reproduction's own machinery (featx.reproduce's offline setup, pointed at
 ``--data``), each row's SVM C by 5-fold cross-validation on the training photos.
 
 The peer (written here, as a user would): the backbone's pooled features (timm's network with
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -35,14 +34,6 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "flowers" / "dev"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
-
-
-def _reproduce():
-    spec = importlib.util.spec_from_file_location("reproduce", REPO / "scripts" / "reproduce.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["reproduce"] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
 
 
 def split(root: Path, name: str) -> tuple[list[Path], np.ndarray, list[str]]:
@@ -135,8 +126,10 @@ def main() -> None:
         print(f"no real photos at {args.data} (train/<class>, test/<class>): nothing measured; "
               "pass --data DIR", file=sys.stderr)
         return
-    rp = _reproduce()
-    setup = dataclasses.replace(rp.offline_setup(REPO), name=f"real-{args.data.name}",
+    import featx.reproduce as rp
+    from featx.reproduce.report import ours
+
+    setup = dataclasses.replace(rp.offline_setup(REPO / "data" / "flowers-demo"), name=f"real-{args.data.name}",
                                 root=args.data.resolve(), note="")
     changes = {k: v for k, v in (("input_size", args.input_size), ("cl_dim", args.cl_dim),
                                  ("fv_dim", args.fv_dim), ("components", args.components),
@@ -145,7 +138,7 @@ def main() -> None:
         changes["fc_power"] = args.fc_norm == "sqrt+l2"
     setup = dataclasses.replace(setup, **changes)
     only = {x.strip() for x in args.only.split(",")} if args.only else None
-    rep = rp.Reproduction(setup, args.work, only, quiet=True)
+    rep = rp.Reproduction(setup, args.work, only)
     t = time.perf_counter()
     results = rep.go()
     t_featx = time.perf_counter() - t
@@ -170,9 +163,9 @@ def main() -> None:
           f"K={setup.components}; C {setup.C}; {torch.get_num_threads()} threads; "
           f"one test photo = {one:.2f} points")
     print(f"{'row':<30}{'top-1':>7}{'- probe':>9}{'dims':>9}{'C':>9}")
-    for name in sorted(results, key=lambda n: -rp.ours(results[n])):
+    for name in sorted(results, key=lambda n: -ours(results[n])):
         r = results[name]
-        print(f"{name:<30}{rp.ours(r):>7.1f}{rp.ours(r) - probe:>+9.1f}{r['dim']:>9,}"
+        print(f"{name:<30}{ours(r):>7.1f}{ours(r) - probe:>+9.1f}{r['dim']:>9,}"
               f"{r['C']:>9.3g}")
     print(f"{'linear probe (peer)':<30}{probe:>7.1f}{'':>9}{1280:>9,}{probe_c:>9.3g}")
     if not args.no_probe:
@@ -180,11 +173,11 @@ def main() -> None:
             label = f"  featx SVM on probe features, {'sqrt+L2' if power else 'L2'}"
             print(f"{label:<30}{acc:>7.1f}{acc - probe:>+9.1f}{1280:>9,}{c:>9.3g}")
     print(f"featx {t_featx:.0f} s (every row, extraction included), probe {t_probe:.0f} s")
-    best = max(results, key=lambda n: rp.ours(results[n]))
+    best = max(results, key=lambda n: ours(results[n]))
     if "CNN-Global" in results:
         print(f"figure: featx_global_minus_probe = "
-              f"{rp.ours(results['CNN-Global']) - probe:+.1f} points (goal within ±0.5)")
-    print(f"figure: best_featx_minus_probe = {rp.ours(results[best]) - probe:+.1f} points "
+              f"{ours(results['CNN-Global']) - probe:+.1f} points (goal within ±0.5)")
+    print(f"figure: best_featx_minus_probe = {ours(results[best]) - probe:+.1f} points "
           f"({best}; goal ≥ +1)")
 
 

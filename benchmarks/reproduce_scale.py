@@ -6,7 +6,7 @@ benchmark's size.
 
 The data set: N JPEGs at VOC sizes (500x375 and 375x500), half trainval and half test, the
 ImageSets/Main/<class>_<split>.txt files, multi-label with difficult (0) flags. The chain:
-scripts/reproduce.py with AlexNet at the papers' settings (227 input, 7 scales, 500-d and
+featx reproduce with AlexNet at the papers' settings (227 input, 7 scales, 500-d and
 128-d PCA, K = 256) and ``--weights none``, in a subprocess sampled every 0.2 s for the RSS (Pss)
 of its process tree and the size of every folder of its work folder.
 
@@ -36,7 +36,6 @@ import argparse
 import json
 import math
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -55,8 +54,12 @@ from featx.datasets import VOC_CLASSES  # noqa: E402
 # (name, images, train images, classes)
 BENCHMARKS = [("VOC07", 9963, 5011, 20), ("MIT-67", 6700, 5360, 67),
               ("CUB", 11788, 5994, 200), ("Flowers", 8189, 2040, 102)]
-PCA_VECTORS, GMM_VECTORS, PYRAMID_SAMPLE = 100_000, 256_000, 256  # scripts/reproduce.py Setup
-FV_DIM, GUIDANCE_SCALES = 128, 6  # the same
+from featx.reproduce import Setup  # noqa: E402
+
+_PAPERS = Setup("voc07", "voc07", Path("."), "trainval", "test")  # the papers' settings
+PCA_VECTORS, GMM_VECTORS, PYRAMID_SAMPLE = (_PAPERS.pca_vectors, _PAPERS.gmm_vectors,
+                                            _PAPERS.pyramid_sample)
+FV_DIM, GUIDANCE_SCALES = _PAPERS.fv_dim, _PAPERS.guidance_scales
 CORES = os.cpu_count() or 1
 GB = 1e9
 
@@ -137,21 +140,20 @@ def folder_sizes(work: Path) -> dict[str, int]:
 
 
 def run_chain(data: Path, work: Path, reports: Path) -> tuple[list, list, float]:
-    """Run scripts/reproduce.py; (samples, stage starts, seconds). A sample is (time, rss,
-    {folder: bytes}); a stage start is (time, stage, output name)."""
-    env = {**os.environ, "FEATX_REPRODUCE_TRACE": "1", "FEATX_DATA": str(data)}
-    cmd = [sys.executable, str(REPO / "scripts" / "reproduce.py"), "--data", str(data), "--work",
-           str(work), "--reports", str(reports), "--weights", "none", "--quiet"]
+    """Run featx reproduce; (samples, stage starts, seconds). A sample is (time, rss,
+    {folder: bytes}); a stage start is (time, stage, output name), from the trace file the
+    reproduction's runner writes (one JSON line a stage)."""
+    trace = work.parent / "trace.jsonl"
+    trace.unlink(missing_ok=True)
+    env = {**os.environ, "FEATX_REPRODUCE_TRACE": str(trace), "FEATX_DATA": str(data)}
+    cmd = [sys.executable, "-m", "featx", "-q", "reproduce", "--data", str(data), "--work",
+           str(work), "--reports", str(reports), "--weights", "none"]
     t0 = time.time()
     proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
     samples, stages, lines = [], [], []
 
     def read():
-        for line in proc.stderr:
-            lines.append(line)
-            m = re.match(r"== stage (\S+) (\S*) ([\d.]+)", line)
-            if m:
-                stages.append((float(m.group(3)), m.group(1), m.group(2)))
+        lines.extend(proc.stderr)
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
@@ -161,6 +163,9 @@ def run_chain(data: Path, work: Path, reports: Path) -> tuple[list, list, float]
     reader.join()
     if proc.returncode:
         sys.exit("reproduce failed:\n" + "".join(lines[-30:]))
+    for line in trace.read_text().splitlines() if trace.is_file() else []:
+        entry = json.loads(line)
+        stages.append((entry["time"], entry["stage"], entry["target"]))
     return samples, stages, time.time() - t0
 
 

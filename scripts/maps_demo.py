@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -200,7 +201,8 @@ def main() -> None:
                     args.out / "demo-confusion.png")
         for p in ml_plots:
             if p.endswith(".png"):
-                shutil.copy(p, args.out / f"demo-{Path(p).name}")
+                # pr-NNN-<class>.png (NNN: the class index) -> demo-pr-<class>.png
+                shutil.copy(p, args.out / f"demo-{re.sub(r'^pr-[0-9]{3}-', 'pr-', Path(p).name)}")
         print(f"pictures copied to {args.out}")
 
 

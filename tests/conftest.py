@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -61,13 +59,10 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def reproduce():
-    """scripts/reproduce.py as a module (it lives outside the package)."""
-    path = Path(__file__).resolve().parent.parent / "scripts" / "reproduce.py"
-    spec = importlib.util.spec_from_file_location("reproduce", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["reproduce"] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    """featx.reproduce, the package the reproduction lives in."""
+    import featx.reproduce
+
+    return featx.reproduce
 
 
 @pytest.fixture

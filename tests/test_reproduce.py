@@ -1,5 +1,5 @@
-"""scripts/reproduce.py: every published row is computed or listed as not run, and the report
-puts the paper's number, with its table, beside ours."""
+"""featx reproduce (featx.reproduce): every published row is computed or listed as not run, and
+the report puts the paper's number, with its table, beside ours."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from featx import paper
+from click.testing import CliRunner
+
+from featx.cli import main as cli
+from featx.reproduce import published as paper
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -34,7 +37,7 @@ def test_paper_numbers_are_the_tables(reproduce):
 
 def test_report_lists_every_row_with_the_paper_number(reproduce, tmp_path):
     setup = reproduce.Setup("voc07", "voc07", tmp_path, "trainval", "test")
-    rep = reproduce.Reproduction(setup, tmp_path / "work", None, quiet=True)
+    rep = reproduce.Reproduction(setup, tmp_path / "work")
     results = {}
     for k, r in enumerate(rep.rows.values()):
         ap = [0.5 + 0.01 * k] * 20
@@ -52,6 +55,13 @@ def test_report_lists_every_row_with_the_paper_number(reproduce, tmp_path):
     for row in paper.NOT_RUN:
         assert f"| {row} |" in text
     assert "equals its CL-45F number" in text  # the Table 8 note
+
+
+def _featx_reproduce(data: Path, tmp_path: Path, *args: str):
+    """``featx -q reproduce`` on ``data``, work and reports under ``tmp_path``."""
+    return CliRunner().invoke(cli, ["-q", "reproduce", "--data", str(data), "--work",
+                                    str(tmp_path / "w"), "--reports", str(tmp_path / "r"),
+                                    *args])
 
 
 def _voc(root: Path, n: int = 4) -> Path:
@@ -75,31 +85,28 @@ def _voc(root: Path, n: int = 4) -> Path:
 def test_incomplete_benchmark_is_named_and_refused_before_any_work(reproduce, tmp_path, capsys):
     voc = _voc(tmp_path / "data")
     (voc / "JPEGImages" / "000002.jpg").unlink()
-    with pytest.raises(SystemExit) as exc:
-        reproduce.main(["--data", str(tmp_path / "data"), "--work", str(tmp_path / "w"),
-                        "--reports", str(tmp_path / "r"), "--quiet"])
-    assert str(exc.value).startswith("Error: voc07: ") and "000002.jpg is missing" in str(exc.value)
+    res = _featx_reproduce(tmp_path / "data", tmp_path)
+    assert res.exit_code == 1 and res.output.startswith("Error: voc07: ")
+    assert "000002.jpg is missing" in res.output and len(res.output.splitlines()) == 1
     assert not any((tmp_path / "w").rglob("*.h5"))
     _voc(tmp_path / "data2")
     voc = tmp_path / "data2" / "VOCdevkit" / "VOC2007"
     (voc / "ImageSets" / "Main" / "dog_test.txt").unlink()
-    with pytest.raises(SystemExit, match="dog_test.txt is missing"):
-        reproduce.main(["--data", str(tmp_path / "data2"), "--work", str(tmp_path / "w"),
-                        "--reports", str(tmp_path / "r"), "--quiet"])
+    res = _featx_reproduce(tmp_path / "data2", tmp_path)
+    assert res.exit_code == 1 and "dog_test.txt is missing" in res.output
 
 
 @pytest.mark.reliability
 def test_run_refuses_to_start_without_the_disk_of_its_plan(reproduce, tmp_path, monkeypatch):
     _voc(tmp_path / "data")
-    monkeypatch.setattr(reproduce, "_calibrate", lambda rep, phase: {
+    monkeypatch.setattr(reproduce.run, "_calibrate", lambda rep, phase: {
         "seconds": 1.0, "bytes": 5e9, "vectors": 10, "rss": 1e9})
     free = type("Usage", (), {"free": int(2e9)})()
     monkeypatch.setattr(reproduce.shutil, "disk_usage", lambda path: free)
-    with pytest.raises(SystemExit) as exc:
-        reproduce.main(["--data", str(tmp_path / "data"), "--work", str(tmp_path / "w"),
-                        "--reports", str(tmp_path / "r"), "--quiet"])
-    msg = str(exc.value)
-    assert msg.startswith("Error: voc07 needs about ") and "2.0 GB are free" in msg
+    res = _featx_reproduce(tmp_path / "data", tmp_path)
+    msg = res.output
+    assert res.exit_code == 1 and msg.startswith("Error: voc07 needs about ")
+    assert "2.0 GB are free" in msg
     assert not any((tmp_path / "w").rglob("*.h5")) and not (tmp_path / "r").exists()
 
 
@@ -107,9 +114,9 @@ def test_h3d_cuts_2x1_blocks_and_every_other_dataset_2x2(reproduce, tmp_path):
     """Liu §4.1: M = N = 2 blocks, except M = 2, N = 1 for H3D; the report says which."""
     for name, (rows, cols) in (("h3d", (2, 1)), ("voc07", (2, 2)), ("mit67", (2, 2))):
         setup = next(s for s in reproduce.benchmarks(_all_layouts(tmp_path)) if s.name == name)
-        rep = reproduce.Reproduction(setup, tmp_path / "work", None, quiet=True)
+        rep = reproduce.Reproduction(setup, tmp_path / "work")
         for phase in ("cl45", "cl34"):
-            views = rep.extraction(phase)[1].split(",")
+            views = rep.extraction(phase)["views"].split(",")
             assert views == ["whole", f"blocks:{rows}x{cols}"], (name, views)
         results = {r.name: {"metrics": {"mAP": 0.5, "AP": [0.5] * 20}, "dim": 1, "C": 1.0}
                    for r in rep.rows.values()}
@@ -137,9 +144,10 @@ def test_a_quick_run_on_a_small_folder_finishes_and_says_what_it_clamped(reprodu
     500 dimensions and the GMM's 256 components are clamped, and the report says so, with the
     sample sizes actually used; a dataset's report carries only its own footnotes."""
     _voc(tmp_path / "data", n=12)  # 12 trainval (and the same 12 as test) images
-    reproduce.main(["--data", str(tmp_path / "data"), "--work", str(tmp_path / "w"),
-                    "--reports", str(tmp_path / "r"), "--backbone", "alexnet", "--weights",
-                    "none", "--input-size", "96", "--scales", "2", "--quiet"])
+    res = _featx_reproduce(tmp_path / "data", tmp_path, "--backbone", "alexnet", "--weights",
+                           "none", "--input-size", "96", "--scales", "2")
+    assert res.exit_code == 0, res.output
+    assert res.stdout.split() == [str(tmp_path / "r" / "voc07.md")]  # the report's path
     text = (tmp_path / "r" / "voc07.md").read_text()
     setup = reproduce.Setup("voc07", "voc07", tmp_path, "trainval", "test")
     for row in reproduce.rows_of(setup):

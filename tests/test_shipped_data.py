@@ -53,7 +53,7 @@ def test_the_folder_adapter_reads_both_splits():
 
 
 def test_the_offline_reproduction_runs_on_them(reproduce):
-    setup = reproduce.offline_setup(REPO)
+    setup = reproduce.offline_setup(DEMO)
     assert setup.root == DEMO and setup.dataset == "folder"
     assert setup.backbone == "efficientnet_lite0" and setup.input_size == 224
     assert "CC BY 2.0" in setup.note and "ATTRIBUTION.txt" in setup.note

@@ -358,7 +358,7 @@ def render_pyramid(img: torch.Tensor, sizes: Sequence[int], mode: str = "bilinea
     return [resize(img, s, mode) for s in sizes]
 
 
-def normalize(batch: torch.Tensor, mean: Sequence[float], std: Sequence[float],
+def normalize_pixels(batch: torch.Tensor, mean: Sequence[float], std: Sequence[float],
               bgr: bool = False) -> torch.Tensor:
     """uint8 (B, H, W, 3) -> float32 (B, 3, H, W) normalised, channels_last, on its device.
 

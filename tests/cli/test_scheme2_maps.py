@@ -147,9 +147,16 @@ def test_maps_find_moved_images(chain, cli, tmp_path):
     import shutil
 
     moved = tmp_path / "moved"
-    shutil.copytree(chain["root"] / "ds", moved)
-    out = cli("maps", *chain["acts"], "--guidance", chain["guidance"], "--pca", chain["pca"],
-              "--images", moved, "--limit", "1", "-o", tmp_path / "g").stdout.split()
+    shutil.move(chain["root"] / "ds", moved)  # the originals are gone while maps runs
+    try:
+        res = cli("maps", *chain["acts"], "--guidance", chain["guidance"], "--pca",
+                  chain["pca"], "--limit", "1", "-o", tmp_path / "lost", ok=False)
+        assert res.exit_code == 1  # without --images the moved photos are not found
+        out = cli("maps", *chain["acts"], "--guidance", chain["guidance"], "--pca",
+                  chain["pca"], "--images", moved, "--limit", "1", "-o", tmp_path / "g"
+                  ).stdout.split()
+    finally:
+        shutil.move(moved, chain["root"] / "ds")
     _pngs_open(out)
 
 

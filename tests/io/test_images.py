@@ -9,7 +9,8 @@ import torch
 from PIL import Image, ImageOps
 
 from featx.errors import ImageDecodeError, InputError
-from featx.images import ViewSpec, decode, folder_source, list_source, normalize, open_source
+from featx.images import ViewSpec, decode, folder_source, list_source, open_source
+from featx.images import normalize_pixels
 from featx.images import resize
 
 
@@ -172,10 +173,10 @@ def test_centre_and_ap50_crops_are_the_hand_computed_boxes():
 def test_normalize_layout_and_bgr():
     red = torch.zeros(1, 4, 4, 3, dtype=torch.uint8)
     red[..., 0] = 255
-    x = normalize(red, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    x = normalize_pixels(red, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
     assert x.shape == (1, 3, 4, 4) and x.is_contiguous(memory_format=torch.channels_last)
     assert torch.allclose(x[0, :, 0, 0], torch.tensor([2.0, -2.0, -2.0]))
-    bgr = normalize(red, (0.5, 0.4, 0.3), (1 / 255, 1 / 255, 1 / 255), bgr=True)
+    bgr = normalize_pixels(red, (0.5, 0.4, 0.3), (1 / 255, 1 / 255, 1 / 255), bgr=True)
     # Caffe: BGR order, 0..255 minus the mean pixel
     assert torch.allclose(bgr[0, :, 0, 0], torch.tensor([-0.3 * 255, -0.4 * 255, 0.5 * 255]))
 
@@ -189,7 +190,7 @@ def test_normalize_equals_the_per_pixel_formula(bgr):
     for c in range(3):
         src = 2 - c if bgr else c  # BGR: the network's channel c is the image's 2 - c
         naive[:, c] = (batch[..., src].double() / 255 - mean[src]) / std[src]
-    got = normalize(batch, mean, std, bgr)
+    got = normalize_pixels(batch, mean, std, bgr)
     assert got.is_contiguous(memory_format=torch.channels_last)
     assert (got.double() - naive).abs().max() < 1e-5  # float32 rounding of values up to 2.7
 

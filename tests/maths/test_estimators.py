@@ -32,6 +32,15 @@ def test_random_state_takes_ints_generators_and_none():
 
 
 def test_pca_in_a_pipeline():
-    x = np.random.default_rng(0).normal(size=(200, 6))
+    """In a Pipeline the PCA transforms as it does alone, and as scikit-learn's PCA (up to
+    each component's sign): the pipeline passes the data through, nothing else."""
+    from sklearn.decomposition import PCA as SkPCA
+
+    x = np.random.default_rng(0).normal(size=(200, 6)) * [5, 4, 3, 2, 1, 0.5]
     y = make_pipeline(PCA(n_components=3)).fit_transform(x)
+    alone = PCA(n_components=3).fit(x).transform(x)
+    ref = SkPCA(n_components=3).fit_transform(x)
     assert y.shape == (200, 3) and y.dtype == np.float64
+    np.testing.assert_allclose(y, alone, atol=1e-12)
+    # featx computes in float32 (tests/maths/test_fit.py): agreement to float32 rounding
+    np.testing.assert_allclose(y * np.sign(y[0]), ref * np.sign(ref[0]), atol=1e-5)

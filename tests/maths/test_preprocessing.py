@@ -12,7 +12,7 @@ import torch
 import torchvision.models as tvm
 
 from featx.backbones import get_backbone
-from featx.images import ViewSpec, normalize
+from featx.images import ViewSpec, normalize_pixels
 
 TORCHVISION = {"alexnet": tvm.AlexNet_Weights.IMAGENET1K_V1,
                "vgg16": tvm.VGG16_Weights.IMAGENET1K_V1,
@@ -87,7 +87,7 @@ def test_the_centre_view_equals_torchvisions_transforms_on_a_square_photo():
     bb = get_backbone("resnet50")  # resize 232, crop 224: an odd margin
     g = torch.Generator().manual_seed(0)
     img = torch.randint(0, 256, (300, 300, 3), dtype=torch.uint8, generator=g)
-    ours = normalize(ViewSpec.parse("centre").render(img, bb.input_size, bb.jitter_size,
+    ours = normalize_pixels(ViewSpec.parse("centre").render(img, bb.input_size, bb.jitter_size,
                                                      bb.interpolation), bb.mean, bb.std)
     theirs = TORCHVISION["resnet50"].transforms()(img.permute(2, 0, 1))
     assert ours.shape == (1, *theirs.shape)

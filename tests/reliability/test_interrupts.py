@@ -88,11 +88,21 @@ def test_changed_images_are_noticed_on_resume(make_images, tmp_path, cli):
     cli(*args, "--overwrite")
 
 
-def test_a_huge_batch_size_is_clamped(caplog):
+def test_a_huge_batch_size_is_clamped(caplog, monkeypatch, make_images, tmp_path):
+    """The warning is said when the config is made, and the run's loader takes MAX_BATCH CNN
+    inputs at most (here 1 view an image: MAX_BATCH images a batch)."""
+    import featx.stages.extract as stage
+    from featx.images import folder_source
+
     caplog.set_level(logging.WARNING, logger="featx")
-    cfg = ExtractConfig(batch_size=100_000)
-    assert cfg.batch_size == 100_000
+    cfg = ExtractConfig(batch_size=100_000, weights="none", workers=0, input_size=64)
     assert f"using {MAX_BATCH}" in caplog.text
+    seen = []
+    real = stage.DataLoader
+    monkeypatch.setattr(stage, "DataLoader",
+                        lambda *a, **kw: seen.append(kw["batch_size"]) or real(*a, **kw))
+    stage.run(folder_source(make_images(2)), tmp_path / "acts", cfg)
+    assert seen == [MAX_BATCH]
 
 
 def test_sigterm_inside_a_batch_loop_is_raised_at_the_next_check():

@@ -237,3 +237,59 @@ def test_resuming_shards_made_with_other_preprocessing_is_refused(make_images, t
     assert before.keys() == after.keys()
     for k in before:
         np.testing.assert_array_equal(before[k], after[k])
+
+
+def _snapshot(*folders: Path) -> dict[Path, bytes]:
+    return {p: p.read_bytes() for f in folders for p in sorted(Path(f).rglob("*.h5"))}
+
+
+def test_evaluate_json_follows_the_output_rules(chain, tmp_path, cli):
+    """Issue 26.1: the metrics JSON is refused where a file exists (without --overwrite) and
+    is never the model or a shard it reads, even with --overwrite; it is written whole."""
+    before = _snapshot(chain)
+    existing = tmp_path / "m.json"
+    existing.write_text("keep me")
+    res = cli("evaluate", chain / "enc", "--model", chain / "svm.h5", "--json", existing,
+              ok=False)
+    _one_line_error(res, "exists", "--overwrite")
+    assert existing.read_text() == "keep me"
+    for target in (chain / "svm.h5", chain / "enc" / "shard-00000.h5"):
+        res = cli("evaluate", chain / "enc", "--model", chain / "svm.h5", "--json", target,
+                  "--overwrite", ok=False)
+        _one_line_error(res, "an output is never an input")
+    assert _snapshot(chain) == before
+    out = cli("evaluate", chain / "enc", "--model", chain / "svm.h5", "--json", existing,
+              "--overwrite").stdout.split()
+    assert out == [str(existing)] and "top1" in existing.read_text()
+    assert not list(tmp_path.glob("*.partial"))
+
+
+@pytest.mark.parametrize("args", [
+    ["encode", "{c}/acts", "--pca", "{c}/pca.h5", "-o", "{c}/acts", "--overwrite"],
+    ["encode", "{c}/acts", "--pca", "{c}/pca.h5", "-o", "{c}", "--overwrite"],
+    ["train-svm", "{c}/enc", "-o", "{c}/enc/shard-00000.h5", "--overwrite"],
+    ["fit-pca", "{c}/acts", "--layer", "conv4", "-o", "{c}/acts/shard-00000.h5", "--overwrite"],
+    ["join", "{c}/enc", "{c}/enc", "-o", "{c}/enc", "--overwrite"],
+], ids=["encode into acts", "encode into a folder holding acts", "train-svm onto a shard",
+        "fit-pca onto a shard", "join into a part"])
+def test_an_output_that_is_an_input_is_refused_with_or_without_overwrite(chain, cli, args):
+    """Issue 26.2: an output that is, holds or lies inside an input is refused before any
+    work; every input is left as it was."""
+    before = _snapshot(chain)
+    res = cli(*[a.format(c=chain) for a in args], ok=False)
+    _one_line_error(res, "an output is never an input")
+    assert _snapshot(chain) == before
+
+
+@pytest.mark.filterwarnings("ignore:Glyph .* missing from font")  # the names need not render
+def test_pr_curves_of_classes_with_alike_names_get_a_file_each(tmp_path):
+    """Issue 26.6: 猫 and 犬 (and 'a b' / 'a_b') slug alike; each class keeps its own PNG."""
+    from featx.stages.evaluate import draw
+
+    classes = ["猫", "犬", "a b", "a_b"]
+    labels = np.array([[1, -1, 1, -1], [-1, 1, -1, 1], [1, 1, -1, -1]], np.int8)
+    scores = np.random.default_rng(0).normal(size=labels.shape).astype(np.float32)
+    result = {"classes": classes, "split": "test", "AP": [0.5] * 4, "AP_all_point": [0.5] * 4}
+    paths = draw(result, scores, labels, tmp_path)
+    assert len({p.name for p in paths}) == 4 and all(p.is_file() for p in paths)
+    assert [p.name[:7] for p in paths] == ["pr-000-", "pr-001-", "pr-002-", "pr-003-"]

@@ -18,8 +18,9 @@ supply converted Caffe weights with ``--weights PATH``.
 # the entries register on import, in the order `featx layers` lists them
 from featx.backbones import alexnet, vgg, resnet, efficientnet_lite  # noqa: F401, I001
 from featx.backbones.features import ActivationExtractor, DenseFC, dense_shapes, layer_shapes
+from featx.backbones.named import FAMILIES, list_models
 from featx.backbones.registry import BACKBONES, Backbone, backbone, get_backbone
 from featx.backbones.weights import load_model
 
-__all__ = ["BACKBONES", "ActivationExtractor", "Backbone", "DenseFC", "backbone",
-           "dense_shapes", "get_backbone", "layer_shapes", "load_model"]
+__all__ = ["BACKBONES", "FAMILIES", "ActivationExtractor", "Backbone", "DenseFC", "backbone",
+           "dense_shapes", "get_backbone", "layer_shapes", "list_models", "load_model"]

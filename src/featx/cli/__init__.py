@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 
 import click
@@ -14,7 +13,7 @@ from featx import interrupt
 from featx.cli import options
 from featx.errors import FeatxError
 from featx.cli.progress import stderr
-from featx.device import keep_host_memory
+from featx.stages import process_setup
 
 
 class FeatxGroup(click.Group):
@@ -22,14 +21,8 @@ class FeatxGroup(click.Group):
 
     def main(self, args=None, *rest, **kwargs):
         options.ARGV[:] = list(args) if args is not None else sys.argv[1:]
-        keep_host_memory()
-        interrupt.reset()
-        previous = signal.signal(signal.SIGTERM, interrupt.request)
-        try:
+        with process_setup():  # glibc keeps freed host memory; SIGTERM stops at a safe point
             return super().main(args, *rest, **kwargs)
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-            interrupt.reset()
 
     def invoke(self, ctx: click.Context):
         try:
@@ -65,7 +58,8 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
 
 
 from featx.cli import encode as _encode, extract as _extract, fit as _fit  # noqa: E402
-from featx.cli import classify as _classify, layers as _layers, maps as _maps  # noqa: E402
+from featx.cli import classify as _classify, layers as _layers, draw as _draw  # noqa: E402
+from featx.cli import reproduce as _reproduce  # noqa: E402
 
 main.add_command(_extract.extract)
 main.add_command(_encode.encode)
@@ -75,5 +69,6 @@ main.add_command(_fit.fit_gmm_cmd)
 main.add_command(_fit.fit_guidance_cmd)
 main.add_command(_classify.train_svm)
 main.add_command(_classify.evaluate)
-main.add_command(_maps.maps)
+main.add_command(_draw.maps)
 main.add_command(_layers.layers)
+main.add_command(_reproduce.reproduce)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -13,9 +14,9 @@ from featx.cli.options import overwrite_opt
 from featx.cli.progress import stderr
 from featx.stages import evaluate as evaluate_stage
 from featx.stages import train_svm as train_stage
-from featx.stages.evaluate import DATASETS, EvaluateConfig, write_json
-from featx.stages.train_svm import TrainSVMConfig
-from featx.svm import AUTO_C
+from featx.datasets import DATASETS
+from featx.stages.evaluate import EvaluateConfig
+from featx.stages.train_svm import AUTO_C, TrainSVMConfig
 
 
 def _parse_c(ctx, param, value: str) -> tuple[float, ...]:
@@ -55,7 +56,7 @@ def train_svm(inputs, out, c, folds, include_difficult, memory, device, overwrit
     cfg = TrainSVMConfig(c=c, folds=folds, include_difficult=include_difficult, device=device,
                          overwrite=overwrite, command=command_line(), memory_gb=memory)
     with bars("class") as progress:
-        paths = list(train_stage.run(inputs, out, cfg, progress=progress))
+        paths = train_stage.run(inputs, out, cfg, progress=progress)
     for path in paths:
         emit(path)
 
@@ -64,7 +65,7 @@ def train_svm(inputs, out, c, folds, include_difficult, memory, device, overwrit
 @inputs_arg
 @click.option("--model", "model_path", required=True,
               type=click.Path(exists=True, dir_okay=False), help="svm.h5 from featx train-svm.")
-@click.option("--dataset", type=click.Choice(DATASETS),
+@click.option("--dataset", type=click.Choice(list(DATASETS)),
               help="The benchmark's metric: voc07 -> 11-point AP; others -> accuracy "
                    "(default: from the labels).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False),
@@ -74,22 +75,20 @@ def train_svm(inputs, out, c, folds, include_difficult, memory, device, overwrit
                    "matrix (single-label) into this folder; the metrics go to "
                    "DIR/metrics.json unless --json; every path is printed on stdout.")
 @memory_opt
+@overwrite_opt
 @click.pass_context
-def evaluate(ctx, inputs, model_path, dataset, json_path, plots_dir, memory):
+def evaluate(ctx, inputs, model_path, dataset, json_path, plots_dir, memory, overwrite):
     """Score encoding shards INPUTS with an SVM model and report the metrics."""
-    result = evaluate_stage.run(inputs, EvaluateConfig(model=model_path, dataset=dataset,
-                                                       memory_gb=memory, plots=plots_dir))
-    if not ctx.obj["quiet"]:
-        stderr.print(result_table(result))
     if plots_dir and not json_path:  # stdout carries paths only
         json_path = str(Path(plots_dir) / "metrics.json")
-    text = write_json(result, json_path)
-    if json_path:
-        emit(json_path)
-    else:
-        click.echo(text)
-    for path in result.get("plots", []):
-        emit(path)
+    stage = evaluate_stage.Evaluate(EvaluateConfig(
+        model=model_path, dataset=dataset, memory_gb=memory, plots=plots_dir,
+        overwrite=overwrite, command=command_line()))
+    stage.run(inputs, json_path, on_written=emit)
+    if not ctx.obj["quiet"]:
+        stderr.print(result_table(stage.result))
+    if not json_path:
+        click.echo(json.dumps(stage.result, indent=2))
 
 
 def result_table(result: dict) -> Table:

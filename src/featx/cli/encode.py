@@ -60,8 +60,7 @@ def encode(inputs, out, methods, views, pca, gmm, guidance, layer_pair, fc_layer
         dtype=dtype, device=device, overwrite=overwrite, command=command_line(),
     )
     with bars("img") as progress:
-        for path in stage.run(inputs, out, cfg, progress=progress):
-            emit(path)
+        stage.run(inputs, out, cfg, progress=progress, on_written=emit)
 
 
 @click.command()
@@ -77,5 +76,4 @@ def join(inputs, out, dtype, overwrite) -> None:
     """
     cfg = JoinConfig(dtype=dtype, overwrite=overwrite, command=command_line())
     with bars("img") as progress:
-        for path in join_stage.run(inputs, out, cfg, progress=progress):
-            emit(path)
+        join_stage.run(inputs, out, cfg, progress=progress, on_written=emit)

@@ -7,8 +7,8 @@ import click
 from featx.backbones import BACKBONES
 from featx.cli.options import bars, batch_size_opt, command_line, device_opt, emit, images_arg
 from featx.cli.options import out_opt, overwrite_opt, seed_opt
-from featx.datasets import DATASETS, open_dataset
-from featx.images import open_source
+from featx.api import image_source
+from featx.datasets import DATASETS
 from featx.stages import extract as stage
 from featx.stages.extract import DTYPES, ExtractConfig
 
@@ -69,12 +69,8 @@ def extract(inputs, out, dataset, root, split, sample, crop_boxes, backbone, wei
         dtype=dtype, seed=seed, skip_bad=skip_bad, overwrite=overwrite, command=command_line(),
         sample=sample,
     )
-    if dataset:
-        if inputs or not root or (not split and dataset != "folder"):
-            raise click.UsageError("--dataset takes --root and --split, and no INPUTS")
-        source = open_dataset(dataset, root, split, crop=crop_boxes)
-    else:
-        source = open_source(inputs)
+    if dataset and (inputs or not root or (not split and dataset != "folder")):
+        raise click.UsageError("--dataset takes --root and --split, and no INPUTS")
+    source = image_source(inputs, dataset=dataset, root=root, split=split, crop_boxes=crop_boxes)
     with bars("img") as progress:
-        for path in stage.run(source, out, cfg, progress=progress):
-            emit(path)
+        stage.run(source, out, cfg, progress=progress, on_written=emit)

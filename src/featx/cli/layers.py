@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import click
 
-from featx.backbones import BACKBONES, get_backbone, layer_shapes
-from featx.backbones.named import FAMILIES, list_models
+from featx.api import layers as layer_shapes
+from featx.backbones import BACKBONES, FAMILIES, get_backbone, list_models
 
 
 @click.command()
@@ -32,7 +32,7 @@ def layers(backbone: str | None, input_size: int | None, family: str | None) -> 
     bb = get_backbone(backbone)
     roles = dict(zip(bb.cross_layer or (), ("local", "guidance")))
     dense = set(bb.fc_conv[1]) if bb.fc_conv else set()
-    for alias, shape in layer_shapes(bb, input_size or bb.input_size).items():
+    for alias, shape in layer_shapes(backbone, input_size).items():
         notes = [f"cross-layer default: {roles[alias]}"] if alias in roles else []
         if alias in dense:
             notes.append("dense in the pyramid view")

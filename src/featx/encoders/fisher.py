@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from featx.encoders.pooling import normalize
-from featx.fit.gmm import augment, density_params
+from featx.encoders.gaussian import augment, density_params
 from featx.linalg import addmm
 
 POSTERIOR_FLOOR = 1e-6  # VLFeat's vl_fisher drops posteriors below this
@@ -124,7 +124,7 @@ def vlad(x: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
     return normalize(v.flatten(1))
 
 
-def _gmm_params(gmm) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def gmm_params(gmm) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(means, variances, priors) of a fitted :class:`featx.fit.GaussianMixture` (or any object
     with ``means_``, ``variances_``, ``priors_``)."""
     return tuple(torch.as_tensor(getattr(gmm, a), dtype=torch.float32)
@@ -133,7 +133,7 @@ def _gmm_params(gmm) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
 def _scale_fvs(per_scale_features: list[torch.Tensor], gmm) -> list[torch.Tensor]:
     """The plain FV G^s of each scale, L2-normalised."""
-    params = _gmm_params(gmm)
+    params = gmm_params(gmm)
     out = []
     for xs in per_scale_features:
         g = fisher_vector(xs, *params, improved=False)
@@ -148,7 +148,7 @@ def mpp(per_scale_features: list[torch.Tensor], gmm) -> torch.Tensor:
 
 def nfk(per_scale_features: list[torch.Tensor], gmm) -> torch.Tensor:
     """Naive Fisher kernel (Yoo Eq. 2): one plain FV over all scales' features -> (B, 2KD)."""
-    return normalize(fisher_vector(torch.cat(per_scale_features, 1), *_gmm_params(gmm),
+    return normalize(fisher_vector(torch.cat(per_scale_features, 1), *gmm_params(gmm),
                                    improved=False))
 
 

@@ -5,7 +5,8 @@ torch, on the GPU when given ``device=``. They take numpy arrays (validated as s
 does, results returned as numpy) or torch tensors (kept on their device, results as tensors).
 """
 
-from featx.fit.gmm import GaussianMixture, augment, density_params, log_densities, posteriors
+from featx.encoders.gaussian import augment, density_params, log_densities, posteriors
+from featx.fit.gmm import GaussianMixture
 from featx.fit.guidance import Guidance, fit_guidance, init_guidance
 from featx.fit.kmeans import kmeans, kmeans_pp
 from featx.fit.pca import PCA

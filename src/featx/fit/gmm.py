@@ -1,5 +1,6 @@
 """Diagonal-covariance Gaussian mixtures, fitted by EM in torch; their log-densities and
-posteriors as module functions (the Fisher vector's E-step uses the same ones).
+posteriors live in :mod:`featx.encoders.gaussian` (the Fisher vector's E-step uses the same
+ones).
 
 EM for a mixture with priors pi_k, means mu_k and diagonal variances sigma^2_k. The E-step
 evaluates all log N(x_n | mu_k, sigma^2_k) at once with one GEMM of [x, x^2] against
@@ -25,6 +26,7 @@ import torch.nn.functional as F
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils.validation import check_is_fitted
 
+from featx.encoders.gaussian import augment, density_params, log_densities
 from featx.errors import InputError, NonFiniteError
 from featx.fit._base import as_samples, batches, seed_of
 from featx.fit.kmeans import kmeans, nearest
@@ -35,42 +37,6 @@ log = logging.getLogger(__name__)
 # rows per E-step chunk: the (rows, K) log-densities and responsibilities stay small enough to be
 # reused from the allocator's cache (a fresh 50,000 x 64 block per pass page-faults on every call)
 _CHUNK = 8192
-
-
-def augment(x: torch.Tensor) -> torch.Tensor:
-    """[x, x**2] (N, 2D): one GEMM with it gives the log-densities (E-step) or, with the
-    responsibilities, the first and second moments (M-step)."""
-    return torch.cat([x, x * x], 1)
-
-
-def density_params(means: torch.Tensor, variances: torch.Tensor,
-                   log_priors: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(bias (K,), weights (2D, K)) such that log N(x | mu_k, diag sigma^2_k) (+ log pi_k) =
-    bias_k + augment(x) @ weights[:, k]: bias = -1/2 [D log 2pi + sum_d log s_kd +
-    sum_d mu_kd^2/s_kd] (+ log pi_k), weights = [mu_k/s_k; -1/(2 s_k)]."""
-    prec = 1.0 / variances
-    bias = -0.5 * ((means.pow(2) * prec).sum(1) + variances.log().sum(1)
-                   + means.shape[1] * math.log(2 * math.pi))
-    if log_priors is not None:
-        bias = bias + log_priors
-    return bias, torch.cat([means * prec, -0.5 * prec], 1).T.contiguous()
-
-
-def log_densities(xx: torch.Tensor, means: torch.Tensor, variances: torch.Tensor,
-                  log_priors: torch.Tensor | None = None) -> torch.Tensor:
-    """log N(x_n | mu_k, diag sigma^2_k) (+ log pi_k) for all n, k: (N, K), as one GEMM.
-
-    ``xx`` is :func:`augment` (x); the parameters are used in its dtype.
-    """
-    bias, weights = density_params(means.to(xx), variances.to(xx),
-                                   None if log_priors is None else log_priors.to(xx))
-    return addmm(bias, xx, weights)
-
-
-def posteriors(x: torch.Tensor, means: torch.Tensor, variances: torch.Tensor,
-               priors: torch.Tensor) -> torch.Tensor:
-    """p(k | x_n) for (N, D) samples: (N, K)."""
-    return log_densities(augment(x), means, variances, priors.log()).softmax(1)
 
 
 class GaussianMixture(DensityMixin, BaseEstimator):

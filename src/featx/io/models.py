@@ -8,17 +8,20 @@ version, command line, and the fitting parameters).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h5py
 import numpy as np
 import torch
 
 from featx.errors import InputError
-from featx.fit import PCA, GaussianMixture, Guidance
 from featx.io.h5 import FORMAT_VERSION, TMP_SUFFIX, read_attrs, write_attrs
+
+if TYPE_CHECKING:  # featx.fit (scikit-learn) is imported when a model is read, not with featx.io
+    from featx.fit import PCA, GaussianMixture, Guidance
 
 
 def _save(path: str | Path, kind: str, arrays: Mapping[str, Any], attrs: Mapping[str, Any]
@@ -71,6 +74,8 @@ def save_pca(path, pca: PCA, attrs: Mapping[str, Any]) -> Path:
 
 
 def load_pca(path, device: torch.device | str = "cpu") -> tuple[PCA, dict[str, Any]]:
+    from featx.fit import PCA
+
     arrays, attrs = _load(path, "pca", ("components", "mean", "explained_variance",
                                             "explained_variance_ratio"))
     pca = PCA(n_components=arrays["components"].shape[0], whiten=bool(attrs["whiten"]),
@@ -91,6 +96,8 @@ def save_gmm(path, gmm: GaussianMixture, attrs: Mapping[str, Any]) -> Path:
 
 
 def load_gmm(path, device: torch.device | str = "cpu") -> tuple[GaussianMixture, dict[str, Any]]:
+    from featx.fit import GaussianMixture
+
     arrays, attrs = _load(path, "gmm", ("means", "variances", "priors", "history"))
     gmm = GaussianMixture(n_components=arrays["means"].shape[0], device=str(device))
     for name in ("means", "variances", "priors"):
@@ -119,6 +126,8 @@ def save_guidance(path, guidance: Guidance, attrs: Mapping[str, Any]) -> Path:
 
 def load_guidance(path, device: torch.device | str = "cpu") -> tuple[Guidance, dict[str, Any]]:
     """The guidance layer of featx fit-guidance (weights on ``device``) and its attributes."""
+    from featx.fit import Guidance
+
     arrays, attrs = _load(path, "guidance", ("weight", "bias"))
     w, b = (torch.from_numpy(arrays[n]).to(device) for n in ("weight", "bias"))
     if w.ndim != 4 or b.shape != w.shape[:1]:
@@ -143,3 +152,103 @@ def load_maps(path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         raise InputError(f"cannot read {path} (corrupt or not HDF5): {exc}") from None
     arrays, attrs = _load(path, "maps", tuple(names))
     return {i: arrays[n] for i, n in zip(attrs["ids"], names)}, attrs
+
+
+@dataclass(frozen=True)
+class ModelKind:
+    """One kind of model file: how it is read and written, which stage makes it, the option
+    that passes it, and what it must share with the activations it serves."""
+
+    name: str
+    load: Callable[..., tuple]
+    save: Callable[..., Path]
+    made_by: str
+    what: str
+    matches: tuple[str, ...] = ()
+
+    @property
+    def option(self) -> str:
+        return f"--{self.name}"
+
+    def needed_by(self, users: str) -> str:
+        """The message when a method needs this kind and none was passed."""
+        return f"method {users} needs {self.option} (a {self.what} from featx {self.made_by})"
+
+
+def _load_svm(path, device=None):
+    weights, biases, attrs = load_svm(path)
+    return (weights, biases), attrs
+
+
+# Every kind of model file, registered once: encode's methods name what they need from here
+# (``featx.methods.method(needs=...)``), the CLI and the API read them through it.
+MODEL_KINDS: dict[str, ModelKind] = {k.name: k for k in (
+    ModelKind("pca", load_pca, save_pca, "fit-pca", "PCA", ("backbone", "weights", "input_size")),
+    ModelKind("gmm", load_gmm, save_gmm, "fit-gmm", "GMM", ("backbone", "weights", "input_size")),
+    ModelKind("guidance", load_guidance, save_guidance, "fit-guidance", "guidance layer",
+              ("backbone", "weights", "input_size")),
+    ModelKind("svm", _load_svm, save_svm, "train-svm", "SVM"),
+)}
+
+
+def model_kind(path: str | Path) -> str:
+    """The ``kind`` attribute of a featx model file (refusing what is not one)."""
+    try:
+        with h5py.File(path, "r") as f:
+            kind = read_attrs(f).get("kind")
+    except OSError as exc:
+        raise InputError(f"cannot read model file {path} (corrupt or not HDF5): {exc}") from None
+    if kind not in MODEL_KINDS:
+        raise InputError(f"{path} is not a featx model file (kind={kind!r}; models: "
+                         f"{', '.join(MODEL_KINDS)})")
+    return kind
+
+
+def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[Any, dict[str, Any]]:
+    """(model, attributes) of a model file of any registered kind; an SVM is (weights,
+    biases)."""
+    return MODEL_KINDS[model_kind(path)].load(path, device)
+
+
+def pyramid_pca(head: Mapping[str, Any], fitted: Mapping[str, Any], model: str,
+                pca: str | None = None, device: torch.device | str = "cpu"):
+    """The one place that decides which PCA maps these activations' pyramid vectors (``head``)
+    into the space ``model`` (a GMM or a guidance, attributes ``fitted``) was fitted in: None
+    when extract --project did it already (with that PCA), else ``pca`` or the PCA the model
+    records, checked by digest."""
+    from featx.digest import file_digest
+    from featx.errors import ProvenanceError
+
+    if head.get("projected"):
+        if head["projected"] != fitted["pca_sha256"]:
+            raise ProvenanceError(f"the activations have projected={head['projected']!r}, this "
+                                  f"run needs projected={fitted['pca_sha256']!r}; {model} was "
+                                  "fitted on vectors projected by another PCA")
+        return None
+    path = pca or fitted.get("pca") or ""
+    if not path or not Path(path).is_file() or file_digest(path) != fitted["pca_sha256"]:
+        raise ProvenanceError(f"{model} was fitted on features reduced by "
+                              f"{fitted.get('pca') or 'a PCA'} (sha256 {fitted['pca_sha256']}); "
+                              "pass that PCA with --pca")
+    return load_pca(path, device)[0]
+
+
+def check_projection(head: Mapping[str, Any], pca: str, digest: str) -> None:
+    """Refuse ``pca`` (digest ``digest``) for activations projected by another PCA."""
+    from featx.errors import ProvenanceError
+
+    if head.get("projected") and head["projected"] != digest:
+        raise ProvenanceError(f"the activations were projected (extract --project) with another "
+                              f"PCA than {pca}; pass that PCA")
+
+
+def check_guidance_scales(head: Mapping[str, Any], gattrs: Mapping[str, Any], path: str) -> None:
+    """Refuse a guidance (attributes ``gattrs``) trained on other pyramid scales than these
+    activations (``head``) hold at the scale indices it uses."""
+    from featx.errors import ProvenanceError
+
+    sizes = list(head.get("pyramid_sizes") or [])
+    if [sizes[s] if s < len(sizes) else None for s in gattrs["scales"]] != \
+            list(gattrs["pyramid_sizes"]):
+        raise ProvenanceError(f"{path} was trained on pyramid scales of "
+                              f"{gattrs['pyramid_sizes']} px; these activations have {sizes}")

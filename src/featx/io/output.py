@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from featx.errors import DiskFullError, OutputError, OutputExistsError, OutputLockedError
 from featx.io.h5 import TMP_SUFFIX
@@ -149,3 +150,17 @@ def model_output(path: str | Path, *, overwrite: bool, command: str = "") -> Ite
     _prepare(path.parent)
     with _lock(path.with_name(f".{path.name}.lock"), command):
         yield path
+
+
+def save_json(path: str | Path, obj: Any) -> Path:
+    """Write ``obj`` as JSON to ``path`` atomically (a complete file or none), held by the
+    caller through :func:`model_output`."""
+    path = Path(path)
+    tmp = path.with_name(path.name + TMP_SUFFIX)
+    try:
+        tmp.write_text(json.dumps(obj, indent=2) + "\n")
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"cannot write {path}: {exc.strerror}") from None
+    return path

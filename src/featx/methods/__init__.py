@@ -172,4 +172,4 @@ class EncodePlan:
 
 
 # the entries register on import
-from featx.methods import local, fc, fisher  # noqa: E402, F401, I001
+from featx.methods import conv, fc, pyramid  # noqa: E402, F401, I001

@@ -1,21 +1,212 @@
-"""The stages: one module per command, each ``run(inputs, out, config, *, progress=None)``.
+"""The stages: one module per command, each a :class:`Stage` run by one driver.
 
-A stage validates its frozen config, resolves the device once, reads its inputs through
-:mod:`featx.io`, computes with the maths packages, and yields the paths it wrote. No stage
-imports another; what two stages share lives below them (``featx.sampling``, ``featx.io``).
+A stage supplies its frozen config (validated when made, before any file is read), its
+:meth:`Stage.plan` (read and check the inputs; the output is not touched yet) and its
+:meth:`Stage.work` (compute and write, yielding each path as it is complete). The driver,
+:meth:`Stage.run`, owns what every stage repeats, in this order:
+
+1. the process set-up a run needs (glibc keeps freed host memory; SIGTERM stops the run at a
+   safe point, as Ctrl-C does) when the caller has not made it already (the CLI has);
+2. the device, resolved once (``cfg.device``), and the torchrun rank and world size;
+3. the plan; then the refusal of an output that is, holds or lies inside one of its inputs;
+4. the output held for the run (:func:`featx.io.output_folder` for shard folders,
+   :func:`featx.io.model_output` for files): a lock, writability checked before any work,
+   replaced only by complete new output;
+5. resume-or-refuse of existing shards (:meth:`Output.existing`), provenance
+   (:meth:`Output.provenance`), progress (:meth:`Output.start`), interrupt polling.
+
+``run`` runs to completion and returns the paths written; ``on_written`` hears of each the
+moment it is complete (the CLI prints it, so the next stage in a pipe can start).
 
 ``progress`` is a :data:`Progress`: called with a description and a total, it returns the
 function that advances that task (``advance(n=1, note=None)``; a note such as a loss is shown
 beside the bar). The CLI passes one that draws rich progress bars.
+
+No stage imports another; what two stages share lives below them (``featx.sampling``,
+``featx.io``, ``featx.models``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager, nullcontext
+from pathlib import Path
+from typing import Any, ClassVar
 
-Progress = Callable[[str, "int | None"], Callable[[int], None]]
+Progress = Callable[[str, "int | None"], Callable[..., None]]
+
+FOLDER, FILE, OPTIONAL_FILE = "folder", "file", "optional file"
 
 
-def start(progress: Progress | None, description: str, total: int | None) -> Callable[[int], None]:
+def start(progress: Progress | None, description: str, total: int | None) -> Callable[..., None]:
     """The advance function of a new task (a no-op without ``progress``)."""
     return progress(description, total) if progress is not None else (lambda n=1, note=None: None)
+
+
+@contextmanager
+def process_setup() -> Iterator[None]:
+    """What a run needs of the process, made once: glibc keeps freed host memory
+    (:func:`featx.device.keep_host_memory`), and on the main thread SIGTERM is handled like
+    Ctrl-C (the run stops at its next safe point, its cleanup runs). A handler the caller
+    installed (the CLI's, or the application's own) is left alone."""
+    from featx import interrupt
+    from featx.device import keep_host_memory
+
+    keep_host_memory()
+    main = threading.current_thread() is threading.main_thread()
+    ours = main and signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None)
+    if ours:
+        interrupt.reset()
+        signal.signal(signal.SIGTERM, interrupt.request)
+    try:
+        yield
+    finally:
+        if ours:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            interrupt.reset()
+
+
+def refuse_overlap(out: str | Path | None, inputs: Iterable[str | Path]) -> None:
+    """An output is never an input: refuse ``out`` when it is one of ``inputs``, a folder
+    holding one, or a path inside one (with or without ``overwrite``)."""
+    from featx.errors import OutputError
+
+    if out is None:
+        return
+    o = Path(os.path.abspath(out))
+    for item in inputs:
+        i = Path(os.path.abspath(item))
+        if o == i or o in i.parents or i in o.parents:
+            how = "" if o == i else "inside " if i in o.parents else "a folder holding "
+            raise OutputError(f"the output {out} is {how}the input {item}; an output is "
+                              "never an input, write it elsewhere")
+
+
+class Output:
+    """What the driver hands a stage's :meth:`Stage.work`: where to write, and the run's
+    shared services."""
+
+    def __init__(self, stage: Stage, held: Any, progress: Progress | None):
+        self.stage = stage
+        self.folder = held if stage.output == FOLDER else None  # a featx.io OutputFolder
+        self.path: Path | None = held.path if stage.output == FOLDER else held
+        self._progress = progress
+
+    def start(self, description: str, total: int | None) -> Callable[..., None]:
+        return start(self._progress, description, total)
+
+    def provenance(self, **params: Any) -> dict[str, Any]:
+        """The attributes the output records: featx's version, the command, ``params``."""
+        from featx.io import provenance
+
+        return provenance(command=self.stage.cfg.command, **params)
+
+    def existing(self, target: Path, signature: Mapping[str, Any], ids: Sequence[str]
+                 ) -> dict[str, Any] | None:
+        """The header of ``target`` if it is a complete output of these settings for these
+        images, to keep (resume); None to (re)make it; any other existing file refused
+        (``overwrite`` remakes everything)."""
+        from featx.io import resume_or_refuse
+
+        return None if self.stage.cfg.overwrite else resume_or_refuse(target, signature, ids)
+
+    @contextmanager
+    def hold_folder(self, folder: str | Path) -> Iterator[Path]:
+        """A second output folder (evaluate's plots), held like the first: created and
+        checked writable, locked for the run; its files are replaced as they are written."""
+        from featx.io import output_folder
+
+        with output_folder(folder, overwrite=False, command=self.stage.cfg.command) as held:
+            yield held.path
+
+
+class Stage:
+    """One stage: a config, a plan, a work; :meth:`run` is the driver (see the module doc).
+
+    Subclasses set ``name`` (the command), ``output`` (``FOLDER`` of shards, ``FILE``, or
+    ``OPTIONAL_FILE``) and ``polls`` (whether :meth:`work` calls :func:`featx.interrupt.check`
+    at safe points; a stage that does not is stopped by SIGTERM at once, its cleanup run).
+    """
+
+    name: ClassVar[str]
+    output: ClassVar[str] = FOLDER
+    polls: ClassVar[bool] = True
+    distributed: ClassVar[bool] = False  # splits its work by the torchrun rank
+
+    def __init__(self, cfg: Any):
+        self.cfg = cfg
+        self.device = None
+        self.rank, self.world = 0, 1
+
+    # --- what a stage supplies ---------------------------------------------------------------
+    def plan(self, inputs: Any) -> Any:
+        """Read and check the inputs; the output is not touched yet."""
+        return inputs
+
+    def inputs_of(self, plan: Any) -> list[Path]:
+        """The files the plan reads (an output may not be, hold or lie inside one)."""
+        return []
+
+    def owned(self, plan: Any, name: str) -> bool:
+        """Whether a shard ``name`` in the output folder is this rank's (torchrun)."""
+        return True
+
+    def work(self, plan: Any, out: Output) -> Iterator[Path]:
+        raise NotImplementedError
+
+    # --- the driver ----------------------------------------------------------------------------
+    def run(self, inputs: Any, out: str | Path | None = None, *,
+            progress: Progress | None = None,
+            on_written: Callable[[Path], None] | None = None) -> list[Path]:
+        """Run the stage to completion; the paths written, in order."""
+        from featx import interrupt
+        from featx.device import rank_and_world, resolve_device
+        from featx.errors import InputError
+        from featx.io import model_output, output_folder
+
+        if out is None and self.output != OPTIONAL_FILE:
+            raise InputError(f"{self.name} needs an output (out=, -o)")
+        written: list[Path] = []
+        with process_setup():
+            self.device = resolve_device(getattr(self.cfg, "device", "cpu"))
+            self.rank, self.world = rank_and_world() if self.distributed else (0, 1)
+            plan = self.plan(inputs)
+            refuse_overlap(out, self.inputs_of(plan))
+            with ExitStack() as stack:
+                if out is None:
+                    held = None
+                elif self.output == FOLDER:
+                    held = stack.enter_context(output_folder(
+                        out, overwrite=self.cfg.overwrite, command=self.cfg.command,
+                        rank=self.rank, world=self.world,
+                        owned=lambda name: self.owned(plan, name)))
+                else:
+                    held = stack.enter_context(model_output(
+                        out, overwrite=self.cfg.overwrite, command=self.cfg.command))
+                stack.enter_context(interrupt.polling() if self.polls else nullcontext())
+                for path in self.work(plan, Output(self, held, progress)):
+                    written.append(path)
+                    if on_written is not None:
+                        on_written(path)
+                    interrupt.check()
+        return written
+
+
+def stages() -> dict[str, type[Stage]]:
+    """Every stage class, by command name (imports each stage module)."""
+    import importlib
+    import pkgutil
+
+    import featx.stages as pkg
+
+    found: dict[str, type[Stage]] = {}
+    for info in pkgutil.iter_modules(pkg.__path__):
+        module = importlib.import_module(f"featx.stages.{info.name}")
+        for obj in vars(module).values():
+            if isinstance(obj, type) and issubclass(obj, Stage) and obj is not Stage \
+                    and obj.__module__ == module.__name__:
+                found[obj.name] = obj
+    return found

@@ -13,22 +13,21 @@ import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
 from featx import interrupt
 from featx.backbones import get_backbone
-from featx.device import rank_and_world, resolve_device
 from featx.digest import file_digest
 from featx.encoders import CrossLayerGrid, LocalSpec
 from featx.errors import InputError, ProvenanceError
 from featx.io import EXTRACTION_KEYS, EncodingWriter, load_gmm, load_guidance, load_pca
-from featx.io import output_folder
-from featx.io import provenance, read_header, require_fit, resume_or_refuse, shard_paths
+from featx.io import MODEL_KINDS, check_guidance_scales, pyramid_pca, read_header, require_fit, shard_paths
 from featx.io.output import OutputFolder
 from featx.io.shards import ActivationShard
 from featx.methods import GRID_VIEWS, Context, EncodePlan, Method, get_methods
-from featx.stages import Progress, start
+from featx.stages import Output, Stage
 
 log = logging.getLogger(__name__)
 
@@ -77,15 +76,10 @@ class EncodeConfig:
             if bad:
                 raise InputError(f"unknown view {bad[0]!r}; valid: {', '.join(GRID_VIEWS)}")
         needs = set().union(*(m.needs for m in methods))
-        if "pca" in needs and not self.pca:
-            users = ", ".join(m.name for m in methods if "pca" in m.needs)
-            raise InputError(f"method {users} needs --pca (a PCA from featx fit-pca)")
-        if "gmm" in needs and not self.gmm:
-            users = ", ".join(m.name for m in methods if "gmm" in m.needs)
-            raise InputError(f"method {users} needs --gmm (a GMM from featx fit-gmm)")
-        if "guidance" in needs and not self.guidance:
-            raise InputError("method cross-layer-guided needs --guidance (from featx "
-                             "fit-guidance)")
+        for kind in MODEL_KINDS.values():  # every model a method needs, passed
+            if kind.name in needs and not getattr(self, kind.name):
+                users = ", ".join(m.name for m in methods if kind.name in m.needs)
+                raise InputError(kind.needed_by(users))
         if self.guidance and "guidance" not in needs:
             raise InputError("--guidance applies to --method cross-layer (scheme 2)")
         if self.quantize not in QUANTIZE:
@@ -96,59 +90,77 @@ class EncodeConfig:
             raise InputError("--layers takes two layers: LOCAL,GUIDE (t and t+1)")
 
 
-def run(inputs: Sequence[str], out: str | Path, cfg: EncodeConfig, *,
-        progress: Progress | None = None) -> Iterator[Path]:
-    """Encode every activation shard of ``inputs`` into ``out``; yield each output path.
+class Encode(Stage):
+    """Encode every activation shard of the inputs into the output folder. Output shard i has
+    the name of input shard i. A rerun keeps complete outputs made with the same settings
+    (resume); others are refused unless ``overwrite``. Under torchrun, rank r encodes input
+    shards r, r + world, ..."""
 
-    Output shard i has the name of input shard i. A rerun keeps complete outputs made with
-    the same settings (resume); others are refused unless ``cfg.overwrite``. Under torchrun,
-    rank r encodes input shards r, r + world, ...
-    """
-    rank, world = rank_and_world()
-    every = shard_paths(inputs)
-    paths = every[rank::world]
-    if not paths:
-        return
-    heads = [read_header(p) for p in paths]
-    for p, h in zip(paths, heads):
-        if h.get("kind") != "activations":
-            raise InputError(f"{p} holds {h.get('kind')!r}, not activations (featx extract)")
-        require_fit(h, {k: heads[0][k] for k in EXTRACTION_KEYS}, str(p),
-                    "encode shards of one extraction")
-    if len({p.name for p in every}) != len(every):
-        raise InputError("input shards share file names; encode one extraction folder at a time")
-    device = resolve_device(cfg.device)
-    methods = get_methods(cfg.method_names)
-    plan = EncodePlan(methods, tuple(cfg.views), _context(cfg, methods, heads[0], device),
-                      cfg.power_norm, cfg.l2)
-    layers = plan.context.layers
-    signature = {
-        "kind": "encodings", "methods": list(cfg.method_names), "views": list(cfg.views),
-        "power_norm": cfg.power_norm, "normalisation": plan.normalisation(), "l2": cfg.l2,
-        "quantize": cfg.quantize,
-        "pca_sha256": file_digest(cfg.pca) if cfg.pca else "",
-        "gmm_sha256": file_digest(cfg.gmm) if cfg.gmm else "",
-        "guidance_sha256": file_digest(cfg.guidance) if cfg.guidance else "",
-    }
-    attrs = provenance(
-        command=cfg.command, **signature, pca=str(Path(cfg.pca).resolve()) if cfg.pca else "",
-        local_layer=layers.get("local", ""), guide_layer=layers.get("guide", ""),
-        fc_layer=layers.get("fc", ""), dtype=cfg.dtype)
-    advance = start(progress, "encode", sum(len(h["ids"]) for h in heads))
-    mine, names = {p.name for p in paths}, {p.name for p in every}
-    # output i has input i's name; leftovers of an older run are rank 0's to remove
-    owned = lambda name: name in mine or (rank == 0 and name not in names)  # noqa: E731
-    with output_folder(out, overwrite=cfg.overwrite, command=cfg.command, rank=rank,
-                       world=world, owned=owned) as folder, torch.inference_mode(), \
-            interrupt.polling():
-        for path, head in zip(paths, heads):
-            target = folder.path / path.name
-            if cfg.overwrite or resume_or_refuse(target, signature,
-                                                 head["ids"] + head["skipped_ids"]) is None:
-                _encode_one(path, target, plan, cfg, attrs, device, folder, advance)
-            else:
-                advance(len(head["ids"]))
-            yield folder.keep(target)
+    name, distributed = "encode", True
+
+    def plan(self, inputs: Sequence[str]) -> SimpleNamespace | None:
+        cfg, device = self.cfg, self.device
+        every = shard_paths(inputs)
+        paths = every[self.rank::self.world]
+        if not paths:
+            return None
+        heads = [read_header(p) for p in paths]
+        for p, h in zip(paths, heads):
+            if h.get("kind") != "activations":
+                raise InputError(f"{p} holds {h.get('kind')!r}, not activations (featx extract)")
+            require_fit(h, {k: heads[0][k] for k in EXTRACTION_KEYS}, str(p),
+                        "encode shards of one extraction")
+        if len({p.name for p in every}) != len(every):
+            raise InputError("input shards share file names; encode one extraction folder at a "
+                             "time")
+        methods = get_methods(cfg.method_names)
+        plan = EncodePlan(methods, tuple(cfg.views), _context(cfg, methods, heads[0], device),
+                          cfg.power_norm, cfg.l2)
+        return SimpleNamespace(every=every, paths=paths, heads=heads, plan=plan)
+
+    def inputs_of(self, p: SimpleNamespace | None) -> list[Path]:
+        models = [Path(m) for m in (self.cfg.pca, self.cfg.gmm, self.cfg.guidance) if m]
+        return [*(p.every if p else []), *models]
+
+    def owned(self, p: SimpleNamespace | None, name: str) -> bool:
+        # output i has input i's name; leftovers of an older run are rank 0's to remove
+        if p is None:
+            return False
+        return name in {q.name for q in p.paths} or (self.rank == 0 and
+                                                     name not in {q.name for q in p.every})
+
+    def work(self, p: SimpleNamespace | None, output: Output) -> Iterator[Path]:
+        if p is None:  # more ranks than shards: nothing is this rank's
+            return
+        cfg, device, plan = self.cfg, self.device, p.plan
+        layers = plan.context.layers
+        signature = {
+            "kind": "encodings", "methods": list(cfg.method_names), "views": list(cfg.views),
+            "power_norm": cfg.power_norm, "normalisation": plan.normalisation(), "l2": cfg.l2,
+            "quantize": cfg.quantize,
+            "pca_sha256": file_digest(cfg.pca) if cfg.pca else "",
+            "gmm_sha256": file_digest(cfg.gmm) if cfg.gmm else "",
+            "guidance_sha256": file_digest(cfg.guidance) if cfg.guidance else "",
+        }
+        attrs = output.provenance(
+            **signature, pca=str(Path(cfg.pca).resolve()) if cfg.pca else "",
+            local_layer=layers.get("local", ""), guide_layer=layers.get("guide", ""),
+            fc_layer=layers.get("fc", ""), dtype=cfg.dtype)
+        advance = output.start("encode", sum(len(h["ids"]) for h in p.heads))
+        folder = output.folder
+        with torch.inference_mode():
+            for path, head in zip(p.paths, p.heads):
+                target = folder.path / path.name
+                if output.existing(target, signature, head["ids"] + head["skipped_ids"]) is None:
+                    _encode_one(path, target, plan, cfg, attrs, device, folder, advance)
+                else:
+                    advance(len(head["ids"]))
+                yield folder.keep(target)
+
+
+def run(inputs: Sequence[str], out: str | Path, cfg: EncodeConfig, **kw) -> list[Path]:
+    """:meth:`Encode.run`: encodings of ``inputs``' activation shards into ``out``."""
+    return Encode(cfg).run(inputs, out, **kw)
 
 
 def _context(cfg: EncodeConfig, methods: tuple[Method, ...], head: dict,
@@ -207,7 +219,7 @@ def _context(cfg: EncodeConfig, methods: tuple[Method, ...], head: dict,
         ctx["pyramid_sizes"] = tuple(head["pyramid_sizes"])
         geometry = (head.get("pyramid_geometry") or {}).get(gattrs["layer"])
         ctx["pyramid_geometry"] = tuple(map(tuple, geometry)) if geometry else None
-        ctx["fisher_pca"] = _pyramid_pca(cfg, head, gattrs, cfg.gmm, device)
+        ctx["fisher_pca"] = pyramid_pca(head, gattrs, cfg.gmm, cfg.pca, device)
         dim = ctx["fisher_pca"].components_.shape[0] if ctx["fisher_pca"] else gattrs["dim"]
         if gmm.means_.shape[1] != dim:
             raise InputError(f"{cfg.gmm} models {gmm.means_.shape[1]}-d features, the PCA "
@@ -216,13 +228,9 @@ def _context(cfg: EncodeConfig, methods: tuple[Method, ...], head: dict,
         guidance, gattrs = _pyramid_model(load_guidance, cfg.guidance, device, head, fits,
                                           "scheme 2 encodes")
         layers["region"] = gattrs["layer"]
-        sizes = list(head["pyramid_sizes"])
-        if [sizes[s] if s < len(sizes) else None for s in gattrs["scales"]] != \
-                gattrs["pyramid_sizes"]:
-            raise ProvenanceError(f"{cfg.guidance} was trained on pyramid scales of "
-                                  f"{gattrs['pyramid_sizes']} px; these activations have {sizes}")
+        check_guidance_scales(head, gattrs, cfg.guidance)
         ctx.update(guidance=guidance, guidance_scales=tuple(gattrs["scales"]),
-                   region_pca=_pyramid_pca(cfg, head, gattrs, cfg.guidance, device))
+                   region_pca=pyramid_pca(head, gattrs, cfg.guidance, cfg.pca, device))
         if guidance.weight.shape[1] != gattrs["dim"]:
             raise InputError(f"{cfg.guidance} is inconsistent: {guidance.weight.shape[1]} input "
                              f"channels for {gattrs['dim']}-d features; fit it again")
@@ -239,25 +247,6 @@ def _pyramid_model(load, path: str, device: torch.device, head: dict, fits: dict
         raise InputError(f"the activations hold no pyramid of {attrs['layer']}; extract "
                          f"with --views pyramid --layers {attrs['layer']}")
     return model, attrs
-
-
-def _pyramid_pca(cfg: EncodeConfig, head: dict, fitted: dict, model: str,
-                 device: torch.device):
-    """The PCA that brings these activations' pyramid vectors into the space ``model`` (a GMM
-    or a guidance with attributes ``fitted``) was fitted in: None when extract --project did
-    it already (with that PCA), else --pca or the one the model records, checked by digest."""
-    if head.get("projected"):
-        require_fit({"projected": head["projected"]}, {"projected": fitted["pca_sha256"]},
-                    "the activations", f"{model} was fitted on vectors projected by another "
-                    "PCA")
-        return None
-    pca_path = cfg.pca or fitted["pca"]
-    if not pca_path or not Path(pca_path).is_file() or \
-            file_digest(pca_path) != fitted["pca_sha256"]:
-        raise ProvenanceError(f"{model} was fitted on features reduced by "
-                              f"{fitted['pca'] or 'a PCA'} (sha256 {fitted['pca_sha256']}); "
-                              "pass that PCA with --pca")
-    return load_pca(pca_path, device)[0]
 
 
 def _encode_one(path: Path, target: Path, plan: EncodePlan, cfg: EncodeConfig, attrs: dict,

@@ -3,9 +3,8 @@
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,22 +12,27 @@ from typing import Any
 import numpy as np
 
 from featx import metrics, plots, svm
+from featx.datasets import DATASETS
 from featx.errors import InputError, ProvenanceError
-from featx.io import load_svm, require_fit, shard_paths
+from featx.digest import file_digest
+from featx.io import load_svm, require_fit, save_json, shard_paths
 from featx.io.shards import EncodingSet
 from featx.io.provenance import ENCODING_KEYS
+from featx.stages import OPTIONAL_FILE, Output, Stage
 
-DATASETS = ("voc07", "mit67", "cub200", "flowers102", "h3d", "folder")
 
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    """``dataset`` picks the benchmark's metric (voc07: 11-point AP); None: from the labels."""
+    """``dataset`` picks the benchmark's metric (voc07: 11-point AP); None: from the labels.
+    ``plots``: a folder for the PR curves / confusion matrix (their paths are written too)."""
 
     model: str = ""
     dataset: str | None = None
     memory_gb: float = 2.0
-    plots: str | None = None  # a folder: PR curves / confusion matrix, paths in result["plots"]
+    plots: str | None = None
+    overwrite: bool = False
+    command: str = ""
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -37,31 +41,61 @@ class EvaluateConfig:
             raise InputError(f"unknown dataset {self.dataset!r}; valid: {', '.join(DATASETS)}")
 
 
-def run(inputs: Sequence[str], cfg: EvaluateConfig) -> dict[str, Any]:
-    """The metrics of the encodings in ``inputs`` under the model, JSON-ready."""
-    weights, biases, mattrs = load_svm(cfg.model)
-    enc = EncodingSet(shard_paths(inputs), ENCODING_KEYS)
+class Evaluate(Stage):
+    """The metrics of encodings under an SVM; written as JSON (with provenance) when given an
+    output, and kept in :attr:`result` either way."""
+
+    name, output, polls = "evaluate", OPTIONAL_FILE, False
+
+    def plan(self, inputs: Sequence[str]):
+        cfg = self.cfg
+        weights, biases, mattrs = load_svm(cfg.model)
+        enc = EncodingSet(shard_paths(inputs), ENCODING_KEYS)
+        attrs = enc.attrs
+        require_fit(attrs, {k: mattrs.get(k) for k in ENCODING_KEYS}, "these encodings",
+                    f"{cfg.model} was trained on other encodings")
+        if attrs.get("classes") != mattrs["classes"]:
+            raise ProvenanceError(f"{cfg.model} was trained on classes {mattrs['classes']}; "
+                                  f"these encodings have classes {attrs.get('classes')}")
+        if cfg.dataset in ("voc07", "h3d") and enc.labels.ndim != 2:
+            raise InputError(f"--dataset {cfg.dataset} expects multi-label (1/-1/0) labels; "
+                             "these are single")
+        if weights.ndim != 2 or weights.shape[1] != enc.dim or biases.shape != weights.shape[:1]:
+            raise InputError(f"{cfg.model} holds weights of shape {weights.shape} for "
+                             f"{enc.dim}-d encodings; train it again")
+        return enc, weights, biases, mattrs
+
+    def inputs_of(self, plan) -> list[Path]:
+        return [*plan[0].paths, Path(self.cfg.model)]
+
+    def work(self, plan, out: Output) -> Iterator[Path]:
+        cfg, (enc, weights, biases, mattrs) = self.cfg, plan
+        result, scores = metrics_of(enc, weights, biases, mattrs, cfg)
+        self.result = result
+        result["provenance"] = out.provenance(model_sha256=file_digest(cfg.model),
+                                              shards=[str(p) for p in enc.paths])
+        paths = []
+        if cfg.plots:  # drawn first, so the metrics list them (class by class)
+            with out.hold_folder(cfg.plots) as folder:
+                paths = draw(result, scores, enc.labels, folder)
+            result["plots"] = [str(p) for p in paths]
+        if out.path is not None:
+            yield save_json(out.path, result)
+        yield from paths
+
+
+def metrics_of(enc: EncodingSet, weights, biases, mattrs: dict, cfg: EvaluateConfig
+               ) -> tuple[dict[str, Any], np.ndarray]:
+    """The metrics of ``enc`` under the model, JSON-ready, and the scores."""
     ids, labels, attrs = enc.ids, enc.labels, enc.attrs
-    require_fit(attrs, {k: mattrs.get(k) for k in ENCODING_KEYS}, "these encodings",
-                f"{cfg.model} was trained on other encodings")
-    if attrs.get("classes") != mattrs["classes"]:
-        raise ProvenanceError(f"{cfg.model} was trained on classes {mattrs['classes']}; these "
-                              f"encodings have classes {attrs.get('classes')}")
     classes = mattrs["classes"] or [str(i) for i in range(weights.shape[0])]
-    multilabel = labels.ndim == 2
-    if cfg.dataset in ("voc07", "h3d") and not multilabel:
-        raise InputError(f"--dataset {cfg.dataset} expects multi-label (1/-1/0) labels; these "
-                         "are single")
-    if weights.ndim != 2 or weights.shape[1] != enc.dim or biases.shape != weights.shape[:1]:
-        raise InputError(f"{cfg.model} holds weights of shape {weights.shape} for "
-                         f"{enc.dim}-d encodings; train it again")
     # scored a block at a time: memory bounded by the block, not the split
     s = np.concatenate([svm.scores(x, weights, biases)
                         for _, x in enc.blocks(enc.block_rows(cfg.memory_gb * 2**30))]
                        or [np.zeros((0, len(biases)), np.float32)])
     result = {"model": str(cfg.model), "split": attrs.get("split", ""), "n_images": len(ids),
               "classes": classes}
-    if multilabel:
+    if labels.ndim == 2:
         ap11 = metrics.voc07_ap(s, labels)
         apall = metrics.average_precision(s, labels)
         result.update({"metric": "voc07 11-point AP", "mAP": float(ap11.mean()),
@@ -72,20 +106,14 @@ def run(inputs: Sequence[str], cfg: EvaluateConfig) -> dict[str, Any]:
         result.update({"metric": "accuracy", "top1": top1,
                        "mean_class_accuracy": float(np.nanmean(per_class)),
                        "class_accuracy": [None if np.isnan(v) else float(v) for v in per_class]})
-    if cfg.plots:
-        result["plots"] = [str(p) for p in draw(result, s, labels, cfg.plots)]
-    return result
+    return result, s
 
 
-def draw(result: dict[str, Any], scores: np.ndarray, labels: np.ndarray, folder: str | Path
+def draw(result: dict[str, Any], scores: np.ndarray, labels: np.ndarray, folder: Path
          ) -> list[Path]:
-    """One PNG per class of its precision-recall curve (multi-label), or the confusion matrix
-    (single-label), in ``folder``."""
-    folder = Path(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"cannot create the plots folder {folder}: {exc}") from None
+    """One PNG per class of its precision-recall curve (multi-label; ``pr-NNN-name.png``, NNN
+    the class index, so no two classes share a file), or the confusion matrix (single-label),
+    in ``folder``."""
     classes = result["classes"]
     if labels.ndim == 2:
         out = []
@@ -93,7 +121,7 @@ def draw(result: dict[str, Any], scores: np.ndarray, labels: np.ndarray, folder:
             rec, prec = metrics.precision_recall(scores[:, c], labels[:, c])
             label = (f"{name}: AP {100 * result['AP'][c]:.1f} (11-pt), "
                      f"{100 * result['AP_all_point'][c]:.1f} (all-pt)")
-            out.append(plots.pr_curve(rec, prec, label, folder / f"pr-{_safe(name)}.png",
+            out.append(plots.pr_curve(rec, prec, label, folder / f"pr-{c:03d}-{_safe(name)}.png",
                                       title=f"precision-recall, {result['split'] or 'scores'}"))
         return out
     m = metrics.confusion(scores.argmax(1), labels, len(classes))
@@ -105,9 +133,7 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
 
 
-def write_json(result: dict[str, Any], path: str | Path | None) -> str:
-    """The metrics as JSON text, also written to ``path`` when given."""
-    text = json.dumps(result, indent=2)
-    if path:
-        Path(path).write_text(text + "\n")
-    return text
+def run(inputs: Sequence[str], out: str | Path | None, cfg: EvaluateConfig, **kw) -> list[Path]:
+    """:meth:`Evaluate.run`: the metrics of ``inputs`` written to ``out`` (JSON) if given, and
+    the plots; the metrics themselves are ``Evaluate(cfg).result`` after a run."""
+    return Evaluate(cfg).run(inputs, out, **kw)

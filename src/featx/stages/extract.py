@@ -18,6 +18,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -27,14 +28,13 @@ from featx import interrupt
 from featx.backbones import ActivationExtractor, DenseFC, dense_shapes, get_backbone
 from featx.backbones import layer_shapes, load_model
 from featx.backbones.features import receptive_fields
-from featx.device import rank_and_world, release_free_host_memory, resolve_device
+from featx.device import release_free_host_memory
 from featx.digest import file_digest
 from featx.errors import FeatxError, ImageDecodeError, InputError, NonFiniteError
 from featx.errors import OutputExistsError
-from featx.images import ImageSource, ViewSpec, decode, normalize, render_pyramid
-from featx.io import ActivationWriter, load_pca, output_folder, provenance, require_fit
-from featx.io import resume_or_refuse, shard_name
-from featx.stages import Progress, start
+from featx.images import ImageSource, ViewSpec, decode, normalize_pixels, render_pyramid
+from featx.io import ActivationWriter, load_pca, require_fit, shard_name
+from featx.stages import Output, Stage
 
 log = logging.getLogger(__name__)
 
@@ -162,63 +162,79 @@ def _parse_views(views: Sequence[str]) -> list[ViewSpec]:
     return specs
 
 
-def run(source: ImageSource, out: str | Path, cfg: ExtractConfig = ExtractConfig(), *,
-        progress: Progress | None = None) -> Iterator[Path]:
-    """Extract activations of ``source`` into shards under ``out``; yield each shard's path.
+class Extract(Stage):
+    """Extract activations of an :class:`ImageSource` into shards; a rerun resumes: shards
+    already present from an earlier run with the same settings and images are kept. Under
+    torchrun, rank r handles shards r, r + world, ..."""
 
-    Shards already present from an earlier run with the same settings and images are yielded
-    without recomputation. Under torchrun, rank r handles shards r, r + world, ...
-    """
-    if cfg.sample:
-        source = source.sample(cfg.sample, cfg.seed)
-    bb = get_backbone(cfg.backbone)
-    layers = bb.check_layers(list(cfg.layers or bb.default_layers()))
-    views = _parse_views(cfg.views)
-    size = cfg.input_size or bb.input_size
-    device = resolve_device(cfg.device)
-    shapes = layer_shapes(bb, size)
-    labelled = source.label_kind
+    name, distributed = "extract", True
 
-    grid_views = [v for v in views if v.kind != "pyramid"]
-    pyramid = next((v for v in views if v.kind == "pyramid"), None)
-    # the pyramid stores every requested layer densely: FC layers run as convolutions,
-    # conv layers as they are (on a bigger input they give bigger maps)
-    fc_names = set(bb.fc_conv[1]) if bb.fc_conv else set()
-    pyr_layers = list(layers) if pyramid else []
-    pyr_fc = [x for x in pyr_layers if x in fc_names]
-    pyr_conv = [x for x in pyr_layers if x not in fc_names]
-    flat = [x for x in pyr_conv if len(shapes[x]) != 3]
-    if flat:
-        raise InputError(f"the pyramid view needs conv layers or {bb.name}'s densely computable "
-                         f"FC layers ({', '.join(sorted(fc_names)) or 'none'}); {flat[0]} is "
-                         "neither")
-    if cfg.project and not pyramid:
-        raise InputError("--project applies to the pyramid view; add --views pyramid")
-    pyr_shapes = []
-    if pyramid:
-        for s_size, fc in zip(pyramid.sizes(size),
-                              dense_shapes(bb, pyr_fc, pyramid.sizes(size)) if pyr_fc
-                              else [{}] * pyramid.scales):
-            conv = layer_shapes(bb, s_size)
-            pyr_shapes.append({x: fc[x] if x in fc else (conv[x][1] * conv[x][2], conv[x][0])
-                               for x in pyr_layers})
-    project = _load_projection(cfg.project, bb.name, pyr_layers, device) if cfg.project else None
-    signature = {
-        "kind": "activations", "backbone": bb.name, "layers": list(layers),
-        "views": [str(v) for v in views], "input_size": size, "dtype": cfg.dtype,
-        "shard_size": cfg.shard_size, "mean": list(bb.mean), "std": list(bb.std), "bgr": bb.bgr,
-        "jitter_size": bb.jitter_size, "interpolation": bb.interpolation,
-        "pyramid_sizes": pyramid.sizes(size) if pyramid else [],
-        "projected": project[1] if project else "",
-        "sample": [cfg.sample, cfg.seed] if cfg.sample else [],
-    }
-    rank, world = rank_and_world()
-    chunks = [source.records[i:i + cfg.shard_size]
-              for i in range(0, len(source.records), cfg.shard_size)]
-    digests = [_inputs_digest(chunk) for chunk in chunks]
-    per_image_bytes = _bytes_per_image(shapes, layers, grid_views, pyr_shapes, cfg.dtype)
-    with output_folder(out, overwrite=cfg.overwrite, command=cfg.command, rank=rank,
-                       world=world, owned=lambda name: _index(name) % world == rank) as folder:
+    def plan(self, source: ImageSource) -> SimpleNamespace:
+        cfg, device, rank, world = self.cfg, self.device, self.rank, self.world
+        if cfg.sample:
+            source = source.sample(cfg.sample, cfg.seed)
+        bb = get_backbone(cfg.backbone)
+        layers = bb.check_layers(list(cfg.layers or bb.default_layers()))
+        views = _parse_views(cfg.views)
+        size = cfg.input_size or bb.input_size
+        shapes = layer_shapes(bb, size)
+        labelled = source.label_kind
+
+        grid_views = [v for v in views if v.kind != "pyramid"]
+        pyramid = next((v for v in views if v.kind == "pyramid"), None)
+        # the pyramid stores every requested layer densely: FC layers run as convolutions,
+        # conv layers as they are (on a bigger input they give bigger maps)
+        fc_names = set(bb.fc_conv[1]) if bb.fc_conv else set()
+        pyr_layers = list(layers) if pyramid else []
+        pyr_fc = [x for x in pyr_layers if x in fc_names]
+        pyr_conv = [x for x in pyr_layers if x not in fc_names]
+        flat = [x for x in pyr_conv if len(shapes[x]) != 3]
+        if flat:
+            raise InputError(f"the pyramid view needs conv layers or {bb.name}'s densely computable "
+                             f"FC layers ({', '.join(sorted(fc_names)) or 'none'}); {flat[0]} is "
+                             "neither")
+        if cfg.project and not pyramid:
+            raise InputError("--project applies to the pyramid view; add --views pyramid")
+        pyr_shapes = []
+        if pyramid:
+            for s_size, fc in zip(pyramid.sizes(size),
+                                  dense_shapes(bb, pyr_fc, pyramid.sizes(size)) if pyr_fc
+                                  else [{}] * pyramid.scales):
+                conv = layer_shapes(bb, s_size)
+                pyr_shapes.append({x: fc[x] if x in fc else (conv[x][1] * conv[x][2], conv[x][0])
+                                   for x in pyr_layers})
+        project = _load_projection(cfg.project, bb.name, pyr_layers, device) if cfg.project else None
+        signature = {
+            "kind": "activations", "backbone": bb.name, "layers": list(layers),
+            "views": [str(v) for v in views], "input_size": size, "dtype": cfg.dtype,
+            "shard_size": cfg.shard_size, "mean": list(bb.mean), "std": list(bb.std), "bgr": bb.bgr,
+            "jitter_size": bb.jitter_size, "interpolation": bb.interpolation,
+            "pyramid_sizes": pyramid.sizes(size) if pyramid else [],
+            "projected": project[1] if project else "",
+            "sample": [cfg.sample, cfg.seed] if cfg.sample else [],
+        }
+        chunks = [source.records[i:i + cfg.shard_size]
+                  for i in range(0, len(source.records), cfg.shard_size)]
+        digests = [_inputs_digest(chunk) for chunk in chunks]
+        per_image_bytes = _bytes_per_image(shapes, layers, grid_views, pyr_shapes, cfg.dtype)
+        return SimpleNamespace(**{k: v for k, v in locals().items() if k != "self"})
+
+    def inputs_of(self, p: SimpleNamespace) -> list[Path]:
+        return [Path(r.path) for r in p.source.records] + ([Path(self.cfg.project)]
+                                                          if self.cfg.project else [])
+
+    def owned(self, p: SimpleNamespace, name: str) -> bool:
+        return _index(name) % self.world == self.rank
+
+    def work(self, p: SimpleNamespace, output: Output) -> Iterator[Path]:
+        cfg, device, rank, world = self.cfg, self.device, self.rank, self.world
+        source, bb, layers, views, size, shapes = p.source, p.bb, p.layers, p.views, p.size, p.shapes
+        labelled, grid_views, pyramid, pyr_fc, pyr_conv = (p.labelled, p.grid_views, p.pyramid,
+                                                           p.pyr_fc, p.pyr_conv)
+        pyr_layers, pyr_shapes, project, signature = (p.pyr_layers, p.pyr_shapes, p.project,
+                                                      p.signature)
+        chunks, digests, per_image_bytes = p.chunks, p.digests, p.per_image_bytes
+        folder = output.folder
         out = folder.path
         mine = [k for k in range(len(chunks)) if k % world == rank]
 
@@ -226,8 +242,8 @@ def run(source: ImageSource, out: str | Path, cfg: ExtractConfig = ExtractConfig
         todo, done = [], {}
         for k in mine:
             path = out / shard_name(k)
-            head = None if cfg.overwrite else resume_or_refuse(
-                path, {**signature, "weights_arg": cfg.weights}, [r.id for r in chunks[k]])
+            head = output.existing(path, {**signature, "weights_arg": cfg.weights},
+                                   [r.id for r in chunks[k]])
             if head is not None:
                 if head.get("inputs_digest", digests[k]) != digests[k]:
                     raise OutputExistsError(
@@ -268,8 +284,8 @@ def run(source: ImageSource, out: str | Path, cfg: ExtractConfig = ExtractConfig
             if pyr_fc else None
         dense_conv = ActivationExtractor(model, bb, pyr_conv) if pyr_conv else None
 
-        attrs = provenance(
-            command=cfg.command, **signature, weights=weights_desc, weights_arg=cfg.weights,
+        attrs = output.provenance(
+            **signature, weights=weights_desc, weights_arg=cfg.weights,
             seed=cfg.seed, classes=list(source.classes),
             split=source.split,
             source=source.description, image_root=_common_root(source),
@@ -303,7 +319,7 @@ def run(source: ImageSource, out: str | Path, cfg: ExtractConfig = ExtractConfig
             if grid_views:
                 x = grid_x.to(device, non_blocking=True)
                 with autocast:
-                    feats = extractor(normalize(x, bb.mean, bb.std, bb.bgr))
+                    feats = extractor(normalize_pixels(x, bb.mean, bb.std, bb.bgr))
                 for name, t in feats.items():
                     t = t.reshape(len(good), per_image, *t.shape[1:])
                     for n, v in enumerate(grid_views):
@@ -311,7 +327,7 @@ def run(source: ImageSource, out: str | Path, cfg: ExtractConfig = ExtractConfig
             if pyramid:
                 for s in range(pyramid.scales):  # one forward pass per scale
                     x = pyr_x[s].to(device, non_blocking=True)
-                    x = normalize(x, bb.mean, bb.std, bb.bgr)
+                    x = normalize_pixels(x, bb.mean, bb.std, bb.bgr)
                     with autocast:
                         maps = dense(x) if dense is not None else {}
                         if dense_conv is not None:
@@ -336,9 +352,9 @@ def run(source: ImageSource, out: str | Path, cfg: ExtractConfig = ExtractConfig
 
         writer: ActivationWriter | None = None
         pending = iter(mine)  # shard order, so resumed shards are yielded in their place
-        advance = start(progress, f"extract {bb.name}", len(records))
+        advance = output.start(f"extract {bb.name}", len(records))
         try:
-            with torch.inference_mode(), interrupt.polling():
+            with torch.inference_mode():
                 for batch, grid_x, pyr_x in batches:
                     interrupt.check()
                     for i, err in batch:
@@ -380,6 +396,12 @@ def run(source: ImageSource, out: str | Path, cfg: ExtractConfig = ExtractConfig
         finally:
             if writer is not None:
                 writer.abort()
+
+
+def run(source: ImageSource, out: str | Path, cfg: ExtractConfig = ExtractConfig(),
+        **kw) -> list[Path]:
+    """:meth:`Extract.run`: activations of ``source`` into shards under ``out``."""
+    return Extract(cfg).run(source, out, **kw)
 
 
 def _load_projection(path: str, backbone: str, layers: list[str], device: torch.device):

@@ -9,15 +9,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from featx.device import resolve_device
 from featx.digest import file_digest
 from featx.encoders import LocalSpec
-from featx.errors import InputError, ProvenanceError
+from featx.errors import InputError
 from featx.fit import GaussianMixture
-from featx.io import EXTRACTION_KEYS, model_output, load_pca, provenance, require_fit
+from featx.io import EXTRACTION_KEYS, check_projection, load_pca, require_fit
 from featx.io import save_gmm, shard_paths
 from featx.sampling import activation_header, sample_local_features
-from featx.stages import Progress
+from featx.stages import FILE, Output, Stage
 
 log = logging.getLogger(__name__)
 
@@ -48,19 +47,25 @@ class FitGMMConfig:
             raise InputError(f"--var-floor must be a finite number > 0, got {self.var_floor}")
 
 
-def run(inputs: Sequence[str], out: str | Path, cfg: FitGMMConfig, *,
-        progress: Progress | None = None) -> Iterator[Path]:
-    device = resolve_device(cfg.device)
-    with model_output(out, overwrite=cfg.overwrite, command=cfg.command) as out:
-        pca, pattrs = load_pca(cfg.pca, device)
+class FitGMM(Stage):
+    name, output, polls = "fit-gmm", FILE, False
+
+    def plan(self, inputs: Sequence[str]):
+        cfg = self.cfg
+        pca, pattrs = load_pca(cfg.pca, self.device)
         pca_digest = file_digest(cfg.pca)
         paths = shard_paths(inputs)
         head = activation_header(paths, pattrs["layer"], pattrs["view"])
         require_fit(head, {k: pattrs[k] for k in EXTRACTION_KEYS}, "the activations",
                     f"{cfg.pca} was fitted on other activations")
-        if head.get("projected") and head["projected"] != pca_digest:
-            raise ProvenanceError(f"the activations were projected (extract --project) with another "
-                             f"PCA than {cfg.pca}; pass that PCA")
+        check_projection(head, cfg.pca, pca_digest)
+        return paths, head, pca, pattrs, pca_digest
+
+    def inputs_of(self, plan) -> list[Path]:
+        return [*plan[0], Path(self.cfg.pca)]
+
+    def work(self, plan, out: Output) -> Iterator[Path]:
+        cfg, (paths, head, pca, pattrs, pca_digest) = self.cfg, plan
         t = time.perf_counter()
         x = sample_local_features(paths, pattrs["layer"], pattrs["view"],
                                   LocalSpec.parse(pattrs["local"]), cfg.per_image, cfg.seed,
@@ -70,13 +75,18 @@ def run(inputs: Sequence[str], out: str | Path, cfg: FitGMMConfig, *,
         t = time.perf_counter()
         gmm = GaussianMixture(n_components=cfg.components, max_iter=cfg.max_iter, tol=cfg.tol,
                               n_init=cfg.n_init, var_floor=cfg.var_floor, random_state=cfg.seed,
-                              device=str(device)).fit(x)
+                              device=str(self.device)).fit(x)
         log.info("GMM K=%d fitted in %.1f s, %d iterations, average log-likelihood %.4f",
                  cfg.components, time.perf_counter() - t, gmm.n_iter_, gmm.lower_bound_)
-        yield save_gmm(out, gmm, provenance(
-            command=cfg.command, backbone=head["backbone"], weights=head["weights"],
+        yield save_gmm(out.path, gmm, out.provenance(
+            backbone=head["backbone"], weights=head["weights"],
             input_size=head["input_size"], layer=pattrs["layer"], view=pattrs["view"],
             local=pattrs["local"], dim=pattrs["dim"], pca=str(Path(cfg.pca).resolve()),
             pca_sha256=pca_digest, components=cfg.components, per_image=cfg.per_image,
             n_samples=x.shape[0], max_iter=cfg.max_iter, tol=cfg.tol, n_init=cfg.n_init,
             var_floor=cfg.var_floor, seed=cfg.seed, shards=[str(p) for p in paths]))
+
+
+def run(inputs: Sequence[str], out: str | Path, cfg: FitGMMConfig, **kw) -> list[Path]:
+    """:meth:`FitGMM.run`: fit a GMM on ``inputs``' PCA-reduced local features into ``out``."""
+    return FitGMM(cfg).run(inputs, out, **kw)

@@ -10,14 +10,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from featx.device import resolve_device
 from featx.digest import file_digest
-from featx.errors import InputError, ProvenanceError
+from featx.errors import InputError
 from featx.fit import fit_guidance
-from featx.io import EXTRACTION_KEYS, load_pca, model_output, provenance, require_fit
+from featx.io import EXTRACTION_KEYS, check_projection, load_pca, require_fit
 from featx.io import read_header, save_guidance, shard_paths
 from featx.sampling import activation_header, region_features
-from featx.stages import Progress, start
+from featx.stages import FILE, Output, Stage
 
 log = logging.getLogger(__name__)
 
@@ -62,29 +61,37 @@ class FitGuidanceConfig:
             raise InputError("--scales takes pyramid scale indices 0, 1, ...")
 
 
-def run(inputs: Sequence[str], out: str | Path, cfg: FitGuidanceConfig, *,
-        progress: Progress | None = None) -> Iterator[Path]:
-    device = resolve_device(cfg.device)
-    paths = shard_paths(inputs)
-    layer = cfg.layer or _only_layer(paths[0])
-    first = activation_header(paths, layer, "pyramid")
-    if first.get("label_kind") not in ("single", "multi"):
-        raise InputError("fit-guidance trains on labels; these activations have none (extract "
-                         "from a --dataset or a folder of class folders)")
-    pca, pca_digest = None, first.get("projected") or ""
-    if not pca_digest:
-        if not cfg.pca:
-            raise InputError("the pyramid vectors are stored unprojected: pass --pca (a pyramid "
-                             "PCA from fit-pca --view pyramid --local dense)")
-        pca, pattrs = load_pca(cfg.pca, device)
-        require_fit(pattrs, {**{k: first[k] for k in EXTRACTION_KEYS}, "layer": layer,
-                             "view": "pyramid", "local": "dense"}, cfg.pca,
-                    "fit the PCA on these activations' pyramid")
-        pca_digest = file_digest(cfg.pca)
-    elif cfg.pca and file_digest(cfg.pca) != pca_digest:
-        raise ProvenanceError(f"the activations were projected (extract --project) with another "
-                              f"PCA than {cfg.pca}; pass that PCA or none")
-    with model_output(out, overwrite=cfg.overwrite, command=cfg.command) as target:
+class FitGuidance(Stage):
+    name, output, polls = "fit-guidance", FILE, False
+
+    def plan(self, inputs: Sequence[str]):
+        cfg, device = self.cfg, self.device
+        paths = shard_paths(inputs)
+        layer = cfg.layer or _only_layer(paths[0])
+        first = activation_header(paths, layer, "pyramid")
+        if first.get("label_kind") not in ("single", "multi"):
+            raise InputError("fit-guidance trains on labels; these activations have none (extract "
+                             "from a --dataset or a folder of class folders)")
+        pca, pca_digest = None, first.get("projected") or ""
+        if not pca_digest:
+            if not cfg.pca:
+                raise InputError("the pyramid vectors are stored unprojected: pass --pca (a pyramid "
+                                 "PCA from fit-pca --view pyramid --local dense)")
+            pca, pattrs = load_pca(cfg.pca, device)
+            require_fit(pattrs, {**{k: first[k] for k in EXTRACTION_KEYS}, "layer": layer,
+                                 "view": "pyramid", "local": "dense"}, cfg.pca,
+                        "fit the PCA on these activations' pyramid")
+            pca_digest = file_digest(cfg.pca)
+        elif cfg.pca:
+            check_projection(first, cfg.pca, file_digest(cfg.pca))
+        return paths, layer, first, pca, pca_digest
+
+    def inputs_of(self, plan) -> list[Path]:
+        return [*plan[0], *([Path(self.cfg.pca)] if self.cfg.pca else [])]
+
+    def work(self, plan, out: Output) -> Iterator[Path]:
+        cfg, device, (paths, layer, first, pca, pca_digest) = self.cfg, self.device, plan
+        target = out.path
         t = time.perf_counter()
         ids, scales, labels = region_features(paths, layer, cfg.scales,
                                               pca.transform if pca is not None else None)
@@ -96,7 +103,7 @@ def run(inputs: Sequence[str], out: str | Path, cfg: FitGuidanceConfig, *,
         classes = first.get("classes", [])
         num_classes = labels.shape[1] if labels.ndim == 2 else max(len(classes),
                                                                    int(labels.max()) + 1)
-        advance = start(progress, "fit-guidance", cfg.epochs or None)
+        advance = out.start("fit-guidance", cfg.epochs or None)
 
         def on_epoch(row: dict) -> None:
             log.debug("epoch %d: %s", row["epoch"], row)
@@ -115,8 +122,8 @@ def run(inputs: Sequence[str], out: str | Path, cfg: FitGuidanceConfig, *,
                      cfg.channels, cfg.kernel, cfg.kernel, len(guidance.curve),
                      time.perf_counter() - t, guidance.best_epoch,
                      ", ".join(f"{k} {v:.4f}" for k, v in last.items() if k != "epoch"))
-        yield save_guidance(target, guidance, provenance(
-            command=cfg.command, **{k: first[k] for k in EXTRACTION_KEYS}, layer=layer,
+        yield save_guidance(target, guidance, out.provenance(
+            **{k: first[k] for k in EXTRACTION_KEYS}, layer=layer,
             view="pyramid", pyramid_sizes=[sizes[s] for s in chosen], scales=chosen,
             dim=int(scales[0].shape[2]), pca=str(Path(cfg.pca).resolve()) if cfg.pca else "",
             pca_sha256=pca_digest, channels=cfg.channels, kernel=cfg.kernel,
@@ -124,6 +131,11 @@ def run(inputs: Sequence[str], out: str | Path, cfg: FitGuidanceConfig, *,
             weight_decay=cfg.weight_decay, holdout=cfg.holdout, patience=cfg.patience,
             seed=cfg.seed, classes=classes, n_images=len(ids),
             label_kind=first["label_kind"], shards=[str(p) for p in paths]))
+
+
+def run(inputs: Sequence[str], out: str | Path, cfg: FitGuidanceConfig, **kw) -> list[Path]:
+    """:meth:`FitGuidance.run`: train scheme 2's guidance layer on ``inputs`` into ``out``."""
+    return FitGuidance(cfg).run(inputs, out, **kw)
 
 
 def _only_layer(path: Path) -> str:

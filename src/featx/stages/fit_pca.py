@@ -9,13 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from featx.backbones import get_backbone
-from featx.device import resolve_device
 from featx.encoders import LocalSpec
 from featx.errors import InputError
 from featx.fit import PCA
-from featx.io import model_output, provenance, save_pca, shard_paths
+from featx.io import save_pca, shard_paths
 from featx.sampling import activation_header, sample_local_features
-from featx.stages import Progress
+from featx.stages import FILE, Output, Stage
 
 log = logging.getLogger(__name__)
 
@@ -45,23 +44,34 @@ class FitPCAConfig:
             LocalSpec.parse(self.local)
 
 
-def run(inputs: Sequence[str], out: str | Path, cfg: FitPCAConfig, *,
-        progress: Progress | None = None) -> Iterator[Path]:
-    device = resolve_device(cfg.device)
-    with model_output(out, overwrite=cfg.overwrite, command=cfg.command) as out:
+class FitPCA(Stage):
+    name, output, polls = "fit-pca", FILE, False
+
+    def plan(self, inputs: Sequence[str]) -> tuple[list[Path], dict]:
         paths = shard_paths(inputs)
-        head = activation_header(paths, cfg.layer, cfg.view)
+        return paths, activation_header(paths, self.cfg.layer, self.cfg.view)
+
+    def inputs_of(self, plan) -> list[Path]:
+        return plan[0]
+
+    def work(self, plan, out: Output) -> Iterator[Path]:
+        cfg, (paths, head) = self.cfg, plan
         spec = LocalSpec.parse(cfg.local or get_backbone(head["backbone"]).default_local(cfg.layer))
         t = time.perf_counter()
         x = sample_local_features(paths, cfg.layer, cfg.view, spec, cfg.per_image, cfg.seed)
         log.info("sampled %d local features of %d dims in %.1f s", *x.shape, time.perf_counter() - t)
         t = time.perf_counter()
-        pca = PCA(n_components=cfg.dim, whiten=cfg.whiten, device=str(device)).fit(x)
+        pca = PCA(n_components=cfg.dim, whiten=cfg.whiten, device=str(self.device)).fit(x)
         log.info("PCA %d -> %d dims in %.1f s; %.1f%% of the variance kept", x.shape[1], cfg.dim,
                  time.perf_counter() - t, 100 * pca.explained_variance_ratio_.sum().item())
-        yield save_pca(out, pca, provenance(
-            command=cfg.command, backbone=head["backbone"], weights=head["weights"],
+        yield save_pca(out.path, pca, out.provenance(
+            backbone=head["backbone"], weights=head["weights"],
             input_size=head["input_size"], layer=cfg.layer,
             layer_shape=head["layer_shapes"][cfg.layer], view=cfg.view, local=str(spec),
             input_dim=x.shape[1], dim=cfg.dim, per_image=cfg.per_image, seed=cfg.seed,
             shards=[str(p) for p in paths]))
+
+
+def run(inputs: Sequence[str], out: str | Path, cfg: FitPCAConfig, **kw) -> list[Path]:
+    """:meth:`FitPCA.run`: fit a PCA on ``inputs``' local features into ``out``."""
+    return FitPCA(cfg).run(inputs, out, **kw)

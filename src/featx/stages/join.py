@@ -14,14 +14,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
 from featx import interrupt
 from featx.errors import InputError, ProvenanceError
-from featx.io import EXTRACTION_KEYS, EncodingShard, EncodingWriter, output_folder, provenance
-from featx.io import read_header, resume_or_refuse, shard_paths
-from featx.stages import Progress, start
+from featx.io import EXTRACTION_KEYS, EncodingShard, EncodingWriter, read_header, shard_paths
+from featx.stages import Output, Stage
 
 
 @dataclass(frozen=True)
@@ -35,57 +35,75 @@ class JoinConfig:
             raise InputError(f"unknown dtype {self.dtype!r}; valid: float32, float16")
 
 
-def run(parts: Sequence[str | Path], out: str | Path, cfg: JoinConfig = JoinConfig(), *,
-        progress: Progress | None = None) -> Iterator[Path]:
-    """Join the encoding folders (or shard files) ``parts``; yield each output shard's path."""
-    if len(parts) < 2:
-        raise InputError("join needs at least two encoding folders")
-    groups = [shard_paths([p]) for p in parts]
-    names = [p.name for p in groups[0]]
-    for part, group in zip(parts[1:], groups[1:]):
-        if [p.name for p in group] != names:
-            raise InputError(f"{part} holds shards {[p.name for p in group]}, {parts[0]} holds "
-                             f"{names}; join encodings of the same extraction's shards")
-    heads = [[read_header(p) for p in group] for group in groups]
-    for group, hs in zip(groups, heads):
-        for path, h in zip(group, hs):
-            if h.get("kind") != "encodings":
-                raise InputError(f"{path} holds {h.get('kind')!r}, not encodings (featx encode)")
-            if not h.get("l2", True):
-                raise InputError(f"{path} was encoded with --no-l2; join needs unit-norm parts")
-    first = [hs[0] for hs in heads]
-    for part, h in zip(parts[1:], first[1:]):
-        for key in (*EXTRACTION_KEYS, "classes"):
-            if h.get(key) != first[0].get(key):
-                raise ProvenanceError(f"{part} has {key}={h.get(key)!r}, {parts[0]} has "
-                                      f"{key}={first[0].get(key)!r}; join encodings of the same "
-                                      "images and backbone")
-    signature = {
-        "kind": "encodings", "joined": [str(Path(p).resolve()) for p in parts],
-        "methods": [m for h in first for m in h["methods"]],
-        "views": [v for h in first for v in h["views"]],
-        "power_norm": [h.get("power_norm") for h in first], "l2": True, "quantize": "none",
-        "normalisation": [n for h in first for n in h.get("normalisation") or []],
-        "pca_sha256": "+".join(h["pca_sha256"] for h in first),
-        "gmm_sha256": "+".join(h["gmm_sha256"] for h in first),
-    }
-    attrs = provenance(command=cfg.command, **signature, dtype=cfg.dtype,
-                       **{k: first[0][k] for k in EXTRACTION_KEYS})
-    advance = start(progress, "join", sum(len(h["ids"]) for h in heads[0]))
-    with output_folder(out, overwrite=cfg.overwrite, command=cfg.command) as folder, \
-            interrupt.polling():
+class Join(Stage):
+    """Join encoding folders (or shard files) of the same images, shard by shard: each part at
+    unit norm, the whole scaled to unit norm."""
+
+    name = "join"
+
+    def plan(self, parts: Sequence[str | Path]) -> SimpleNamespace:
+        if len(parts) < 2:
+            raise InputError("join needs at least two encoding folders")
+        groups = [shard_paths([p]) for p in parts]
+        names = [p.name for p in groups[0]]
+        for part, group in zip(parts[1:], groups[1:]):
+            if [p.name for p in group] != names:
+                raise InputError(f"{part} holds shards {[p.name for p in group]}, {parts[0]} holds "
+                                 f"{names}; join encodings of the same extraction's shards")
+        heads = [[read_header(p) for p in group] for group in groups]
+        for group, hs in zip(groups, heads):
+            for path, h in zip(group, hs):
+                if h.get("kind") != "encodings":
+                    raise InputError(f"{path} holds {h.get('kind')!r}, not encodings (featx encode)")
+                if not h.get("l2", True):
+                    raise InputError(f"{path} was encoded with --no-l2; join needs unit-norm parts")
+        first = [hs[0] for hs in heads]
+        for part, h in zip(parts[1:], first[1:]):
+            for key in (*EXTRACTION_KEYS, "classes"):
+                if h.get(key) != first[0].get(key):
+                    raise ProvenanceError(f"{part} has {key}={h.get(key)!r}, {parts[0]} has "
+                                          f"{key}={first[0].get(key)!r}; join encodings of the same "
+                                          "images and backbone")
+        signature = {
+            "kind": "encodings", "joined": [str(Path(p).resolve()) for p in parts],
+            "methods": [m for h in first for m in h["methods"]],
+            "views": [v for h in first for v in h["views"]],
+            "power_norm": [h.get("power_norm") for h in first], "l2": True, "quantize": "none",
+            "normalisation": [n for h in first for n in h.get("normalisation") or []],
+            "pca_sha256": "+".join(h["pca_sha256"] for h in first),
+            "gmm_sha256": "+".join(h["gmm_sha256"] for h in first),
+        }
+        return SimpleNamespace(parts=parts, groups=groups, names=names, heads=heads,
+                               first=first, signature=signature)
+
+    def inputs_of(self, p: SimpleNamespace) -> list[Path]:
+        return [path for group in p.groups for path in group]
+
+    def work(self, p: SimpleNamespace, output: Output) -> Iterator[Path]:
+        cfg, groups, names, heads, first, signature = (self.cfg, p.groups, p.names, p.heads,
+                                                       p.first, p.signature)
+        attrs = output.provenance(**signature, dtype=cfg.dtype,
+                                  **{k: first[0][k] for k in EXTRACTION_KEYS})
+        advance = output.start("join", sum(len(h["ids"]) for h in heads[0]))
+        folder = output.folder
         for k, name in enumerate(names):
             target = folder.path / name
             hs = [h[k] for h in heads]
             if any(h["ids"] != hs[0]["ids"] for h in hs[1:]):
                 raise InputError(f"the {name} shards hold different images (or orders); join "
                                  "encodings of the same images")
-            if cfg.overwrite or resume_or_refuse(target, signature,
-                                                 hs[0]["ids"] + hs[0]["skipped_ids"]) is None:
+            if output.existing(target, signature,
+                               hs[0]["ids"] + hs[0]["skipped_ids"]) is None:
                 interrupt.check()
                 _join_one([g[k] for g in groups], target, attrs, cfg, folder)
             advance(len(hs[0]["ids"]))
             yield folder.keep(target)
+
+
+def run(parts: Sequence[str | Path], out: str | Path, cfg: JoinConfig = JoinConfig(),
+        **kw) -> list[Path]:
+    """:meth:`Join.run`: the encodings ``parts`` joined into ``out``."""
+    return Join(cfg).run(parts, out, **kw)
 
 
 def _join_one(paths: list[Path], target: Path, attrs: dict, cfg: JoinConfig, folder) -> None:

@@ -1,4 +1,4 @@
-"""The maps stage: pictures of where a representation's evidence lies (:mod:`featx.maps` for
+"""The maps stage: pictures of where a representation's evidence lies (:mod:`featx.windows` for
 the maths, :mod:`featx.plots` for the drawing). Three kinds, by the options given:
 
 - ``model`` + ``gmm``: object confidence maps of the Fisher family (Yoo et al. §4.5) from
@@ -20,6 +20,7 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -27,17 +28,15 @@ from PIL import Image, ImageOps
 
 from featx import interrupt, plots
 from featx.backbones import get_backbone
-from featx.device import resolve_device
 from featx.digest import file_digest
 from featx.encoders import CrossLayerGrid, LocalSpec, guidance_maps, guide_at, score_contributions
-from featx.encoders import project_subarrays, vectors_as_map
-from featx.encoders.fisher import _gmm_params
+from featx.encoders import gmm_params, project_subarrays, vectors_as_map
 from featx.errors import InputError, ProvenanceError
-from featx.io import EXTRACTION_KEYS, load_gmm, load_guidance, load_pca, load_svm, output_folder
-from featx.io import provenance, read_header, require_fit, save_maps, shard_paths
+from featx.io import EXTRACTION_KEYS, load_gmm, load_guidance, load_pca, load_svm
+from featx.io import check_guidance_scales, pyramid_pca, read_header, require_fit, save_maps, shard_paths
 from featx.io.shards import ActivationShard
-from featx.maps import accumulate, cell_boxes, patch_fisher_scores, patch_window, window_boxes
-from featx.stages import Progress, start
+from featx.windows import accumulate, cell_boxes, patch_fisher_scores, patch_window, window_boxes
+from featx.stages import Output, Stage
 
 log = logging.getLogger(__name__)
 
@@ -86,58 +85,75 @@ class MapsConfig:
         return "channels"
 
 
-def run(inputs: Sequence[str], out: str | Path, cfg: MapsConfig, *,
-        progress: Progress | None = None) -> Iterator[Path]:
-    device = resolve_device(cfg.device)
-    paths = shard_paths(inputs)
-    head = read_header(paths[0])
-    if head.get("kind") != "activations":
-        raise InputError(f"{paths[0]} holds {head.get('kind')!r}, not activations (featx "
-                         "extract): maps are drawn from activations")
-    for p in paths[1:]:
-        require_fit(read_header(p), {k: head[k] for k in EXTRACTION_KEYS}, str(p),
-                    "draw maps of one extraction at a time")
-    painter = _painter(cfg, head, device)
-    counts = [len(read_header(p)["ids"]) for p in paths]
-    total = sum(counts)
-    # --limit N: N images spread evenly over the inputs (every class of a sorted split)
-    picked = set(np.linspace(0, total - 1, min(cfg.limit, total)).round().astype(int).tolist()) \
-        if cfg.limit else set(range(total))
-    advance = start(progress, f"maps ({cfg.kind})", len(picked))
-    raw: dict[str, np.ndarray] = {}
-    ids: list[str] = []
-    panels: list[list[str]] = []
-    with output_folder(out, overwrite=cfg.overwrite, command=cfg.command) as folder, \
-            torch.inference_mode(), interrupt.polling():
-        written: list[Path] = []
+class Maps(Stage):
+    """Draw where the evidence lies in each image of activation shards: one PNG an image
+    (photo + a panel per class or channel), and the raw maps in maps.h5."""
+
+    name = "maps"
+
+    def plan(self, inputs: Sequence[str]) -> SimpleNamespace:
+        cfg = self.cfg
+        paths = shard_paths(inputs)
+        head = read_header(paths[0])
+        if head.get("kind") != "activations":
+            raise InputError(f"{paths[0]} holds {head.get('kind')!r}, not activations (featx "
+                             "extract): maps are drawn from activations")
+        for p in paths[1:]:
+            require_fit(read_header(p), {k: head[k] for k in EXTRACTION_KEYS}, str(p),
+                        "draw maps of one extraction at a time")
+        painter = _painter(cfg, head, self.device)
+        counts = [len(read_header(p)["ids"]) for p in paths]
+        total = sum(counts)
+        # --limit N: N images spread evenly over the inputs (every class of a sorted split)
+        picked = set(np.linspace(0, total - 1, min(cfg.limit, total)).round().astype(int)
+                     .tolist()) if cfg.limit else set(range(total))
+        return SimpleNamespace(paths=paths, head=head, painter=painter, counts=counts,
+                               picked=picked)
+
+    def inputs_of(self, p: SimpleNamespace) -> list[Path]:
+        models = [Path(m) for m in (self.cfg.model, self.cfg.gmm, self.cfg.pca,
+                                    self.cfg.guidance) if m]
+        return [*p.paths, *models]
+
+    def work(self, p: SimpleNamespace, output: Output) -> Iterator[Path]:
+        cfg, folder = self.cfg, output.folder
+        advance = output.start(f"maps ({cfg.kind})", len(p.picked))
+        raw: dict[str, np.ndarray] = {}
+        ids: list[str] = []
+        panels: list[list[str]] = []
         offset = 0
-        for path, count in zip(paths, counts):
-            rows = [i for i in range(count) if offset + i in picked]
-            offset += count
-            if not rows:
-                continue
-            with ActivationShard(path) as shard:
-                files = _image_files(shard, cfg.images)
-                for i in rows:
-                    interrupt.check()
-                    photo = _photo(files[i], shard.ids[i])
-                    names, maps, title = painter(shard, i, photo.shape[:2])
-                    stem = _safe(os.path.splitext(shard.ids[i])[0])
-                    png = folder.path / f"{len(ids):05d}-{stem}.png"
-                    plots.overlays(photo, list(zip(names, maps)), png, title=title,
-                                   diverging=cfg.kind == "contribution")
-                    raw[f"map_{len(ids):05d}"] = np.stack(maps).astype(np.float32)
-                    ids.append(shard.ids[i])
-                    panels.append(names)
-                    written.append(folder.keep(png))
-                    advance(1)
-        h5 = save_maps(folder.path / "maps.h5", raw, provenance(
-            command=cfg.command, kind_of_map=cfg.kind, ids=ids, panels=panels,
+        with torch.inference_mode():
+            for path, count in zip(p.paths, p.counts):
+                rows = [i for i in range(count) if offset + i in p.picked]
+                offset += count
+                if not rows:
+                    continue
+                with ActivationShard(path) as shard:
+                    files = _image_files(shard, cfg.images)
+                    for i in rows:
+                        interrupt.check()
+                        photo = _photo(files[i], shard.ids[i])
+                        names, maps, title = p.painter(shard, i, photo.shape[:2])
+                        stem = _safe(os.path.splitext(shard.ids[i])[0])
+                        png = folder.path / f"{len(ids):05d}-{stem}.png"
+                        plots.overlays(photo, list(zip(names, maps)), png, title=title,
+                                       diverging=cfg.kind == "contribution")
+                        raw[f"map_{len(ids):05d}"] = np.stack(maps).astype(np.float32)
+                        ids.append(shard.ids[i])
+                        panels.append(names)
+                        yield folder.keep(png)
+                        advance(1)
+        head = p.head
+        yield folder.keep(save_maps(folder.path / "maps.h5", raw, output.provenance(
+            kind_of_map=cfg.kind, ids=ids, panels=panels,
             model=str(cfg.model or ""), gmm=str(cfg.gmm or ""), pca=str(cfg.pca or ""),
             guidance=str(cfg.guidance or ""), layer=cfg.layer or "", reduce=cfg.reduce,
-            **{k: head[k] for k in EXTRACTION_KEYS}))
-        written.append(folder.keep(h5))
-    yield from written
+            **{k: head[k] for k in EXTRACTION_KEYS})))
+
+
+def run(inputs: Sequence[str], out: str | Path, cfg: MapsConfig, **kw) -> list[Path]:
+    """:meth:`Maps.run`: maps of ``inputs``' images into ``out``."""
+    return Maps(cfg).run(inputs, out, **kw)
 
 
 def _safe(image_id: str) -> str:
@@ -210,9 +226,8 @@ def _painter(cfg: MapsConfig, head: dict, device: torch.device):
         require_fit(gattrs, {**fits, "view": "pyramid"}, cfg.gmm, "fitted on these activations")
         weights, biases, names, mattrs = _svm(cfg, FISHER_SINGLE, "gmm_sha256", cfg.gmm)
         require_fit(mattrs, fits, cfg.model, "trained on these activations")
-        layer, params = gattrs["layer"], _gmm_params(gmm)
-        project = None if head.get("projected") else _region_pca(cfg, head, gattrs, cfg.gmm,
-                                                                 device)
+        layer, params = gattrs["layer"], gmm_params(gmm)
+        project = pyramid_pca(head, gattrs, cfg.gmm, cfg.pca, device)
         sizes = head["pyramid_sizes"]
 
         def confidence(shard, i, shape):
@@ -366,12 +381,8 @@ def _guidance(cfg: MapsConfig, head: dict, device: torch.device):
     guidance, gattrs = load_guidance(cfg.guidance, device)
     require_fit(gattrs, {**{k: head[k] for k in EXTRACTION_KEYS}, "view": "pyramid"},
                 cfg.guidance, "trained on these activations")
-    sizes = head.get("pyramid_sizes") or []
-    if [sizes[s] if s < len(sizes) else None for s in gattrs["scales"]] != gattrs["pyramid_sizes"]:
-        raise ProvenanceError(f"{cfg.guidance} was trained on pyramid scales of "
-                              f"{gattrs['pyramid_sizes']} px; these activations have {sizes}")
-    project = None if head.get("projected") else _region_pca(cfg, head, gattrs, cfg.guidance,
-                                                             device)
+    check_guidance_scales(head, gattrs, cfg.guidance)
+    project = pyramid_pca(head, gattrs, cfg.guidance, cfg.pca, device)
     return guidance, gattrs, project
 
 
@@ -379,12 +390,3 @@ def _regions(shard, i: int, gattrs: dict, project, device) -> list[torch.Tensor]
     pyr = shard.pyramid(gattrs["layer"], slice(i, i + 1))
     xs = [torch.from_numpy(pyr[s][0]).to(device) for s in gattrs["scales"]]
     return [project.transform(x) for x in xs] if project is not None else xs
-
-
-def _region_pca(cfg: MapsConfig, head: dict, fitted: dict, model: str, device):
-    """The PCA ``model`` was fitted after, for activations stored unprojected."""
-    path = cfg.pca or fitted.get("pca") or ""
-    if not path or not Path(path).is_file() or file_digest(path) != fitted["pca_sha256"]:
-        raise ProvenanceError(f"{model} was fitted on features reduced by "
-                              f"{fitted.get('pca') or 'a PCA'}; pass that PCA with --pca")
-    return load_pca(path, device)[0]

@@ -10,14 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from featx import svm
-from featx.device import resolve_device
 from featx.errors import InputError
-from featx.io import model_output, provenance, save_svm, shard_paths
+from featx.io import save_svm, shard_paths
 from featx.io.shards import EncodingSet
 from featx.io.provenance import ENCODING_KEYS
-from featx.stages import Progress, start
+from featx.stages import FILE, Output, Stage
 
 log = logging.getLogger(__name__)
+
+AUTO_C = svm.AUTO_C  # the grid ``--C auto`` chooses from
 
 
 @dataclass(frozen=True)
@@ -43,11 +44,17 @@ class TrainSVMConfig:
             raise InputError(f"--folds must be at least 2, got {self.folds}")
 
 
-def run(inputs: Sequence[str], out: str | Path, cfg: TrainSVMConfig = TrainSVMConfig(), *,
-        progress: Progress | None = None) -> Iterator[Path]:
-    device = resolve_device(cfg.device)
-    with model_output(out, overwrite=cfg.overwrite, command=cfg.command) as out:
-        enc = EncodingSet(shard_paths(inputs), ENCODING_KEYS)
+class TrainSVM(Stage):
+    name, output, polls = "train-svm", FILE, False
+
+    def plan(self, inputs: Sequence[str]) -> EncodingSet:
+        return EncodingSet(shard_paths(inputs), ENCODING_KEYS)
+
+    def inputs_of(self, enc: EncodingSet) -> list[Path]:
+        return list(enc.paths)
+
+    def work(self, enc: EncodingSet, out: Output) -> Iterator[Path]:
+        cfg, device = self.cfg, self.device
         labels, attrs = enc.labels, enc.attrs
         classes = attrs.get("classes") or []
         num = len(classes) if classes else int(labels.max()) + 1
@@ -66,17 +73,22 @@ def run(inputs: Sequence[str], out: str | Path, cfg: TrainSVMConfig = TrainSVMCo
             log.info("C = %g chosen by %d-fold cross-validation in %.1f s (%s)", c, cfg.folds,
                      time.perf_counter() - t,
                      ", ".join(f"C={a:g}: {b:.4f}" for a, b in cv.items()))
-        advance = start(progress, "train-svm", num)
+        advance = out.start("train-svm", num)
         t = time.perf_counter()
         coefs, biases = svm.fit_dual(kernel, labels, num, c, cfg.include_difficult,
                                      progress=lambda: advance(1))
         weights = svm.primal(coefs, blocks)
         log.info("trained %d one-vs-rest SVMs on %d x %d encodings in %.1f s", num, len(enc),
                  enc.dim, time.perf_counter() - t)
-        ids = enc.ids
-        yield save_svm(out, weights, biases, provenance(
-            command=cfg.command, **{k: attrs.get(k) for k in ENCODING_KEYS}, classes=classes,
+        yield save_svm(out.path, weights, biases, out.provenance(
+            **{k: attrs.get(k) for k in ENCODING_KEYS}, classes=classes,
             multilabel=labels.ndim == 2, C=c, C_grid=list(cfg.c),
             cv_scores=[[a, b] for a, b in cv.items()], folds=cfg.folds,
             include_difficult=cfg.include_difficult,
-            n_train=len(ids), train_split=attrs.get("split", "")))
+            n_train=len(enc.ids), train_split=attrs.get("split", "")))
+
+
+def run(inputs: Sequence[str], out: str | Path, cfg: TrainSVMConfig = TrainSVMConfig(),
+        **kw) -> list[Path]:
+    """:meth:`TrainSVM.run`: train one-vs-rest SVMs on ``inputs`` into ``out``."""
+    return TrainSVM(cfg).run(inputs, out, **kw)

@@ -62,5 +62,4 @@ def maps(inputs, out, model, gmm, pca, guidance, layer, channels, classes, top, 
                      resolution=resolution, reduce=reduce, device=device, overwrite=overwrite,
                      command=command_line())
     with bars("img") as progress:
-        for path in stage.run(inputs, out, cfg, progress=progress):
-            emit(path)
+        stage.run(inputs, out, cfg, progress=progress, on_written=emit)

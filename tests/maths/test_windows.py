@@ -8,7 +8,7 @@ import torch
 
 from featx import metrics, plots
 from featx.encoders import fisher_vector
-from featx.maps import accumulate, cell_boxes, patch_fisher_scores, window_boxes
+from featx.windows import accumulate, cell_boxes, patch_fisher_scores, window_boxes
 
 
 def test_window_boxes_follow_the_receptive_field_centres():
@@ -95,7 +95,7 @@ def test_pr_curve_draws_the_metrics_points(tmp_path):
 
 
 def test_patch_window_is_the_fc_window_or_two_strides():
-    from featx.maps import patch_window
+    from featx.windows import patch_window
 
     assert patch_window([227, 321, 454], [1, 16, 64], 227) == 227  # dense fc: the input window
     # a conv map (EfficientNet's head: 7x7 at 224, 14x14 at 448): stride 32, window 64

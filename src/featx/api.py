@@ -1,0 +1,243 @@
+"""featx from Python: one eager function a stage, with the command line's defaults.
+
+Each function runs its stage to completion through the stage driver (:mod:`featx.stages`) and
+returns what it wrote: the shard paths (``extract``, ``encode``, ``join``, ``maps``), the model
+file (``fit_pca``, ``fit_gmm``, ``fit_guidance``, ``train_svm``), or the metrics
+(``evaluate``). :func:`load` reads any model file back. Settings are the keyword arguments of
+the stage's config (the same names as the command-line options, with ``_`` for ``-``); an
+error names them as you passed them (``per_image``, not ``--per-image``).
+
+    import featx
+    acts = featx.extract("photos/", "work/acts", backbone="efficientnet_lite0")
+    pca = featx.fit_pca(acts, "work/pca.h5", layer="stage6", dim=128)
+
+The driver makes the process set-up a run needs (glibc keeps freed host memory; SIGTERM stops
+a run at a safe point, as Ctrl-C does) unless the application has installed its own SIGTERM
+handler. See docs/api.md.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from featx.errors import FeatxError, InputError
+
+Paths = str | Path | Iterable[str | Path]
+_FLAGS = {"overwrite", "skip_bad", "whiten", "include_difficult", "crop_boxes"}
+_RENAMED = {"json": "out", "memory": "memory_gb"}
+
+
+def _parameter(match: re.Match) -> str:
+    flag = match.group(1)
+    if flag.startswith("no-"):
+        return f"{flag[3:].replace('-', '_')}=False"
+    name = _RENAMED.get(flag, flag.replace("-", "_"))
+    return f"{name}=True" if name in _FLAGS else name
+
+
+@contextmanager
+def _parameter_names():
+    """Errors name the Python parameters, not the command-line options."""
+    try:
+        yield
+    except FeatxError as exc:
+        text = re.sub(r"(?<![\w-])--([A-Za-z][\w-]*)", _parameter, str(exc))
+        text = re.sub(r"(?<![\w-])-o\b", "out", text).replace("INPUTS", "images")
+        raise type(exc)(text) from None
+
+
+def _list(inputs: Paths) -> list[str]:
+    return [str(inputs)] if isinstance(inputs, (str, Path)) else [str(p) for p in inputs]
+
+
+def _split(value: str | Sequence[str] | None) -> tuple[str, ...] | None:
+    if value is None or not isinstance(value, str):
+        return None if value is None else tuple(value)
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+def _command(name: str, *args: Any, **kwargs: Any) -> str:
+    """The call as provenance records it."""
+    shown = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()
+                                       if v is not None]
+    return f"featx.{name}({', '.join(shown)})"
+
+
+def _run(module: str, config: str, name: str, inputs: Any, out: Any, settings: dict,
+         progress: Callable | None, shown_inputs: Any) -> list[Path]:
+    import importlib
+
+    stage = importlib.import_module(f"featx.stages.{module}")
+    with _parameter_names():
+        cfg = getattr(stage, config)(**settings, command=_command(name, shown_inputs, out,
+                                                                   **settings))
+        return stage.run(inputs, out, cfg, progress=progress)
+
+
+def image_source(images: Paths | None = None, *, dataset: str | None = None,
+                 root: str | Path | None = None, split: str = "", crop_boxes: bool = False):
+    """The images ``extract`` reads: folders, files and lists of paths, or a benchmark in its
+    standard layout (``dataset``, ``root``, ``split``), as a :class:`featx.images.ImageSource`
+    (ids, labels, classes)."""
+    from featx.datasets import open_dataset
+    from featx.images import open_source
+
+    with _parameter_names():
+        if dataset:
+            if images or not root or (not split and dataset != "folder"):
+                raise InputError("--dataset takes --root and --split, and no INPUTS")
+            return open_dataset(dataset, str(root), split, crop=crop_boxes)
+        return open_source(_list(images or []))
+
+
+def layers(backbone: str, input_size: int | None = None) -> dict[str, tuple[int, ...]]:
+    """Every layer alias of ``backbone`` with its output shape (C, H, W) at ``input_size``
+    (default: the backbone's), without loading weights."""
+    from featx.backbones import get_backbone, layer_shapes
+
+    with _parameter_names():
+        bb = get_backbone(backbone)
+        return dict(layer_shapes(bb, input_size or bb.input_size))
+
+
+def extract(images: Paths | None, out: str | Path, *, dataset: str | None = None,
+            root: str | Path | None = None, split: str = "", crop_boxes: bool = False,
+            layers: str | Sequence[str] | None = None, views: str | Sequence[str] = "whole",
+            progress: Callable | None = None, **settings: Any) -> list[Path]:
+    """Activations of a backbone over ``images`` (folders, files, lists of paths) or a
+    benchmark (``dataset``, ``root``, ``split``) into shards under ``out``.
+    ``settings``: :class:`featx.stages.extract.ExtractConfig` (backbone, weights, input_size,
+    batch_size, device, workers, shard_size, dtype, seed, skip_bad, overwrite, project,
+    sample)."""
+    source = image_source(images, dataset=dataset, root=root, split=split,
+                          crop_boxes=crop_boxes)
+    settings = {"layers": _split(layers), "views": _split(views), **settings}
+    return _run("extract", "ExtractConfig", "extract", source, out, settings, progress,
+                images if images is not None else {"dataset": dataset, "root": str(root),
+                                                    "split": split})
+
+
+def fit_pca(activations: Paths, out: str | Path, *, layer: str, progress: Callable | None = None,
+            **settings: Any) -> Path:
+    """A PCA of ``layer``'s local features sampled from activation shards, saved to ``out``.
+    ``settings``: view, local, dim (500), per_image (100), whiten, seed, device, overwrite."""
+    [path] = _run("fit_pca", "FitPCAConfig", "fit_pca", _list(activations), out,
+                  {"layer": layer, **settings}, progress, _list(activations))
+    return path
+
+
+def fit_gmm(activations: Paths, out: str | Path, *, pca: str | Path,
+            progress: Callable | None = None, **settings: Any) -> Path:
+    """A diagonal GMM of PCA-reduced local features (the Fisher vector's vocabulary).
+    ``settings``: components (256), per_image, max_iter, tol, n_init, var_floor, seed, device,
+    overwrite."""
+    [path] = _run("fit_gmm", "FitGMMConfig", "fit_gmm", _list(activations), out,
+                  {"pca": str(pca), **settings}, progress, _list(activations))
+    return path
+
+
+def fit_guidance(activations: Paths, out: str | Path, *, progress: Callable | None = None,
+                 **settings: Any) -> Path:
+    """Scheme 2's trained guidance layer (Liu et al. 2016) on labelled pyramid activations.
+    ``settings``: pca, layer, scales, channels (64), kernel, epochs (30), batch_size, lr,
+    weight_decay, holdout, patience, seed, device, overwrite."""
+    if isinstance(settings.get("pca"), Path):
+        settings["pca"] = str(settings["pca"])
+    [path] = _run("fit_guidance", "FitGuidanceConfig", "fit_guidance", _list(activations), out,
+                  settings, progress, _list(activations))
+    return path
+
+
+def encode(activations: Paths, out: str | Path, *, method: str | Sequence[str] = "cross-layer",
+           views: str | Sequence[str] = "whole", progress: Callable | None = None,
+           **settings: Any) -> list[Path]:
+    """Encodings of activation shards (one output shard an input shard) under ``out``.
+    ``method``: one or several of :data:`featx.methods.METHODS`, joined. ``settings``: pca,
+    gmm, guidance (model files), layers, fc_layer, power_norm, l2, quantize, dtype, device,
+    overwrite."""
+    for key in ("pca", "gmm", "guidance"):
+        if isinstance(settings.get(key), Path):
+            settings[key] = str(settings[key])
+    settings = {"methods": _split(method), "views": _split(views), **settings}
+    if "layers" in settings:
+        settings["layers"] = _split(settings["layers"])
+    return _run("encode", "EncodeConfig", "encode", _list(activations), out, settings, progress,
+                _list(activations))
+
+
+def join(parts: Sequence[str | Path], out: str | Path, *, progress: Callable | None = None,
+         **settings: Any) -> list[Path]:
+    """Encoding folders of the same images joined, each part at unit norm (CL + CNN-Global).
+    ``settings``: dtype, overwrite."""
+    return _run("join", "JoinConfig", "join", [str(p) for p in parts], out, settings, progress,
+                [str(p) for p in parts])
+
+
+def train_svm(encodings: Paths, out: str | Path, *, C: float | Sequence[float] | str = 1.0,
+              progress: Callable | None = None, **settings: Any) -> Path:
+    """One-vs-rest linear SVMs on encoding shards, saved to ``out``. ``C``: one value, several
+    to choose from by cross-validation, or ``"auto"``. ``settings``: folds, include_difficult,
+    memory_gb, seed, device, overwrite."""
+    from featx.svm import AUTO_C
+
+    c = AUTO_C if C == "auto" else (float(C),) if isinstance(C, (int, float)) else \
+        tuple(float(x) for x in C)
+    [path] = _run("train_svm", "TrainSVMConfig", "train_svm", _list(encodings), out,
+                  {"c": c, **settings}, progress, _list(encodings))
+    return path
+
+
+def evaluate(encodings: Paths, model: str | Path, out: str | Path | None = None, *,
+             progress: Callable | None = None, **settings: Any) -> dict[str, Any]:
+    """The metrics of encoding shards under an SVM model (VOC07 11-point AP for multi-label
+    data, accuracies for single-label), also written to ``out`` as JSON when given.
+    ``settings``: dataset, memory_gb, plots (a folder), overwrite."""
+    from featx.stages.evaluate import Evaluate, EvaluateConfig
+
+    with _parameter_names():
+        cfg = EvaluateConfig(model=str(model), **settings,
+                             command=_command("evaluate", _list(encodings), out,
+                                              model=str(model), **settings))
+        stage = Evaluate(cfg)
+        stage.run(_list(encodings), out, progress=progress)
+    return stage.result
+
+
+def maps(activations: Paths, out: str | Path, *, progress: Callable | None = None,
+         **settings: Any) -> list[Path]:
+    """Confidence, contribution or channel maps of activation shards' images under ``out``.
+    ``settings``: model, gmm, pca, guidance, layer, channels, classes, top, images, limit,
+    resolution, reduce, device, overwrite."""
+    for key in ("model", "gmm", "pca", "guidance"):
+        if isinstance(settings.get(key), Path):
+            settings[key] = str(settings[key])
+    return _run("maps", "MapsConfig", "maps", _list(activations), out, settings, progress,
+                _list(activations))
+
+
+def load_encodings(encodings: Paths) -> tuple[list[str], Any, Any, dict[str, Any]]:
+    """Encoding shards (or their folders) read into memory: ids, X (N, dim) float32, labels
+    (N,) or (N, classes), and the attributes (provenance) the shards agree on; for
+    scikit-learn."""
+    from featx.io import load_encodings as load, shard_paths
+    from featx.io.provenance import ENCODING_KEYS
+
+    with _parameter_names():
+        return load(shard_paths(_list(encodings)), ENCODING_KEYS)
+
+
+def load(path: str | Path, device: str = "cpu") -> tuple[Any, dict[str, Any]]:
+    """A model file of any kind (PCA, GMM, guidance, SVM), as the object featx uses and its
+    attributes (provenance): :data:`featx.io.MODEL_KINDS` knows how to read each."""
+    from featx.io import load_model
+
+    with _parameter_names():
+        return load_model(path, device)
+
+
+__all__ = ["encode", "evaluate", "extract", "fit_gmm", "fit_guidance", "fit_pca",
+           "image_source", "join", "layers", "load", "load_encodings", "maps", "train_svm"]

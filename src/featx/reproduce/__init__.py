@@ -1,0 +1,110 @@
+"""Reproduce the papers' tables: the whole featx chain for every benchmark found, one report each.
+
+    featx reproduce [--data DIR] [--work DIR] [--reports DIR] [--plan] [--backbone NAME]
+        [--weights W] [--input-size N] [--scales S] [--only ROW[,ROW]]
+    featx.reproduce.reproduce(data=..., work=..., reports=...)        # the same from Python
+
+Looks under ``data`` for VOCdevkit/VOC2007, mit67, CUB_200_2011, flowers102 and h3d
+(attributes_dataset) in their standard layouts and runs, for each, every published row of Liu
+et al. (CVPR 2015) and Yoo et al. (arXiv 1412.1628) that featx can compute, writing
+``reports/<dataset>.md`` with the papers' numbers beside ours. With none present (no internet),
+it runs the same chain on the 250 real flower photos shipped in data/flowers-demo (CC BY 2.0,
+photographers in data/flowers-demo/ATTRIBUTION.txt) with the offline EfficientNet-Lite0
+backbone, and says so.
+
+Bounded resources: the work is done in phases (fc crops; conv4/conv5; conv3/conv4; the fc7
+pyramid; the pool5 pyramid). Each phase extracts only the views and layers its rows read, fits
+its PCA / GMM on stratified, seeded samples of the whole training split, and its activations
+are deleted once its rows are evaluated; a row's encodings are deleted once it and the rows
+joining it are evaluated. The SVMs stream encodings in blocks. Before any work a plan (images,
+CNN forwards, disk, RAM, time calibrated on a few images) is made, and the run refuses to start
+without the disk it needs (``plan_only``: make it and stop). Every stage runs through featx's
+Python API in this process; a rerun resumes (finished rows are kept in
+``<work>/<setup>/rows/``).
+
+- :mod:`featx.reproduce.rows`: the settings (:class:`Setup`) and the rows;
+- :mod:`featx.reproduce.run`: the run (:class:`Reproduction`), the plan;
+- :mod:`featx.reproduce.report`: the report, from the template ``report.md``;
+- :mod:`featx.reproduce.published`: the papers' numbers, each with its table.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from featx.errors import FeatxError, OutputError
+from featx.reproduce.report import write_report
+from featx.reproduce.rows import OFFLINE_PAIRS, PHASES, Row, Setup, backbone_defaults
+from featx.reproduce.rows import benchmarks, offline_setup, rows_of, slug
+from featx.reproduce.run import GB, Reproduction, Runner, plan, print_plan
+
+log = logging.getLogger(__name__)
+
+OFFLINE_PHOTOS = Path("data") / "flowers-demo"
+
+__all__ = ["OFFLINE_PAIRS", "PHASES", "Reproduction", "Row", "Runner", "Setup",
+           "backbone_defaults", "benchmarks", "offline_setup", "plan", "print_plan",
+           "reproduce", "rows_of", "setups", "slug", "write_report"]
+
+
+def setups(data: Path, offline: Path, *, backbone: str | None = None, weights: str | None = None,
+           input_size: int | None = None, scales: int | None = None) -> list[Setup]:
+    """The benchmarks under ``data`` (or the offline run on the photos in ``offline`` when
+    there is none), with the overrides applied."""
+    found = benchmarks(data)
+    if not found:
+        log.warning("No benchmark dataset under %s (see `make data`): running the small "
+                    "OFFLINE chain on the shipped flower photos instead.", data)
+        found = [offline_setup(offline)]
+    out = []
+    for setup in found:
+        changes: dict[str, Any] = {k: v for k, v in (("weights", weights),
+                                                     ("input_size", input_size),
+                                                     ("scales", scales)) if v is not None}
+        if backbone and backbone != setup.backbone:
+            changes.update(backbone_defaults(backbone))
+        out.append(replace(setup, **changes))
+    return out
+
+
+def reproduce(data: str | Path, work: str | Path, reports: str | Path, *,
+              offline: str | Path | None = None, only: set[str] | None = None,
+              plan_only: bool = False, backbone: str | None = None, weights: str | None = None,
+              input_size: int | None = None, scales: int | None = None,
+              bars: Callable[[], Any] | None = None,
+              on_plan: Callable[[str], None] | None = None) -> list[Path]:
+    """Run every setup found under ``data`` and write its report into ``reports``; the report
+    paths. ``offline``: the photos of the offline run (default ``data/flowers-demo``).
+    ``only``: these rows and what they need. ``bars``: progress bars per stage (see
+    :class:`Runner`). ``on_plan`` hears each setup's plan text (the CLI prints it on stderr).
+    """
+    data, work, reports = Path(data).resolve(), Path(work), Path(reports)
+    written = []
+    for setup in setups(data, Path(offline or OFFLINE_PHOTOS).resolve(),
+                        backbone=backbone, weights=weights, input_size=input_size,
+                        scales=scales):
+        rep = Reproduction(setup, work, only, maps_dir=reports / f"{setup.name}-maps",
+                           runner=Runner(bars))
+        try:  # an incomplete benchmark folder is named here, before any work
+            rows = plan(rep)
+        except FeatxError as exc:
+            raise type(exc)(f"{setup.name}: {exc}") from None
+        peak, text = print_plan(rep, rows)
+        (on_plan or log.info)(text)
+        if plan_only:
+            continue
+        rep.w.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(rep.w).free
+        have = sum(f.stat().st_size for f in rep.w.rglob("*") if f.is_file())
+        if free + have < peak:
+            raise OutputError(f"{setup.name} needs about {peak / GB:.1f} GB of disk in {rep.w} "
+                              f"at its peak; {free / GB:.1f} GB are free. Free space or pass "
+                              "--work DIR on a larger disk.")
+        results = rep.go()
+        written.append(write_report(rep, results, reports, text))
+    return written

@@ -1,0 +1,133 @@
+"""The report of a reproduction: the papers' tables with our numbers, the rows not run, the
+settings and this run's deviations, the plan and the time. Its text is the template
+``report.md`` beside this module; this module computes what fills it."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from string import Template
+
+from featx.backbones import get_backbone
+from featx.backbones.features import dense_shapes, layer_shapes, receptive_fields
+from featx.datasets import VOC_CLASSES
+from featx.encoders.fisher import region_indices
+from featx.images import ViewSpec
+from featx.reproduce import published
+
+TEMPLATE = Path(__file__).with_name("report.md")
+
+
+def ours(result: dict) -> float:
+    m = result["metrics"]
+    return 100 * (m["mAP"] if "mAP" in m else m["top1"])
+
+
+def _sp_regions_empty(rep) -> bool:
+    """Whether no vector of the MPP pyramid has its receptive field centred in the top or the
+    bottom third of the image at any scale (AlexNet's fc7 at 227 and 321 px): MPP + SP's
+    top and bottom regions are then empty."""
+    s = rep.s
+    bb = get_backbone(s.backbone)
+    layer = s.pyramid_layers[0]
+    size = rep.size(pyramid=True) or bb.input_size
+    sizes = ViewSpec("pyramid", scales=s.scales).sizes(size)
+    if bb.fc_conv and layer in bb.fc_conv[1]:
+        counts = [d[layer][0] for d in dense_shapes(bb, [layer], sizes)]
+    else:
+        counts = [math.prod(layer_shapes(bb, z)[layer][1:]) for z in sizes]
+    geometry = receptive_fields(bb, layer, sizes)
+    return all(len(i) == 0 for top, bottom in ((0.0, 1 / 3), (2 / 3, 1.0))
+               for i in region_indices(sizes, counts, top, bottom, geometry))
+
+
+def _samples(rep) -> str:
+    """How many features each model was fitted on, as this run recorded them."""
+    used = rep.used
+    names = {"cl45": "the CL-45 PCA on {:,} local features of {:,} images",
+             "cl34": "the CL-34 PCA on {:,} local features of {:,} images",
+             "pyr1": "the pyramid PCA on {:,} vectors of {:,} sampled images",
+             "pyr2": "the pool5 pyramid's PCA on {:,} vectors of {:,} sampled images"}
+    parts = [names[key.split("-")[0]].format(*used[key]) for key in sorted(used)
+             if key.endswith("-pca")]
+    parts += [f"the {key.split('-')[0]} GMM on {used[key][0]:,} projected vectors of "
+              f"{used[key][1]:,} images" for key in sorted(used) if key.endswith("-gmm")]
+    s = rep.s
+    return "; ".join(parts) or (f"asked: {s.pca_vectors:,} local features a PCA, "
+                                f"{s.gmm_vectors:,} pyramid vectors a GMM")
+
+
+def write_report(rep, results: dict[str, dict], reports: Path, plan_text: str) -> Path:
+    """``reports/<setup>.md`` from the template, for the rows in ``results``."""
+    s = rep.s
+    reports.mkdir(parents=True, exist_ok=True)
+    multi = "mAP" in next(iter(results.values()))["metrics"]
+    tables, shown = [], set()
+    for tid, (title, trows) in published.TABLES.items():
+        body = []
+        for row, cells in trows.items():
+            if row not in results:
+                continue
+            shown.add(row)
+            pub = cells.get(s.dataset)
+            o = ours(results[row])
+            p = f"{pub[0]:.2f}" if pub else "—"
+            d = f"{o - pub[0]:+.2f}" if pub else "—"
+            body.append(f"| {row} | {o:.2f} | {p} | {d} | {pub[1] if pub else 'not published'} "
+                        f"| {results[row]['dim']:,} | {results[row]['C']:g} "
+                        f"| {results[row].get('normalisation', '?')} |")
+        if body:
+            tables += [f"## {title}", "",
+                       "| row | ours | paper | delta | reference | dims | C | normalisation |",
+                       "|---|---:|---:|---:|---|---:|---:|---|", *body]
+            if tid in published.NOTES and published.NOTES[tid][0] == s.dataset:
+                tables += ["", published.NOTES[tid][1]]
+            tables.append("")
+    other = [r for r in results if r not in shown]
+    if other:
+        tables += ["## Other rows (no published number)", "",
+                   "| row | ours | dims | C | normalisation |", "|---|---:|---:|---:|---|"]
+        tables += [f"| {r} | {ours(results[r]):.2f} | {results[r]['dim']:,} | "
+                   f"{results[r]['C']:g} | {results[r].get('normalisation', '?')} |"
+                   for r in other]
+        tables.append("")
+    if s.dataset == "voc07":
+        tables += ["## Yoo et al. Table 5: VOC07 per-class AP", "",
+                   "| row | " + " | ".join(VOC_CLASSES) + " | mAP |",
+                   "|---|" + "---:|" * (len(VOC_CLASSES) + 1)]
+        for row, pub in published.YOO_T5.items():
+            if row in results:
+                ap = results[row]["metrics"]["AP"]
+                tables.append(f"| {row} (ours) | " + " | ".join(f"{100 * a:.1f}" for a in ap)
+                              + f" | {ours(results[row]):.1f} |")
+            tables.append(f"| {row} (paper) | " + " | ".join(f"{v:.1f}" for v in pub) + " |")
+        tables.append("")
+    not_run = [f"| {k} | {v} |" for k, v in published.NOT_RUN.items()]
+    if "34" not in s.pairs:
+        not_run.append("| CL-34, CL-34F, CL-34C | this backbone has no conv3/conv4 pair |")
+    this_run = [f"- This run: {d}." for d in rep.deviations]
+    if "MPP + SP" in results and _sp_regions_empty(rep):
+        this_run.append(
+            "- This run: MPP + SP's top and bottom thirds are empty: at these pyramid sizes no "
+            f"{s.pyramid_layers[0]} vector has its receptive field centred there "
+            "(featx.backbones.features.receptive_field), so the row adds nothing to MPP but its "
+            "middle region, which is MPP's vectors again.")
+    times = [f"| {k} | {v:.1f} |" for k, v in rep.run.times.items()]
+    times.append(f"| total | {sum(rep.run.times.values()):.1f} |")
+    text = Template(TEMPLATE.read_text()).substitute(
+        name=s.name, note_block=f"> {s.note}\n\n" if s.note else "", backbone=s.backbone,
+        weights=s.weights, input_size=s.input_size or "the backbone default",
+        pairs=", ".join(f"{k}: {a}->{b}" for k, (a, b) in s.pairs.items()), cl_dim=s.cl_dim,
+        blocks=s.blocks.replace("x", "×"), pyramid_layers=", ".join(s.pyramid_layers),
+        scales=s.scales, fv_dim=s.fv_dim, components=s.components, C=s.C, train=s.train,
+        test=s.test, metric="mAP (VOC07 11-point AP)" if multi else "top-1 accuracy",
+        tables="\n".join(tables), not_run="\n".join(not_run), samples=_samples(rep),
+        fc_power="" if s.fc_power is None else " This run forced the fc baselines to "
+        + ("√+L2." if s.fc_power else "L2 alone."),
+        guidance_channels=s.guidance_channels,
+        guidance_scales=min(s.guidance_scales, s.scales), guidance_epochs=s.guidance_epochs,
+        this_run="".join(line + "\n" for line in this_run), plan=plan_text,
+        times="\n".join(times))
+    path = reports / f"{s.name}.md"
+    path.write_text(text)
+    return path

@@ -1,0 +1,35 @@
+"""featx's Python API: errors name the parameters as passed, not the command-line flags; the
+functions are the package's attributes without importing torch for ``import featx``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import featx
+from featx.errors import FeatxError
+
+
+@pytest.mark.parametrize("call, says, not_says", [
+    (lambda p: featx.fit_pca(p, p / "pca.h5", layer="conv4", dim=0),
+     "dim and per_image must be at least 1", "--dim"),
+    (lambda p: featx.encode(p, p / "enc", method="mpp"), "needs gmm (a GMM", "--gmm"),
+    (lambda p: featx.train_svm(p, p / "svm.h5", C=0.0), "C must be finite numbers > 0",
+     "--C"),
+    (lambda p: featx.extract(None, p / "acts", dataset="voc07"),
+     "dataset takes root and split, and no images", "--root"),
+])
+def test_errors_name_the_python_parameters(tmp_path, call, says, not_says):
+    with pytest.raises(FeatxError) as exc:
+        call(tmp_path)
+    assert says in str(exc.value) and not_says not in str(exc.value)
+
+
+def test_import_featx_stays_light_and_exposes_the_api():
+    code = ("import sys, featx; light = 'torch' not in sys.modules; f = featx.fit_pca; "
+            "print(light, f.__module__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["True", "featx.api"]
