@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from featx.cli.options import bars, command_line, device_opt, emit, inputs_arg, out_opt
-from featx.cli.options import overwrite_opt
+from featx.cli.options import model_opt, overwrite_opt
 from featx.stages import maps as stage
 from featx.stages.maps import MapsConfig
 
@@ -26,15 +26,13 @@ def _list(cast):
 @click.command()
 @inputs_arg
 @out_opt
-@click.option("--model", type=click.Path(exists=True, dir_okay=False),
-              help="svm.h5 (train-svm): draw class evidence (with --gmm, --pca or --guidance).")
-@click.option("--gmm", type=click.Path(exists=True, dir_okay=False),
-              help="The GMM of a fisher/mpp/nfk model: object confidence maps (Yoo §4.5).")
-@click.option("--pca", type=click.Path(exists=True, dir_okay=False),
-              help="The cross-layer PCA of a cross-layer model: contribution maps (or the "
-                   "pyramid PCA of unprojected pyramids).")
-@click.option("--guidance", type=click.Path(exists=True, dir_okay=False),
-              help="A scheme-2 guidance: contribution maps with --model, else its channels.")
+@model_opt("model", help="svm.h5 (train-svm): draw class evidence (with --gmm, --pca or "
+                         "--guidance).")
+@model_opt("gmm", help="The GMM of a fisher/mpp/nfk model: object confidence maps (Yoo §4.5).")
+@model_opt("pca", help="The cross-layer PCA of a cross-layer model: contribution maps (or the "
+                       "pyramid PCA of unprojected pyramids).")
+@model_opt("guidance", help="A scheme-2 guidance: contribution maps with --model, else its "
+                            "channels.")
 @click.option("--layer", help="Overlay channels of this whole-view layer (Liu Fig. 4).")
 @click.option("--channels", callback=_list(int), help="Channels to overlay, e.g. 12,40.")
 @click.option("--classes", callback=_list(str), help="Classes to draw, by name.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from featx.cli.options import bars, command_line, device_opt, emit, inputs_arg, out_opt
-from featx.cli.options import overwrite_opt
+from featx.cli.options import model_opt, overwrite_opt
 from featx.methods import METHODS
 from featx.stages import encode as stage
 from featx.stages.encode import DTYPES, EncodeConfig
@@ -27,13 +27,11 @@ def _split(text: str | None) -> tuple[str, ...] | None:
 @click.option("--views", default=",".join(D.views), show_default=True,
               help="Views for the local-feature methods: whole (CL-45), blocks (CL-45F), "
                    "whole,blocks (CL-45C).")
-@click.option("--pca", type=click.Path(exists=True, dir_okay=False),
-              help="PCA of the local layer's subarrays (featx fit-pca).")
-@click.option("--gmm", type=click.Path(exists=True, dir_okay=False),
-              help="GMM of the pyramid vectors (featx fit-gmm), for fisher, vlad, mpp, nfk, csf.")
-@click.option("--guidance", type=click.Path(exists=True, dir_okay=False),
-              help="Trained guidance (featx fit-guidance): cross-layer pooling scheme 2 on the "
-                   "pyramid's dense fc vectors.")
+@model_opt("pca", help="PCA of the local layer's subarrays (featx fit-pca).")
+@model_opt("gmm", help="GMM of the pyramid vectors (featx fit-gmm), for fisher, vlad, mpp, "
+                       "nfk, csf.")
+@model_opt("guidance", help="Trained guidance (featx fit-guidance): cross-layer pooling scheme 2 "
+                            "on the pyramid's dense fc vectors.")
 @click.option("--layers", "layer_pair",
               help="LOCAL,GUIDE layers t and t+1 (default: the PCA's layer and the backbone's "
                    "cross-layer guidance).")

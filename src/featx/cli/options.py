@@ -40,6 +40,13 @@ seed_opt = click.option("--seed", default=0, show_default=True, type=int,
                         help="Seed for sampling and random initialisation.")
 
 
+def model_opt(kind: str, help: str, **kwargs):
+    """``--pca``, ``--gmm``, ``--guidance``, ``--model``: an existing model file (its kinds:
+    featx.io.MODEL_KINDS)."""
+    return click.option(f"--{kind}", type=click.Path(exists=True, dir_okay=False), help=help,
+                        **kwargs)
+
+
 def batch_size_opt(default: int):
     return click.option("--batch-size", default=default, show_default=True,
                         type=click.IntRange(1), help="CNN inputs (views) per forward pass.")
