@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from featx.errors import FeatxError, InputError
+from featx.errors import FeatxError
 
 Paths = str | Path | Iterable[str | Path]
 _FLAGS = {"overwrite", "skip_bad", "whiten", "include_difficult", "crop_boxes"}
@@ -83,15 +83,12 @@ def image_source(images: Paths | None = None, *, dataset: str | None = None,
     """The images ``extract`` reads: folders, files and lists of paths, or a benchmark in its
     standard layout (``dataset``, ``root``, ``split``), as a :class:`featx.images.ImageSource`
     (ids, labels, classes)."""
-    from featx.datasets import open_dataset
-    from featx.images import open_source
+    from featx.stages.extract import image_source as source
 
     with _parameter_names():
-        if dataset:
-            if images or not root or (not split and dataset != "folder"):
-                raise InputError("--dataset takes --root and --split, and no INPUTS")
-            return open_dataset(dataset, str(root), split, crop=crop_boxes)
-        return open_source(_list(images or []))
+        return source(None if images is None else _list(images), dataset=dataset,
+                      root=None if root is None else str(root), split=split,
+                      crop_boxes=crop_boxes)
 
 
 def layers(backbone: str, input_size: int | None = None) -> dict[str, tuple[int, ...]]:

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from featx.errors import InputError
-from featx.images import IMAGE_SUFFIXES, ImageRecord, ImageSource
+from featx.images import ImageRecord, ImageSource, is_image_path
 
 VOC_CLASSES = [
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -152,24 +152,34 @@ def h3d(root: str | Path, split: str = "train", crop: bool = False, **_) -> Imag
 
 
 def folder(root: str | Path, split: str = "", **_) -> ImageSource:
-    """Class sub-folders (under ``root/split`` when that exists), or a CSV path,label[,label]."""
+    """Class sub-folders (under ``root/split`` when a split is given: refused when that folder
+    does not exist), or a CSV path,label[,label] (one split a file: no ``split``)."""
     root = Path(root)
     if root.is_file():
         return _csv(root, split)
-    base = root / split if split and (root / split).is_dir() else root
-    if not base.is_dir():
-        raise InputError(f"dataset folder {base} is missing")
+    if not root.is_dir():
+        raise InputError(f"dataset folder {root} is missing")
+    base = root / split if split else root
+    if split and not base.is_dir():
+        # never fall back to the root: its split folders would be read as classes
+        folders = sorted(p.name for p in root.iterdir() if p.is_dir())
+        raise InputError(f"{root} has no split folder {split!r}; its folders are "
+                         f"{', '.join(folders) or 'none'} (without --split they are read as "
+                         "class folders)")
     classes = sorted(p.name for p in base.iterdir() if p.is_dir())
     if not classes:
         raise InputError(f"{base} has no class sub-folders")
     records = [ImageRecord(p.relative_to(base).as_posix(), str(p), c)
                for c, name in enumerate(classes)
-               for p in sorted((base / name).rglob("*"))
-               if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+               for p in sorted((base / name).rglob("*")) if is_image_path(p)]
     return ImageSource(records, classes, split, f"folder {base}")
 
 
 def _csv(path: Path, split: str) -> ImageSource:
+    if split:  # a CSV lists one split: a --split would only relabel all of it
+        raise InputError(f"{path} is one CSV of path,label rows with no split column; --split "
+                         f"{split} cannot pick rows from it: give each split its own CSV and "
+                         "no --split")
     with path.open(newline="") as fh:
         rows = [r for r in csv.reader(fh) if r and not r[0].startswith("#")]
     if rows and rows[0][0].strip().lower() == "path":

@@ -18,6 +18,7 @@ normalisation happens on the device, which keeps host-to-device copies four time
 from __future__ import annotations
 
 import os
+import stat
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -115,16 +116,18 @@ class ImageSource:
                            f"{self.description} (stratified sample of {len(chosen)}, seed {seed})")
 
 
-def _is_image_file(p: Path) -> bool:
-    """An image by its name that is a file, or a dangling link to one (kept, so that it fails
-    to decode by name instead of vanishing)."""
-    return p.suffix.lower() in IMAGE_SUFFIXES and (p.is_file() or (p.is_symlink() and not p.exists()))
+def is_image_path(p: Path) -> bool:
+    """An image by its name that is not a folder: a file, a dangling link to one, or a FIFO,
+    socket or device (kept, so that each fails to decode by name, and ``--skip-bad`` records
+    it, instead of vanishing)."""
+    return p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir() and \
+        (p.exists() or p.is_symlink())
 
 
 def folder_source(root: str | Path) -> ImageSource:
     """Every image below ``root`` (recursively), sorted; ids are paths relative to ``root``."""
     root = Path(root)
-    paths = sorted(p for p in root.rglob("*") if _is_image_file(p))
+    paths = sorted(p for p in root.rglob("*") if is_image_path(p))
     records = [ImageRecord(p.relative_to(root).as_posix(), str(p)) for p in paths]
     return ImageSource(records, description=f"folder {root}")
 
@@ -149,13 +152,17 @@ def open_source(inputs: Sequence[str]) -> ImageSource:
         path = Path(item)
         if path.is_dir():
             source = folder_source(path)
-        elif path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+        elif path.exists() and path.suffix.lower() in IMAGE_SUFFIXES:
+            # an image by its name (a FIFO too: the decoder refuses it by name, never blocks)
             records.append(ImageRecord(os.path.normpath(item), item))
             files += 1
             continue
         elif path.is_file():
             with path.open() as fh:
                 source = list_source(fh, f"list {item}")
+        elif path.exists():
+            raise InputError(f"input {item!r} is neither a folder, an image nor a list of "
+                             "paths (a FIFO, a socket or a device); pass the files themselves")
         else:
             raise InputError(f"input {item!r} does not exist")
         records += source.records
@@ -178,6 +185,7 @@ def decode(path: str, min_size: tuple[int, int] | None = None,
     pixels as Pillow's (the same library and settings), in about 60% of the time. ``box``
     (left, top, right, bottom, in pixels of the upright image) crops it (a bounding box).
     """
+    _require_regular(path)
     try:
         with Image.open(path) as img:
             if img.format == "JPEG" and img.mode in ("RGB", "YCbCr"):
@@ -204,6 +212,19 @@ def decode(path: str, min_size: tuple[int, int] | None = None,
             return _crop(out, box) if box is not None else out
     except Exception as exc:  # PIL raises many types for bad files
         raise ImageDecodeError(f"cannot decode image {path}: {exc}") from exc
+
+
+def _require_regular(path: str) -> None:
+    """Refuse what is not a regular file (a FIFO, a socket, a device) before opening it: opening
+    a FIFO blocks until a writer comes, forever in a batch run."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return  # missing or unreadable: the decoder names it
+    if not stat.S_ISREG(mode):
+        kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a file")
+        raise ImageDecodeError(f"cannot decode image {path}: it is {kind}, not a regular file")
 
 
 def _decode_jpeg(path: str) -> torch.Tensor | None:

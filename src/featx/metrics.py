@@ -31,12 +31,17 @@ def precision_recall(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray
 
 
 def _per_class(ap, scores, labels) -> np.ndarray:
-    """Apply a one-class AP to each column of (N, C) scores/labels ((N,) gives a scalar)."""
+    """Apply a one-class AP to each column of (N, C) scores/labels ((N,) gives a scalar). A
+    class with no positive image (all -1, or only 0) has no AP: NaN (VOCdevkit would divide
+    by zero), left out of a mean by ``np.nanmean``."""
     scores, labels = np.asarray(scores, float), np.asarray(labels)
+
+    def one(s, y):
+        return ap(*precision_recall(s, y)) if (y > 0).any() else float("nan")
+
     if scores.ndim == 1:
-        return ap(*precision_recall(scores, labels))
-    return np.array([ap(*precision_recall(scores[:, c], labels[:, c]))
-                     for c in range(scores.shape[1])])
+        return one(scores, labels)
+    return np.array([one(scores[:, c], labels[:, c]) for c in range(scores.shape[1])])
 
 
 def matlab_colon(a: float, d: float, b: float) -> tuple[float, ...]:

@@ -167,8 +167,10 @@ def choose_c(k: np.ndarray, labels: np.ndarray, num_classes: int, cs, folds: int
                     continue
                 support, alpha_y, bias = _fit(k[np.ix_(train, train)], idx, y, c)
                 decision[val, cls] = k[np.ix_(val, train[idx[support]])] @ alpha_y + bias
-        result[float(c)] = (float(voc07_ap(decision, labels).mean()) if multilabel
-                            else float((decision.argmax(1) == labels).mean()))
+        # a class with no positive has no AP: the mean is over the others (for every C alike)
+        ap = voc07_ap(decision, labels) if multilabel else None
+        result[float(c)] = ((float(np.nanmean(ap)) if np.isfinite(ap).any() else 0.0)
+                            if multilabel else float((decision.argmax(1) == labels).mean()))
     best = max(result, key=lambda c: (result[c], -c))
     return best, result
 

@@ -4,6 +4,7 @@ and a one-line error without; unusual but valid ones decode to the right pixels.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from PIL import Image
 
 from featx.images import decode, folder_source
 from featx.io import read_header
+from tests.reliability.conftest import featx_process
 
 pytestmark = pytest.mark.reliability
 
@@ -135,3 +137,36 @@ def test_jpeg_that_torchcodec_cannot_decode_falls_back_to_pillow(tmp_path, monke
     got = decode(str(tmp_path / "a.jpg")).numpy()
     with Image.open(tmp_path / "a.jpg") as img:
         assert (got == np.asarray(img.convert("RGB"))).all() and (got == want).all()
+
+
+def _fifo_case(tmp_path: Path, where: str) -> tuple[list, str]:
+    """A FIFO named fifo.jpg beside good.png: inside the folder given, named in a path list,
+    or given as an argument. (extract's arguments, the FIFO's id)."""
+    d = tmp_path / "imgs"
+    d.mkdir()
+    Image.new("RGB", (300, 200), (90, 40, 20)).save(d / "good.png")
+    os.mkfifo(d / "fifo.jpg")
+    if where == "folder":
+        return [d], "fifo.jpg"
+    if where == "list":
+        (tmp_path / "list.txt").write_text(f"{d / 'good.png'}\n{d / 'fifo.jpg'}\n")
+        return [tmp_path / "list.txt"], os.path.normpath(d / "fifo.jpg")
+    return [d / "good.png", d / "fifo.jpg"], os.path.normpath(d / "fifo.jpg")
+
+
+@pytest.mark.parametrize("where", ["folder", "list", "argument"])
+def test_a_fifo_is_a_bad_image_never_opened(tmp_path, where):
+    """Issue 26.5: a FIFO (opening one blocks until a writer comes) is refused by name,
+    skipped and recorded with --skip-bad; extract never hangs on it."""
+    inputs, fifo_id = _fifo_case(tmp_path, where)
+    args = ["-q", "extract", *inputs, "--weights", "none", "--workers", "0", "--input-size",
+            "64"]
+    proc = featx_process(*args, "-o", tmp_path / "a")
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1 and err.startswith("Error: ") and "a FIFO" in err
+    assert "fifo.jpg" in err and len(err.strip().splitlines()) == 1
+    proc = featx_process(*args, "--skip-bad", "-o", tmp_path / "b")
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    head = read_header(out.split()[0])
+    assert head["skipped_ids"] == [fifo_id] and len(head["ids"]) == 1

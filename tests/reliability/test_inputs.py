@@ -215,3 +215,78 @@ def test_an_unknown_maps_reduction_is_refused_by_cli_and_api(chain, tmp_path, cl
     assert not (tmp_path / "m").exists()
     with pytest.raises(InputError, match="unknown --reduce 'max'; valid: sum, mean"):
         MapsConfig(layer="conv5", reduce="max")
+
+
+@pytest.mark.parametrize("split", ["val", "tset"])
+def test_a_missing_split_folder_is_refused_naming_the_splits(tmp_path, cli, split):
+    """Issue 26.3: no fallback to the root, whose split folders would become classes."""
+    from tests.conftest import class_folders
+
+    for s in ("train", "test"):
+        class_folders(tmp_path / "ds" / s, ("a", "b"), 1, (64, 48))
+    res = cli("extract", "--dataset", "folder", "--root", tmp_path / "ds", "--split", split,
+              "--weights", "none", "-o", tmp_path / "acts", ok=False)
+    _one_line_error(res, f"no split folder {split!r}", "test, train")
+    assert not (tmp_path / "acts").exists()
+
+
+def test_a_split_of_a_csv_without_a_split_column_is_refused(tmp_path, cli):
+    """Issue 26.3: --split test on a CSV would record every row as "test"."""
+    from PIL import Image
+
+    Image.new("RGB", (64, 48)).save(tmp_path / "a.png")
+    (tmp_path / "set.csv").write_text("a.png,cat\n")
+    res = cli("extract", "--dataset", "folder", "--root", tmp_path / "set.csv", "--split",
+              "test", "--weights", "none", "-o", tmp_path / "acts", ok=False)
+    _one_line_error(res, "no split column", "--split test")
+
+
+def test_a_voc_class_without_positive_test_images_has_no_ap(tmp_path, cli):
+    """Issue 26.4: its AP is null and it is left out of the mAP, said on stderr (VOCdevkit
+    would divide by zero); the mAP is the mean over the classes with positives."""
+    from PIL import Image
+
+    from featx.datasets import VOC_CLASSES
+    from featx.metrics import voc07_ap
+    from featx.svm import scores
+
+    voc = tmp_path / "VOCdevkit" / "VOC2007"
+    (voc / "JPEGImages").mkdir(parents=True)
+    (voc / "ImageSets" / "Main").mkdir(parents=True)
+    for i in range(8):
+        Image.new("RGB", (96, 80), (i * 30, 90, 200 - i * 20)).save(voc / "JPEGImages" /
+                                                                     f"{i:06d}.jpg")
+    for split, ids in (("trainval", range(4)), ("test", range(4, 8))):
+        for k, c in enumerate(VOC_CLASSES):
+            # "dog" has no positive test image: -1 and one difficult (0)
+            lab = {i: (1 if (i + k) % 2 else -1) for i in ids}
+            if split == "test" and c == "dog":
+                lab = {i: (0 if i == 4 else -1) for i in ids}
+            (voc / "ImageSets" / "Main" / f"{c}_{split}.txt").write_text(
+                "".join(f"{i:06d} {v}\n" for i, v in lab.items()))
+    common = ["--dataset", "voc07", "--root", voc, "--weights", "none", "--layers", "fc7",
+              "--workers", "0"]
+    for split in ("trainval", "test"):
+        cli("extract", *common, "--split", split, "-o", tmp_path / f"acts-{split}")
+        cli("encode", tmp_path / f"acts-{split}", "--method", "global", "-o",
+            tmp_path / f"enc-{split}")
+    cli("train-svm", tmp_path / "enc-trainval", "-o", tmp_path / "svm.h5")
+    from click.testing import CliRunner
+
+    from featx.cli import main
+
+    res = CliRunner().invoke(main, ["evaluate", str(tmp_path / "enc-test"), "--model",
+                                    str(tmp_path / "svm.h5"), "--json", str(tmp_path / "m.json")])
+    assert res.exit_code == 0 and "no positive test image for dog" in res.stderr
+    import json
+
+    from featx.api import load_encodings
+
+    m = json.loads((tmp_path / "m.json").read_text())
+    dog = VOC_CLASSES.index("dog")
+    assert m["AP"][dog] is None and m["classes_without_positives"] == ["dog"]
+    _, x, y, _ = load_encodings(tmp_path / "enc-test")
+    (w, b), _ = __import__("featx").load(tmp_path / "svm.h5")
+    ap = voc07_ap(scores(x, w, b), y)
+    others = [a for c, a in enumerate(ap) if c != dog]
+    assert m["mAP"] == pytest.approx(float(np.mean(others)), abs=1e-12)

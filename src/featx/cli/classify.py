@@ -100,13 +100,18 @@ def result_table(result: dict) -> Table:
         table.add_column("AP (11-pt)", justify="right")
         table.add_column("AP (all-pt)", justify="right")
         for name, a, b in zip(result["classes"], result["AP"], result["AP_all_point"]):
-            table.add_row(name, f"{100 * a:.2f}", f"{100 * b:.2f}")
-        table.add_row("[bold]mean", f"[bold]{100 * result['mAP']:.2f}",
-                      f"[bold]{100 * result['mAP_all_point']:.2f}")
+            table.add_row(name, _pct(a), _pct(b))
+        table.add_row("[bold]mean", f"[bold]{_pct(result['mAP'])}",
+                      f"[bold]{_pct(result['mAP_all_point'])}")
     else:
         table.add_column("accuracy", justify="right")
         for name, a in zip(result["classes"], result["class_accuracy"]):
-            table.add_row(name, "-" if a is None else f"{100 * a:.2f}")
+            table.add_row(name, _pct(a))
         table.add_row("[bold]mean class accuracy", f"[bold]{100 * result['mean_class_accuracy']:.2f}")
         table.add_row("[bold]top-1 accuracy", f"[bold]{100 * result['top1']:.2f}")
     return table
+
+
+def _pct(value: float | None) -> str:
+    """A fraction as a percentage; "-" for none (a class without positives or images)."""
+    return "-" if value is None else f"{100 * value:.2f}"

@@ -7,10 +7,9 @@ import click
 from featx.backbones import BACKBONES
 from featx.cli.options import bars, batch_size_opt, command_line, device_opt, emit, images_arg
 from featx.cli.options import out_opt, overwrite_opt, seed_opt
-from featx.api import image_source
 from featx.datasets import DATASETS
 from featx.stages import extract as stage
-from featx.stages.extract import DTYPES, ExtractConfig
+from featx.stages.extract import DTYPES, ExtractConfig, image_source
 
 D = ExtractConfig  # the defaults live in the config
 

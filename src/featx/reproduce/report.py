@@ -98,7 +98,8 @@ def write_report(rep, results: dict[str, dict], reports: Path, plan_text: str) -
         for row, pub in published.YOO_T5.items():
             if row in results:
                 ap = results[row]["metrics"]["AP"]
-                tables.append(f"| {row} (ours) | " + " | ".join(f"{100 * a:.1f}" for a in ap)
+                tables.append(f"| {row} (ours) | " + " | ".join(
+                    "—" if a is None else f"{100 * a:.1f}" for a in ap)
                               + f" | {ours(results[row]):.1f} |")
             tables.append(f"| {row} (paper) | " + " | ".join(f"{v:.1f}" for v in pub) + " |")
         tables.append("")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from featx.io import load_svm, require_fit, save_json, shard_paths
 from featx.io.shards import EncodingSet
 from featx.io.provenance import ENCODING_KEYS
 from featx.stages import OPTIONAL_FILE, Output, Stage
+
+log = logging.getLogger(__name__)
 
 
 
@@ -98,14 +101,21 @@ def metrics_of(enc: EncodingSet, weights, biases, mattrs: dict, cfg: EvaluateCon
     if labels.ndim == 2:
         ap11 = metrics.voc07_ap(s, labels)
         apall = metrics.average_precision(s, labels)
-        result.update({"metric": "voc07 11-point AP", "mAP": float(ap11.mean()),
-                       "AP": ap11.tolist(), "mAP_all_point": float(apall.mean()),
-                       "AP_all_point": apall.tolist()})
+        absent = [c for c, v in zip(classes, ap11) if np.isnan(v)]
+        if absent:
+            log.warning("no positive test image for %s: no AP (null), left out of the mAP",
+                        ", ".join(absent))
+        scored = ~np.isnan(ap11)
+        result.update({"metric": "voc07 11-point AP",
+                       "mAP": float(ap11[scored].mean()) if scored.any() else None,
+                       "AP": _nulls(ap11),
+                       "mAP_all_point": float(apall[scored].mean()) if scored.any() else None,
+                       "AP_all_point": _nulls(apall), "classes_without_positives": absent})
     else:
         top1, per_class = metrics.accuracy(s.argmax(1), labels, len(classes))
         result.update({"metric": "accuracy", "top1": top1,
                        "mean_class_accuracy": float(np.nanmean(per_class)),
-                       "class_accuracy": [None if np.isnan(v) else float(v) for v in per_class]})
+                       "class_accuracy": _nulls(per_class)})
     return result, s
 
 
@@ -120,13 +130,19 @@ def draw(result: dict[str, Any], scores: np.ndarray, labels: np.ndarray, folder:
         for c, name in enumerate(classes):
             rec, prec = metrics.precision_recall(scores[:, c], labels[:, c])
             label = (f"{name}: AP {100 * result['AP'][c]:.1f} (11-pt), "
-                     f"{100 * result['AP_all_point'][c]:.1f} (all-pt)")
+                     f"{100 * result['AP_all_point'][c]:.1f} (all-pt)"
+                     if result["AP"][c] is not None else f"{name}: no positive test image")
             out.append(plots.pr_curve(rec, prec, label, folder / f"pr-{c:03d}-{_safe(name)}.png",
                                       title=f"precision-recall, {result['split'] or 'scores'}"))
         return out
     m = metrics.confusion(scores.argmax(1), labels, len(classes))
     return [plots.confusion(m, classes, folder / "confusion.png",
                             title=f"top-1 {100 * result['top1']:.1f}% on {len(labels)} images")]
+
+
+def _nulls(values: np.ndarray) -> list[float | None]:
+    """Per-class numbers for JSON: NaN (a class with no test image, or no positive) as null."""
+    return [None if np.isnan(v) else float(v) for v in values]
 
 
 def _safe(name: str) -> str:

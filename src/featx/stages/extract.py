@@ -32,7 +32,9 @@ from featx.device import release_free_host_memory
 from featx.digest import file_digest
 from featx.errors import FeatxError, ImageDecodeError, InputError, NonFiniteError
 from featx.errors import OutputExistsError
-from featx.images import ImageSource, ViewSpec, decode, normalize_pixels, render_pyramid
+from featx.datasets import open_dataset
+from featx.images import ImageSource, ViewSpec, decode, normalize_pixels, open_source
+from featx.images import render_pyramid
 from featx.io import ActivationWriter, load_pca, require_fit, shard_name
 from featx.stages import Output, Stage
 
@@ -81,6 +83,18 @@ class ExtractConfig:
         if self.batch_size > MAX_BATCH:
             log.warning("--batch-size %d is above the %d CNN inputs a forward pass takes at "
                         "most (to bound memory); using %d", self.batch_size, MAX_BATCH, MAX_BATCH)
+
+
+def image_source(images: Sequence[str] | None = None, *, dataset: str | None = None,
+                 root: str | None = None, split: str = "", crop_boxes: bool = False
+                 ) -> ImageSource:
+    """The images an extraction reads: folders, files and lists of paths, or a benchmark in
+    its standard layout (``dataset``, ``root``, ``split``)."""
+    if dataset:
+        if images or not root or (not split and dataset != "folder"):
+            raise InputError("--dataset takes --root and --split, and no INPUTS")
+        return open_dataset(dataset, str(root), split, crop=crop_boxes)
+    return open_source(list(images or []))
 
 
 def _common_root(source: ImageSource) -> str:
