@@ -21,7 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from featx.errors import InputError
-from featx.images import ImageRecord, ImageSource, is_image_path
+from featx.images import IMAGE_SUFFIXES, ImageRecord, ImageSource, is_image_path
+from featx.images import report_ignored
 
 VOC_CLASSES = [
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -169,9 +170,11 @@ def folder(root: str | Path, split: str = "", **_) -> ImageSource:
     classes = sorted(p.name for p in base.iterdir() if p.is_dir())
     if not classes:
         raise InputError(f"{base} has no class sub-folders")
-    records = [ImageRecord(p.relative_to(base).as_posix(), str(p), c)
-               for c, name in enumerate(classes)
-               for p in sorted((base / name).rglob("*")) if is_image_path(p)]
+    files = [(c, p) for c, name in enumerate(classes) for p in sorted((base / name).rglob("*"))
+             if not p.is_dir()]
+    records = [ImageRecord(p.relative_to(base).as_posix(), str(p), c) for c, p in files
+               if is_image_path(p)]
+    report_ignored(base, [p for _, p in files if p.suffix.lower() not in IMAGE_SUFFIXES])
     return ImageSource(records, classes, split, f"folder {base}")
 
 
@@ -184,7 +187,7 @@ def _csv(path: Path, split: str) -> ImageSource:
         rows = [r for r in csv.reader(fh) if r and not r[0].startswith("#")]
     if rows and rows[0][0].strip().lower() == "path":
         rows = rows[1:]
-    bad = [r for r in rows if len(r) < 2]
+    bad = [r for r in rows if len(r) < 2 or not any(x.strip() for x in r[1:])]
     if bad:
         raise InputError(f"{path}: line {bad[0]!r} needs path,label[,label...]")
     classes = sorted({lab.strip() for r in rows for lab in r[1:] if lab.strip()})

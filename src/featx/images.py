@@ -17,9 +17,11 @@ normalisation happens on the device, which keeps host-to-device copies four time
 
 from __future__ import annotations
 
+import logging
 import os
-import stat
 import re
+import stat
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +37,8 @@ try:  # the same pixels as Pillow's JPEG decoder, faster; without it Pillow deco
     from torchcodec.decoders import decode_jpeg as _torchcodec_jpeg
 except (ImportError, OSError, RuntimeError):  # pragma: no cover - torchcodec built for another torch
     _torchcodec_jpeg = None
+
+log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
@@ -124,10 +128,22 @@ def is_image_path(p: Path) -> bool:
         (p.exists() or p.is_symlink())
 
 
+def report_ignored(root: Path, others: list[Path]) -> None:
+    """Name what a folder holds that is not read (not an image by its name), by suffix."""
+    if others:
+        counts = Counter(p.suffix.lower() or "(no suffix)" for p in others)
+        log.warning("%d file(s) under %s are not images by their names and are not read (%s); "
+                    "images end in %s", len(others), root,
+                    ", ".join(f"{s}: {n}" for s, n in counts.most_common()),
+                    " ".join(sorted(IMAGE_SUFFIXES)))
+
+
 def folder_source(root: str | Path) -> ImageSource:
     """Every image below ``root`` (recursively), sorted; ids are paths relative to ``root``."""
     root = Path(root)
-    paths = sorted(p for p in root.rglob("*") if is_image_path(p))
+    every = [p for p in root.rglob("*") if not p.is_dir()]
+    paths = sorted(p for p in every if is_image_path(p))
+    report_ignored(root, [p for p in every if p.suffix.lower() not in IMAGE_SUFFIXES])
     records = [ImageRecord(p.relative_to(root).as_posix(), str(p)) for p in paths]
     return ImageSource(records, description=f"folder {root}")
 

@@ -153,6 +153,10 @@ def choose_c(k: np.ndarray, labels: np.ndarray, num_classes: int, cs, folds: int
         splitter = KFold(folds, shuffle=True, random_state=seed)
     else:
         smallest = np.bincount(labels).min(initial=len(labels)) if len(labels) else 0
+        if max(2, min(folds, int(smallest))) < folds:
+            log.warning("cross-validation in %d folds, not %d: the smallest class has %d "
+                        "training image(s)", max(2, min(folds, int(smallest))), folds,
+                        int(smallest))
         folds = max(2, min(folds, int(smallest)))
         splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
     splits = list(splitter.split(np.zeros(len(labels)), None if multilabel else labels))

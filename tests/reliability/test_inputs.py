@@ -3,6 +3,7 @@ the file or the option, never a traceback, never a silently wrong result."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 
@@ -290,3 +291,106 @@ def test_a_voc_class_without_positive_test_images_has_no_ap(tmp_path, cli):
     ap = voc07_ap(scores(x, w, b), y)
     others = [a for c, a in enumerate(ap) if c != dog]
     assert m["mAP"] == pytest.approx(float(np.mean(others)), abs=1e-12)
+
+
+def test_a_shard_or_model_of_a_newer_format_is_refused(chain, tmp_path, cli):
+    """Issue 26 (weak): featx_format 99 was read without complaint."""
+    enc = _copy(chain / "enc", tmp_path / "enc")
+    with h5py.File(enc / "shard-00000.h5", "a") as f:
+        f.attrs["featx_format"] = 99
+    res = cli("evaluate", enc, "--model", chain / "svm.h5", ok=False)
+    _one_line_error(res, "featx format 99", "newer than this featx reads")
+    shutil.copy(chain / "svm.h5", tmp_path / "svm.h5")
+    with h5py.File(tmp_path / "svm.h5", "a") as f:
+        f.attrs["featx_format"] = 99
+    res = cli("evaluate", chain / "enc", "--model", tmp_path / "svm.h5", ok=False)
+    _one_line_error(res, "featx format 99", "upgrade featx")
+
+
+def test_a_model_file_without_an_attribute_its_reader_needs_is_refused(chain, tmp_path, cli):
+    """Issue 26 (weak): a PCA without `whiten` was a KeyError traceback."""
+    shutil.copy(chain / "pca.h5", tmp_path / "pca.h5")
+    with h5py.File(tmp_path / "pca.h5", "a") as f:
+        del f.attrs["whiten"]
+    res = cli("encode", chain / "acts", "--pca", tmp_path / "pca.h5", "-o", tmp_path / "e",
+              ok=False)
+    _one_line_error(res, "corrupt or foreign pca model file", "no whiten attribute")
+
+
+def test_a_provenance_mismatch_reads_as_english():
+    """Issue 26 (weak): "these encodings has dim=4096"."""
+    from featx.errors import ProvenanceError
+    from featx.io import require_fit
+
+    with pytest.raises(ProvenanceError, match="these encodings have dim=1, this run needs"):
+        require_fit({"dim": 1}, {"dim": 2}, "these encodings")
+    with pytest.raises(ProvenanceError, match=r"work/pca\.h5 has dim=1"):
+        require_fit({"dim": 1}, {"dim": 2}, "work/pca.h5")
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["fit-guidance", "{c}/acts", "--scales", "0,0"], ["--scales must be distinct"]),
+    (["extract", "{c}/ds", "--seed", "99999999999999999999999"], ["--seed", "range"]),
+    (["extract", "{c}/ds", "--seed", "-1"], ["--seed", "range"]),
+])
+def test_duplicate_scales_and_out_of_range_seeds_are_refused(chain, tmp_path, cli, args,
+                                                             words):
+    """Issue 26 (weak): --scales 0,0 was accepted; a 23-digit seed was a ValueError
+    traceback (numpy and scikit-learn take seeds in [0, 2**32))."""
+    res = cli(*[a.format(c=chain) for a in args], "-o", tmp_path / "o", ok=False)
+    assert res.exit_code in (1, 2) and "Traceback" not in res.stderr
+    assert all(w in res.stderr for w in words), res.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_csv_row_with_an_empty_label_is_refused_by_line(tmp_path, cli):
+    """Issue 26 (weak): `a.png,` was an IndexError traceback."""
+    from PIL import Image
+
+    Image.new("RGB", (64, 48)).save(tmp_path / "a.png")
+    Image.new("RGB", (64, 48)).save(tmp_path / "b.png")
+    (tmp_path / "set.csv").write_text("a.png,cat\nb.png, \n")
+    res = cli("extract", "--dataset", "folder", "--root", tmp_path / "set.csv", "--weights",
+              "none", "-o", tmp_path / "acts", ok=False)
+    _one_line_error(res, "'b.png'", "needs path,label")
+
+
+def test_files_that_are_not_images_by_name_are_counted(tmp_path, caplog):
+    """Issue 26 (weak): a .heic was silently ignored."""
+    import logging
+
+    from PIL import Image
+
+    from featx.images import folder_source
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    (tmp_path / "b.heic").write_bytes(b"\0" * 10)
+    (tmp_path / "c.HEIC").write_bytes(b"\0" * 10)
+    caplog.set_level(logging.WARNING, logger="featx")
+    assert [r.id for r in folder_source(tmp_path).records] == ["a.png"]
+    assert "2 file(s) under" in caplog.text and ".heic: 2" in caplog.text
+
+
+def test_evaluating_the_training_split_and_an_undecided_c_are_said(chain, tmp_path):
+    """Issue 26 (weak): evaluate on the model's own training split reported 100% without a
+    word; a C grid whose every C ties chose silently."""
+    from click.testing import CliRunner
+
+    from featx.cli import main
+
+    runner = CliRunner()
+    enc = _copy(chain / "enc", tmp_path / "enc")  # the chain's, recorded as split "train"
+    for shard in enc.glob("shard-*.h5"):
+        with h5py.File(shard, "a") as f:
+            f.attrs["split"] = "train"
+    shutil.copy(chain / "svm.h5", tmp_path / "trained.h5")
+    with h5py.File(tmp_path / "trained.h5", "a") as f:
+        f.attrs["train_split"] = "train"
+    res = runner.invoke(main, ["evaluate", str(enc), "--model", str(tmp_path / "trained.h5")])
+    assert res.exit_code == 0 and json.loads(res.stdout)["split"] == "train"
+    assert "the split" in res.stderr and "was trained on" in res.stderr
+    res = runner.invoke(main, ["evaluate", str(chain / "enc"), "--model", str(chain / "svm.h5")])
+    assert res.exit_code == 0 and "was trained on" not in res.stderr
+    res = runner.invoke(main, ["train-svm", str(chain / "enc"), "--C", "1,2", "--folds", "10",
+                               "-o", str(tmp_path / "svm.h5")])
+    assert res.exit_code == 0 and "cross-validation in" in res.stderr and "not 10" in res.stderr

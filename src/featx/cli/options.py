@@ -36,7 +36,8 @@ overwrite_opt = click.option("--overwrite", is_flag=True,
                              help="Replace existing output instead of refusing / resuming.")
 device_opt = click.option("--device", default="auto", show_default=True,
                           help="auto, cpu, cuda or cuda:N.")
-seed_opt = click.option("--seed", default=0, show_default=True, type=int,
+seed_opt = click.option("--seed", default=0, show_default=True,
+                        type=click.IntRange(0, 2**32 - 1),  # what numpy and scikit-learn take
                         help="Seed for sampling and random initialisation.")
 
 

@@ -25,6 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from featx.errors import NonFiniteError
+
 from featx.encoders.cross_layer import guided_pool
 
 _EPS = 1e-6  # inside the training square root only: sqrt'(0) is infinite
@@ -140,6 +142,9 @@ def fit_guidance(scales: Sequence[torch.Tensor], labels: np.ndarray, num_classes
         if n_val:
             row["heldout_loss"], row["heldout_score"] = evaluate(val)
         guidance.curve.append(row)
+        if not all(math.isfinite(v) for v in row.values()):
+            raise NonFiniteError(f"fit-guidance diverged at epoch {epoch} ({row}); lower --lr "
+                                 f"(now {lr:g})")
         if on_epoch is not None:
             on_epoch(row)
         monitored = row.get("heldout_loss", row["train_loss"])

@@ -24,6 +24,15 @@ if TYPE_CHECKING:  # featx.fit (scikit-learn) is imported when a model is read, 
     from featx.fit import PCA, GaussianMixture, Guidance
 
 
+# the attributes each kind's reader relies on (a file without one is corrupt or foreign)
+_REQUIRED = {
+    "pca": ("whiten", "n_samples"),
+    "gmm": ("converged", "n_iter", "lower_bound", "var_floor_abs"),
+    "svm": ("classes",),
+    "guidance": ("layer", "scales", "pyramid_sizes", "dim", "pca_sha256"),
+}
+
+
 def _save(path: str | Path, kind: str, arrays: Mapping[str, Any], attrs: Mapping[str, Any]
           ) -> Path:
     path = Path(path)
@@ -53,6 +62,14 @@ def _load(path: str | Path, kind: str, names: tuple[str, ...]
             attrs = read_attrs(f)
             if attrs.get("kind") != kind:
                 raise InputError(f"{path} is not a {kind} model (kind={attrs.get('kind')!r})")
+            version = attrs.get("featx_format")
+            if not isinstance(version, int) or version > FORMAT_VERSION:
+                raise InputError(f"{path} is of featx format {version!r}, not one this featx "
+                                 f"reads (up to {FORMAT_VERSION}); upgrade featx or fit it again")
+            lacking = [a for a in _REQUIRED.get(kind, ()) if a not in attrs]
+            if lacking:
+                raise InputError(f"{path} is a corrupt or foreign {kind} model file: it has no "
+                                 f"{lacking[0]} attribute; fit it again")
             missing = [n for n in names if n not in f]
             if missing:
                 raise InputError(f"{path} is not a complete {kind} model: it has no {missing[0]}")

@@ -32,9 +32,11 @@ def require_fit(found: Mapping[str, Any], expected: Mapping[str, Any], what: str
                 hint: str = "") -> None:
     """Raise naming the first key of ``expected`` that ``found`` (``what``'s attributes) holds
     differently; ``hint`` says how to fix it."""
+    # "these encodings have", "work/pca.h5 has": a plural noun, not a file's name
+    verb = "have" if what.endswith("s") and "." not in what and "/" not in what else "has"
     for key, value in expected.items():
         if found.get(key) != value:
-            raise ProvenanceError(f"{what} has {key}={found.get(key)!r}, this run needs "
+            raise ProvenanceError(f"{what} {verb} {key}={found.get(key)!r}, this run needs "
                                   f"{key}={value!r}" + (f"; {hint}" if hint else ""))
 
 

@@ -247,6 +247,10 @@ class Shard:
         self.attrs = read_attrs(self.file)
         if "featx_format" not in self.attrs:
             raise InputError(f"{self.path} is not a featx shard (no featx_format attribute)")
+        if not isinstance(self.attrs["featx_format"], int) or \
+                self.attrs["featx_format"] > FORMAT_VERSION:
+            raise InputError(f"{self.path} is of featx format {self.attrs['featx_format']!r}, "
+                             f"newer than this featx reads ({FORMAT_VERSION}); upgrade featx")
         if kind is not None and self.attrs.get("kind") != kind:
             made_by = {"activations": "featx extract", "encodings": "featx encode"}[kind]
             raise InputError(f"{self.path} holds {self.attrs.get('kind')!r}, not {kind} "

@@ -66,6 +66,10 @@ class Evaluate(Stage):
         if weights.ndim != 2 or weights.shape[1] != enc.dim or biases.shape != weights.shape[:1]:
             raise InputError(f"{cfg.model} holds weights of shape {weights.shape} for "
                              f"{enc.dim}-d encodings; train it again")
+        if attrs.get("split") and attrs.get("split") == mattrs.get("train_split"):
+            log.warning("these encodings are of split %r, the split %s was trained on: the "
+                        "metrics say how well it fits, not how well it generalises",
+                        attrs["split"], cfg.model)
         return enc, weights, biases, mattrs
 
     def inputs_of(self, plan) -> list[Path]:

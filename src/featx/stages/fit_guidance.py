@@ -59,6 +59,8 @@ class FitGuidanceConfig:
                                  f"{'> 0' if name == 'lr' else '>= 0'}, got {v}")
         if self.scales is not None and (not self.scales or min(self.scales) < 0):
             raise InputError("--scales takes pyramid scale indices 0, 1, ...")
+        if self.scales is not None and len(set(self.scales)) != len(self.scales):
+            raise InputError(f"--scales must be distinct, got {','.join(map(str, self.scales))}")
 
 
 class FitGuidance(Stage):

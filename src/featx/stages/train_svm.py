@@ -73,6 +73,10 @@ class TrainSVM(Stage):
             log.info("C = %g chosen by %d-fold cross-validation in %.1f s (%s)", c, cfg.folds,
                      time.perf_counter() - t,
                      ", ".join(f"C={a:g}: {b:.4f}" for a, b in cv.items()))
+            if len(set(cv.values())) == 1:
+                log.warning("every C of the grid scored %.4f in cross-validation: nothing to "
+                            "choose by; C = %g, the smallest (more training images, or one "
+                            "--C, decide it)", next(iter(cv.values())), c)
         advance = out.start("train-svm", num)
         t = time.perf_counter()
         coefs, biases = svm.fit_dual(kernel, labels, num, c, cfg.include_difficult,
