@@ -166,6 +166,12 @@ def open_source(inputs: Sequence[str]) -> ImageSource:
     files = 0
     for item in inputs:
         path = Path(item)
+        try:
+            path.stat()
+        except FileNotFoundError:
+            pass  # said below
+        except OSError as exc:  # a name too long, a loop of links, no permission
+            raise InputError(f"cannot read input {str(item)[:60]}...: {exc.strerror}") from None
         if path.is_dir():
             source = folder_source(path)
         elif path.exists() and path.suffix.lower() in IMAGE_SUFFIXES:

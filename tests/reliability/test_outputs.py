@@ -293,3 +293,20 @@ def test_pr_curves_of_classes_with_alike_names_get_a_file_each(tmp_path):
     paths = draw(result, scores, labels, tmp_path)
     assert len({p.name for p in paths}) == 4 and all(p.is_file() for p in paths)
     assert [p.name[:7] for p in paths] == ["pr-000-", "pr-001-", "pr-002-", "pr-003-"]
+
+
+@pytest.mark.parametrize("stage", ["extract", "train-svm", "evaluate --json", "input"])
+def test_a_name_longer_than_the_file_system_takes_is_one_line(chain, tmp_path, cli, stage):
+    """Issue 26 (weak): a 300-character path component was an OSError traceback."""
+    long = tmp_path / ("n" * 300)
+    if stage == "extract":
+        res = cli("extract", chain / "ds", "--weights", "none", "-o", long, ok=False)
+    elif stage == "train-svm":
+        res = cli("train-svm", chain / "enc", "-o", long / "svm.h5", ok=False)
+    elif stage == "evaluate --json":
+        res = cli("evaluate", chain / "enc", "--model", chain / "svm.h5", "--json",
+                  long / "m.json", ok=False)
+    else:
+        res = cli("extract", long, "--weights", "none", "-o", tmp_path / "acts", ok=False)
+    _one_line_error(res, "long" if stage != "input" else "File name too long")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -32,6 +32,22 @@ from featx.io.h5 import TMP_SUFFIX
 SHARD_GLOB = "shard-*.h5"
 
 
+def check_path(path: Path) -> None:
+    """Refuse an output path the file system cannot hold (a name longer than its limit),
+    before anything is made (Python's own checks would raise mid-way)."""
+    limit = 255
+    try:
+        limit = os.pathconf(next((p for p in path.absolute().parents if p.exists()), Path("/")),
+                            "PC_NAME_MAX")
+    except (OSError, ValueError):
+        pass
+    long = [part for part in path.parts if len(os.fsencode(part)) > limit]
+    if long:
+        raise OutputError(f"cannot write {str(path)[:60]}...: a name in it is "
+                          f"{len(os.fsencode(long[0]))} bytes long, more than the {limit} this "
+                          "file system takes")
+
+
 def free_bytes(folder: Path) -> int:
     return shutil.disk_usage(folder).free
 
@@ -115,6 +131,7 @@ def output_folder(out: str | Path, *, overwrite: bool, command: str = "", rank: 
     """Hold ``out`` for this run (see the module doc). ``owned(name)`` says which shard names
     are this rank's, for the removal of stale shards after an ``overwrite``."""
     out = Path(out)
+    check_path(out)
     if out.exists() and not out.is_dir():
         raise OutputExistsError(f"output {out} exists and is not a folder")
     created = _prepare(out)
@@ -143,6 +160,7 @@ def model_output(path: str | Path, *, overwrite: bool, command: str = "") -> Ite
     """Hold the model file ``path`` for this run: refused if it exists (without ``overwrite``)
     or is a folder, its folder created and checked writable before any work."""
     path = Path(path)
+    check_path(path)
     if path.is_dir():
         raise OutputExistsError(f"{path} is a folder; name a file for the model")
     if path.exists() and not overwrite:
