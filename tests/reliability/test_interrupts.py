@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from featx.io import read_header
 from featx.stages.extract import MAX_BATCH, ExtractConfig
 from tests.reliability.conftest import assert_same_arrays, featx_process, wait_for
 
@@ -121,3 +122,20 @@ def test_sigterm_inside_a_batch_loop_is_raised_at_the_next_check():
     finally:
         interrupt.reset()
     interrupt.check()  # reset: nothing pending
+
+
+def test_two_ctrl_cs_during_extract_exit_130_leaving_whole_shards(make_images, tmp_path):
+    """Issue 26 (weak): two SIGINTs 30 ms apart gave a DataLoader traceback and rc 1; a Ctrl-C
+    stops at a safe point like SIGTERM, the second waits for the cleanup, the shell's 130."""
+    images = make_images(24)
+    proc = featx_process(*_extract_args(images, tmp_path / "acts", workers=1))
+    wait_for(lambda: any((tmp_path / "acts").glob("shard-*.h5")) and _children(proc.pid))
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.03)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.startswith("Error: interrupted (Ctrl-C)") and len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err and not list((tmp_path / "acts").glob("*.partial"))
+    for shard in (tmp_path / "acts").glob("shard-*.h5"):
+        read_header(shard)  # whole

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 
 import click
@@ -21,19 +22,25 @@ class FeatxGroup(click.Group):
 
     def main(self, args=None, *rest, **kwargs):
         options.ARGV[:] = list(args) if args is not None else sys.argv[1:]
-        with process_setup():  # glibc keeps freed host memory; SIGTERM stops at a safe point
-            return super().main(args, *rest, **kwargs)
+        self.stopped = False
+        try:
+            with process_setup():  # glibc keeps freed host memory; SIGTERM, Ctrl-C: safe stops
+                return super().main(args, *rest, **kwargs)
+        finally:
+            if self.stopped and args is None:  # the featx program, exiting: a further Ctrl-C
+                signal.signal(signal.SIGINT, signal.SIG_IGN)  # cannot break its atexit hooks
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except FeatxError as exc:
             raise click.ClickException(str(exc)) from exc
-        except interrupt.Terminated:
+        except interrupt.Terminated as exc:  # SIGTERM, or Ctrl-C (Interrupted)
+            self.stopped = True
             # the stages' cleanup ran on the way out: only whole files are left
-            stderr.print("Error: terminated (SIGTERM); complete outputs are kept, rerun to "
-                         "resume", markup=False, highlight=False)
-            ctx.exit(143)
+            stderr.print(f"Error: {exc.what}; complete outputs are kept, rerun to resume",
+                         markup=False, highlight=False)
+            ctx.exit(exc.code)
 
 
 

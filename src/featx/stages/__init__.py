@@ -49,23 +49,29 @@ def start(progress: Progress | None, description: str, total: int | None) -> Cal
 @contextmanager
 def process_setup() -> Iterator[None]:
     """What a run needs of the process, made once: glibc keeps freed host memory
-    (:func:`featx.device.keep_host_memory`), and on the main thread SIGTERM is handled like
-    Ctrl-C (the run stops at its next safe point, its cleanup runs). A handler the caller
-    installed (the CLI's, or the application's own) is left alone."""
+    (:func:`featx.device.keep_host_memory`), and on the main thread SIGTERM and Ctrl-C stop
+    the run at its next safe point, its cleanup run (:mod:`featx.interrupt`). A handler the
+    caller installed (the CLI's, or the application's own) is left alone."""
     from featx import interrupt
     from featx.device import keep_host_memory
 
     keep_host_memory()
     main = threading.current_thread() is threading.main_thread()
-    ours = main and signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None)
+    # SIGTERM and Ctrl-C, where the caller left Python's defaults
+    defaults = {signal.SIGTERM: (signal.SIG_DFL, None),
+                signal.SIGINT: (signal.default_int_handler,)}
+    ours = {s: signal.getsignal(s) for s, d in defaults.items()
+            if main and signal.getsignal(s) in d}
     if ours:
         interrupt.reset()
-        signal.signal(signal.SIGTERM, interrupt.request)
+        for s in ours:
+            signal.signal(s, interrupt.request)
     try:
         yield
     finally:
+        for s, previous in ours.items():
+            signal.signal(s, previous if previous is not None else signal.SIG_DFL)
         if ours:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
             interrupt.reset()
 
 

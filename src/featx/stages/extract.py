@@ -462,5 +462,9 @@ def _worker_init(worker_id: int) -> None:
     decoders then run in its gaps and while it waits, instead of stalling its parallel loops.
     On Linux a worker also dies with its parent (kill -9 of featx leaves no decoder running)."""
     os.nice(19)
+    # a terminal's Ctrl-C reaches the workers too: the main process stops them (it waits for
+    # their batches no more); SIGTERM kills one at once, as before featx's handler was inherited
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
