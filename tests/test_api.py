@@ -14,7 +14,7 @@ from featx.errors import FeatxError
 
 @pytest.mark.parametrize("call, says, not_says", [
     (lambda p: featx.fit_pca(p, p / "pca.h5", layer="conv4", dim=0),
-     "dim and per_image must be at least 1", "--dim"),
+     "dim must be an integer >= 1, got 0", "--dim"),
     (lambda p: featx.encode(p, p / "enc", method="mpp"), "needs gmm (a GMM", "--gmm"),
     (lambda p: featx.train_svm(p, p / "svm.h5", C=0.0), "C must be finite numbers > 0",
      "--C"),

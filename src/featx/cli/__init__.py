@@ -17,6 +17,15 @@ from featx.cli.progress import stderr
 from featx.stages import process_setup
 
 
+class OneLineUsageError(click.UsageError):
+    """A usage error as one ``Error:`` line naming the option (click prints the usage and a
+    hint above it); still exit status 2."""
+
+    def show(self, file=None) -> None:
+        hint = f" (featx {self.ctx.command_path.split(' ', 1)[-1]} -h)" if self.ctx else ""
+        click.echo(f"Error: {self.format_message()}{hint}", err=True)
+
+
 class FeatxGroup(click.Group):
     """Reports a :class:`FeatxError` as ``Error: message`` and exit status 1, no traceback."""
 
@@ -35,6 +44,8 @@ class FeatxGroup(click.Group):
             return super().invoke(ctx)
         except FeatxError as exc:
             raise click.ClickException(str(exc)) from exc
+        except click.UsageError as exc:  # a bad option value: one line, exit 2, as scripts expect
+            raise OneLineUsageError(exc.format_message(), exc.ctx) from exc
         except interrupt.Terminated as exc:  # SIGTERM, or Ctrl-C (Interrupted)
             self.stopped = True
             # the stages' cleanup ran on the way out: only whole files are left

@@ -10,11 +10,10 @@ import click
 from rich.table import Table
 
 from featx.cli.options import bars, command_line, device_opt, emit, inputs_arg, out_opt
-from featx.cli.options import overwrite_opt
+from featx.cli.options import constraint_type, overwrite_opt
 from featx.cli.progress import stderr
 from featx.stages import evaluate as evaluate_stage
 from featx.stages import train_svm as train_stage
-from featx.datasets import DATASETS
 from featx.stages.evaluate import EvaluateConfig
 from featx.stages.train_svm import AUTO_C, TrainSVMConfig
 
@@ -33,7 +32,7 @@ def _parse_c(ctx, param, value: str) -> tuple[float, ...]:
 
 memory_opt = click.option(
     "--memory", default=TrainSVMConfig.memory_gb, show_default=True,
-    type=click.FloatRange(min=0, min_open=True),
+    type=constraint_type(TrainSVMConfig, "memory_gb"),
     help="GB of encodings held at once (two row blocks); more are streamed from the shards.")
 
 
@@ -44,7 +43,8 @@ memory_opt = click.option(
               help="SVM regularisation constant; several (0.1,1,10) or 'auto' "
                    f"({','.join(f'{c:g}' for c in AUTO_C)}) choose by cross-validation.")
 @click.option("--folds", default=TrainSVMConfig.folds, show_default=True,
-              type=click.IntRange(2), help="Folds of the cross-validation that chooses C.")
+              type=constraint_type(TrainSVMConfig, "folds"),
+              help="Folds of the cross-validation that chooses C.")
 @click.option("--include-difficult", is_flag=True,
               help="Multi-label: train on images labelled 0 as positives instead of leaving "
                    "them out.")
@@ -65,7 +65,7 @@ def train_svm(inputs, out, c, folds, include_difficult, memory, device, overwrit
 @inputs_arg
 @click.option("--model", "model_path", required=True,
               type=click.Path(exists=True, dir_okay=False), help="svm.h5 from featx train-svm.")
-@click.option("--dataset", type=click.Choice(list(DATASETS)),
+@click.option("--dataset", type=constraint_type(EvaluateConfig, "dataset"),
               help="The benchmark's metric: voc07 -> 11-point AP; others -> accuracy "
                    "(default: from the labels).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from featx.cli.options import bars, command_line, device_opt, emit, inputs_arg, out_opt
-from featx.cli.options import model_opt, overwrite_opt
+from featx.cli.options import constraint_type, model_opt, overwrite_opt
 from featx.stages import maps as stage
 from featx.stages.maps import MapsConfig
 
@@ -36,15 +36,15 @@ def _list(cast):
 @click.option("--layer", help="Overlay channels of this whole-view layer (Liu Fig. 4).")
 @click.option("--channels", callback=_list(int), help="Channels to overlay, e.g. 12,40.")
 @click.option("--classes", callback=_list(str), help="Classes to draw, by name.")
-@click.option("--top", default=M.top, show_default=True, type=click.IntRange(1),
+@click.option("--top", default=M.top, show_default=True, type=constraint_type(M, "top"),
               help="Draw the N highest-scoring classes (or most active channels).")
 @click.option("--images", type=click.Path(exists=True, file_okay=False),
               help="Where the images are now, when they moved since extract.")
-@click.option("--limit", type=click.IntRange(1),
+@click.option("--limit", type=constraint_type(M, "limit"),
               help="Draw N images, spread evenly over the inputs.")
-@click.option("--resolution", default=M.resolution, show_default=True, type=click.IntRange(4),
+@click.option("--resolution", default=M.resolution, show_default=True, type=constraint_type(M, "resolution"),
               help="Map cells along the image's longer side.")
-@click.option("--reduce", type=click.Choice(["mean", "sum"]), default=M.reduce,
+@click.option("--reduce", type=constraint_type(M, "reduce"), default=M.reduce,
               show_default=True,
               help="Confidence maps: each pixel the mean of the scores of the windows covering "
                    "it, or their sum (Yoo et al. §4.5's accumulation; it favours the centre, "

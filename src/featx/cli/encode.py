@@ -5,10 +5,10 @@ from __future__ import annotations
 import click
 
 from featx.cli.options import bars, command_line, device_opt, emit, inputs_arg, out_opt
-from featx.cli.options import model_opt, overwrite_opt
+from featx.cli.options import constraint_type, model_opt, overwrite_opt
 from featx.methods import METHODS
 from featx.stages import encode as stage
-from featx.stages.encode import DTYPES, EncodeConfig
+from featx.stages.encode import EncodeConfig
 from featx.stages import join as join_stage
 from featx.stages.join import JoinConfig
 
@@ -45,7 +45,8 @@ def _split(text: str | None) -> tuple[str, ...] | None:
               help="Feature-sign quantisation to {-1,0,1}, stored at 2 bits per dimension: "
                    "'sign' is read back at unit L2 norm ({-1,0,1}/sqrt(nonzeros)), 'sign-raw' "
                    "as {-1,0,1} (Liu et al. §4.3.3).")
-@click.option("--dtype", type=click.Choice(DTYPES), default=D.dtype, show_default=True)
+@click.option("--dtype", type=constraint_type(EncodeConfig, "dtype"), default=D.dtype,
+              show_default=True)
 @device_opt
 @overwrite_opt
 def encode(inputs, out, methods, views, pca, gmm, guidance, layer_pair, fc_layer, power_norm,
@@ -64,7 +65,8 @@ def encode(inputs, out, methods, views, pca, gmm, guidance, layer_pair, fc_layer
 @click.command()
 @inputs_arg
 @out_opt
-@click.option("--dtype", type=click.Choice(list(DTYPES)), default="float32", show_default=True)
+@click.option("--dtype", type=constraint_type(JoinConfig, "dtype"), default=JoinConfig.dtype,
+              show_default=True)
 @overwrite_opt
 def join(inputs, out, dtype, overwrite) -> None:
     """Join encodings of the same images (folders INPUTS) side by side, each part at equal

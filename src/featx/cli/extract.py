@@ -6,10 +6,10 @@ import click
 
 from featx.backbones import BACKBONES
 from featx.cli.options import bars, batch_size_opt, command_line, device_opt, emit, images_arg
-from featx.cli.options import out_opt, overwrite_opt, seed_opt
+from featx.cli.options import constraint_type, out_opt, overwrite_opt, seed_opt
 from featx.datasets import DATASETS
 from featx.stages import extract as stage
-from featx.stages.extract import DTYPES, ExtractConfig, image_source
+from featx.stages.extract import ExtractConfig, image_source
 
 D = ExtractConfig  # the defaults live in the config
 
@@ -21,7 +21,7 @@ D = ExtractConfig  # the defaults live in the config
               help="Read a benchmark in its standard layout (with labels) instead of INPUTS.")
 @click.option("--root", type=click.Path(), help="The dataset's folder (or CSV for folder).")
 @click.option("--split", default="", help="The dataset's split: train, val, trainval, test.")
-@click.option("--sample", type=click.IntRange(1),
+@click.option("--sample", type=constraint_type(D, "sample"),
               help="Extract only a stratified sample of this many images (seeded by --seed): "
                    "e.g. the images a PCA is fitted on.")
 @click.option("--crop-boxes", is_flag=True, help="cub200, h3d: crop to the bounding boxes.")
@@ -42,13 +42,16 @@ D = ExtractConfig  # the defaults live in the config
 @click.option("--project", type=click.Path(exists=True, dir_okay=False),
               help="PCA (fit-pca --view pyramid --local dense) applied to the pyramid's "
                    "vectors before they are stored.")
-@click.option("--input-size", type=click.IntRange(32), help="Default: the backbone's (227/224).")
-@batch_size_opt(D.batch_size)
+@click.option("--input-size", type=constraint_type(D, "input_size"),
+              help="Default: the backbone's (227/224).")
+@batch_size_opt(D)
 @device_opt
-@click.option("--workers", type=click.IntRange(0), help="Decoding processes (default: the CPUs).")
-@click.option("--shard-size", default=D.shard_size, show_default=True, type=click.IntRange(1),
+@click.option("--workers", type=constraint_type(D, "workers"),
+              help="Decoding processes (default: the CPUs).")
+@click.option("--shard-size", default=D.shard_size, show_default=True,
+              type=constraint_type(D, "shard_size"),
               help="Images per shard.")
-@click.option("--dtype", type=click.Choice(list(DTYPES)), default=D.dtype, show_default=True)
+@click.option("--dtype", type=constraint_type(D, "dtype"), default=D.dtype, show_default=True)
 @seed_opt
 @click.option("--skip-bad", is_flag=True, help="Skip undecodable images (recorded in the shard).")
 @overwrite_opt

@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from featx.cli.options import bars, command_line, device_opt, emit, inputs_arg, out_opt
-from featx.cli.options import overwrite_opt, seed_opt
+from featx.cli.options import constraint_type, overwrite_opt, seed_opt
 from featx.stages import fit_gmm, fit_guidance, fit_pca
 from featx.stages.fit_gmm import FitGMMConfig
 from featx.stages.fit_guidance import FitGuidanceConfig
@@ -15,9 +15,10 @@ from featx.stages.fit_pca import FitPCAConfig
 P, G, GD = FitPCAConfig, FitGMMConfig, FitGuidanceConfig  # the defaults live in the configs
 
 
-def per_image_opt(default: int):
-    return click.option("--per-image", default=default, show_default=True,
-                        type=click.IntRange(1), help="Local features sampled per image.")
+def per_image_opt(cfg_type: type):
+    return click.option("--per-image", default=cfg_type.per_image, show_default=True,
+                        type=constraint_type(cfg_type, "per_image"),
+                        help="Local features sampled per image.")
 
 
 @click.command("fit-pca")
@@ -28,9 +29,9 @@ def per_image_opt(default: int):
 @click.option("--local", default=None,
               help="subarray:MxN or dense (default: subarray:KxK for the backbone's "
                    "cross-layer local layer, K the guidance layer's kernel; else dense).")
-@click.option("--dim", default=P.dim, show_default=True, type=click.IntRange(1),
+@click.option("--dim", default=P.dim, show_default=True, type=constraint_type(P, "dim"),
               help="Components kept.")
-@per_image_opt(P.per_image)
+@per_image_opt(P)
 @click.option("--whiten", is_flag=True, help="Scale components to unit variance.")
 @seed_opt
 @device_opt
@@ -50,14 +51,14 @@ def fit_pca_cmd(inputs, out, layer, view, local, dim, per_image, whiten, seed, d
 @out_opt
 @click.option("--pca", "pca_path", required=True, type=click.Path(exists=True, dir_okay=False),
               help="PCA from fit-pca; its layer, view and local features are used.")
-@click.option("--components", default=G.components, show_default=True, type=click.IntRange(1))
-@per_image_opt(G.per_image)
-@click.option("--max-iter", default=G.max_iter, show_default=True, type=click.IntRange(1))
-@click.option("--tol", default=G.tol, show_default=True, type=click.FloatRange(min=0),
+@click.option("--components", default=G.components, show_default=True, type=constraint_type(G, "components"))
+@per_image_opt(G)
+@click.option("--max-iter", default=G.max_iter, show_default=True, type=constraint_type(G, "max_iter"))
+@click.option("--tol", default=G.tol, show_default=True, type=constraint_type(G, "tol"),
               help="Stop when the average log-likelihood changes less than this.")
-@click.option("--n-init", default=G.n_init, show_default=True, type=click.IntRange(1))
+@click.option("--n-init", default=G.n_init, show_default=True, type=constraint_type(G, "n_init"))
 @click.option("--var-floor", default=G.var_floor, show_default=True,
-              type=click.FloatRange(min=0, min_open=True),
+              type=constraint_type(G, "var_floor"),
               help="Variance floor, relative to the largest per-dimension variance.")
 @seed_opt
 @device_opt
@@ -89,18 +90,21 @@ def _scale_list(ctx, param, value):
 @click.option("--layer", help="The pyramid layer (default: the shards' only one).")
 @click.option("--scales", callback=_scale_list,
               help="Pyramid scale indices to use, e.g. 0,1 (default: all).")
-@click.option("--channels", default=GD.channels, show_default=True, type=click.IntRange(1),
+@click.option("--channels", default=GD.channels, show_default=True, type=constraint_type(GD, "channels"),
               help="K: output channels of the guidance convolution.")
-@click.option("--kernel", default=GD.kernel, show_default=True, type=click.IntRange(1),
+@click.option("--kernel", default=GD.kernel, show_default=True, type=constraint_type(GD, "kernel"),
               help="Guidance kernel size (odd).")
-@click.option("--epochs", default=GD.epochs, show_default=True, type=click.IntRange(0),
+@click.option("--epochs", default=GD.epochs, show_default=True, type=constraint_type(GD, "epochs"),
               help="Most epochs (0: keep the random initialisation).")
-@click.option("--batch-size", default=GD.batch_size, show_default=True, type=click.IntRange(1))
-@click.option("--lr", default=GD.lr, show_default=True, type=float, help="Adam learning rate.")
-@click.option("--weight-decay", default=GD.weight_decay, show_default=True, type=float)
-@click.option("--holdout", default=GD.holdout, show_default=True, type=float,
+@click.option("--batch-size", default=GD.batch_size, show_default=True, type=constraint_type(GD, "batch_size"))
+@click.option("--lr", default=GD.lr, show_default=True, type=constraint_type(GD, "lr"),
+              help="Adam learning rate.")
+@click.option("--weight-decay", default=GD.weight_decay, show_default=True,
+              type=constraint_type(GD, "weight_decay"))
+@click.option("--holdout", default=GD.holdout, show_default=True,
+              type=constraint_type(GD, "holdout"),
               help="Fraction of the images held out for early stopping.")
-@click.option("--patience", default=GD.patience, show_default=True, type=click.IntRange(1),
+@click.option("--patience", default=GD.patience, show_default=True, type=constraint_type(GD, "patience"),
               help="Epochs without a better held-out loss before stopping.")
 @seed_opt
 @device_opt

@@ -14,6 +14,7 @@ import sys
 import click
 
 from featx.cli.progress import Bars
+from featx.params import SEED
 
 
 def expand_stdin(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> list[str]:
@@ -37,7 +38,7 @@ overwrite_opt = click.option("--overwrite", is_flag=True,
 device_opt = click.option("--device", default="auto", show_default=True,
                           help="auto, cpu, cuda or cuda:N.")
 seed_opt = click.option("--seed", default=0, show_default=True,
-                        type=click.IntRange(0, 2**32 - 1),  # what numpy and scikit-learn take
+                        type=click.IntRange(SEED.low, SEED.high),  # the configs' (params.SEED)
                         help="Seed for sampling and random initialisation.")
 
 
@@ -48,9 +49,25 @@ def model_opt(kind: str, help: str, **kwargs):
                         **kwargs)
 
 
-def batch_size_opt(default: int):
-    return click.option("--batch-size", default=default, show_default=True,
-                        type=click.IntRange(1), help="CNN inputs (views) per forward pass.")
+def constraint_type(cfg_type: type, name: str) -> click.ParamType:
+    """The click type of a config setting, from its constraint (featx.params): the range or
+    the choices ``--help`` shows and the parser checks (NaN and the rest: the config)."""
+    from dataclasses import fields
+
+    from featx.params import Options
+
+    c = next(f for f in fields(cfg_type) if f.name == name).metadata["constraint"]
+    if isinstance(c, Options):
+        return click.Choice(list(c.values))
+    kind = click.IntRange if c.type is int else click.FloatRange
+    return kind(min=c.low, max=c.high, min_open=c.closed in ("right", "neither"),
+                max_open=c.closed in ("left", "neither"))
+
+
+def batch_size_opt(cfg_type: type):
+    return click.option("--batch-size", default=cfg_type.batch_size, show_default=True,
+                        type=constraint_type(cfg_type, "batch_size"),
+                        help="CNN inputs (views) per forward pass.")
 
 
 ARGV: list[str] = []  # set by the featx group from the arguments it was invoked with

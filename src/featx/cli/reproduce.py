@@ -11,7 +11,7 @@ from featx.cli.options import bars, emit
 
 
 @click.command()
-@click.option("--data", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=Path),
               default=lambda: os.environ.get("FEATX_DATA", "data"),
               show_default="$FEATX_DATA or data",
               help="Where the benchmarks are, in their standard layouts (none found: the "
@@ -21,7 +21,7 @@ from featx.cli.options import bars, emit
               help="Working folder (activations, models, finished rows); a rerun resumes.")
 @click.option("--reports", type=click.Path(file_okay=False, path_type=Path),
               default=Path("reports"), show_default=True, help="Where the reports go.")
-@click.option("--offline", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--offline", type=click.Path(exists=True, file_okay=False, path_type=Path),
               default=Path("data") / "flowers-demo", show_default=True,
               help="The photos of the offline run.")
 @click.option("--backbone", help="Another backbone (its own cross-layer pair and fc layer).")

@@ -84,6 +84,9 @@ def reproduce(data: str | Path, work: str | Path, reports: str | Path, *,
     :class:`Runner`). ``on_plan`` hears each setup's plan text (the CLI prints it on stderr).
     """
     data, work, reports = Path(data).resolve(), Path(work), Path(reports)
+    for what, folder in (("work", work), ("reports", reports)):
+        if folder.exists() and not folder.is_dir():  # before any work, not at its first write
+            raise OutputError(f"--{what} {folder} is a file; name a folder")
     written = []
     for setup in setups(data, Path(offline or OFFLINE_PHOTOS).resolve(),
                         backbone=backbone, weights=weights, input_size=input_size,

@@ -22,6 +22,7 @@ from featx.backbones import get_backbone
 from featx.digest import file_digest
 from featx.encoders import CrossLayerGrid, LocalSpec
 from featx.errors import InputError, ProvenanceError
+from featx.params import Options, param, validate
 from featx.io import EXTRACTION_KEYS, EncodingWriter, load_gmm, load_guidance, load_pca
 from featx.io import MODEL_KINDS, check_guidance_scales, pyramid_pca, read_header, require_fit, shard_paths
 from featx.io.output import OutputFolder
@@ -57,8 +58,8 @@ class EncodeConfig:
     fc_layer: str | None = None
     power_norm: bool | None = None  # None: each method's own (featx.methods)
     l2: bool = True
-    quantize: str = "none"
-    dtype: str = "float32"
+    quantize: str = param("none", Options(QUANTIZE))
+    dtype: str = param("float32", Options(DTYPES))
     device: str = "auto"
     overwrite: bool = False
     command: str = ""
@@ -80,12 +81,12 @@ class EncodeConfig:
             if kind.name in needs and not getattr(self, kind.name):
                 users = ", ".join(m.name for m in methods if kind.name in m.needs)
                 raise InputError(kind.needed_by(users))
+        if self.fc_layer and not any("fc" in m.reads for m in methods):
+            raise InputError("--fc-layer applies to the fc methods (global, jitter, centre, "
+                             "crops); none of them is run")
         if self.guidance and "guidance" not in needs:
             raise InputError("--guidance applies to --method cross-layer (scheme 2)")
-        if self.quantize not in QUANTIZE:
-            raise InputError(f"unknown quantisation {self.quantize!r}; valid: {', '.join(QUANTIZE)}")
-        if self.dtype not in DTYPES:
-            raise InputError(f"unknown dtype {self.dtype!r}; valid: {', '.join(DTYPES)}")
+        validate(self)
         if self.layers is not None and len(self.layers) != 2:
             raise InputError("--layers takes two layers: LOCAL,GUIDE (t and t+1)")
 

@@ -15,6 +15,7 @@ import numpy as np
 from featx import metrics, plots, svm
 from featx.datasets import DATASETS
 from featx.errors import InputError, ProvenanceError
+from featx.params import Interval, Options, param, validate
 from featx.digest import file_digest
 from featx.io import load_svm, require_fit, save_json, shard_paths
 from featx.io.shards import EncodingSet
@@ -31,8 +32,8 @@ class EvaluateConfig:
     ``plots``: a folder for the PR curves / confusion matrix (their paths are written too)."""
 
     model: str = ""
-    dataset: str | None = None
-    memory_gb: float = 2.0
+    dataset: str | None = param(None, Options(tuple(DATASETS)), optional=True)
+    memory_gb: float = param(2.0, Interval(float, 0, closed="right"), flag="--memory")
     plots: str | None = None
     overwrite: bool = False
     command: str = ""
@@ -40,8 +41,7 @@ class EvaluateConfig:
     def __post_init__(self) -> None:
         if not self.model:
             raise InputError("evaluate needs --model (an SVM from featx train-svm)")
-        if self.dataset is not None and self.dataset not in DATASETS:
-            raise InputError(f"unknown dataset {self.dataset!r}; valid: {', '.join(DATASETS)}")
+        validate(self)
 
 
 class Evaluate(Stage):

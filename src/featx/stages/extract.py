@@ -31,6 +31,7 @@ from featx.backbones.features import receptive_fields
 from featx.device import release_free_host_memory
 from featx.digest import file_digest
 from featx.errors import FeatxError, ImageDecodeError, InputError, NonFiniteError
+from featx.params import SEED, Interval, Options, param, validate
 from featx.errors import OutputExistsError
 from featx.datasets import open_dataset
 from featx.images import ImageSource, ViewSpec, decode, normalize_pixels, open_source
@@ -60,26 +61,21 @@ class ExtractConfig:
     layers: Sequence[str] | None = None
     views: Sequence[str] = ("whole",)
     weights: str = "imagenet"
-    input_size: int | None = None
-    batch_size: int = 64
+    input_size: int | None = param(None, Interval(int, 32), optional=True)
+    batch_size: int = param(64, Interval(int, 1))
     device: str = "auto"
-    workers: int | None = None
-    shard_size: int = 1000
-    dtype: str = "float16"
-    seed: int = 0
+    workers: int | None = param(None, Interval(int, 0), optional=True)
+    shard_size: int = param(1000, Interval(int, 1))
+    dtype: str = param("float16", Options(tuple(DTYPES)))
+    seed: int = param(0, SEED)
     skip_bad: bool = False
     overwrite: bool = False
     command: str = ""
     project: str | None = None
-    sample: int | None = None
+    sample: int | None = param(None, Interval(int, 1), optional=True)
 
     def __post_init__(self) -> None:
-        if self.sample is not None and self.sample < 1:
-            raise InputError(f"--sample must be at least 1, got {self.sample}")
-        if self.dtype not in DTYPES:
-            raise InputError(f"unknown dtype {self.dtype!r}; valid: {', '.join(DTYPES)}")
-        if self.shard_size < 1 or self.batch_size < 1:
-            raise InputError("--shard-size and --batch-size must be at least 1")
+        validate(self)
         if self.batch_size > MAX_BATCH:
             log.warning("--batch-size %d is above the %d CNN inputs a forward pass takes at "
                         "most (to bound memory); using %d", self.batch_size, MAX_BATCH, MAX_BATCH)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ from pathlib import Path
 from featx.digest import file_digest
 from featx.encoders import LocalSpec
 from featx.errors import InputError
+from featx.params import SEED, Interval, param, validate
 from featx.fit import GaussianMixture
 from featx.io import EXTRACTION_KEYS, check_projection, load_pca, require_fit
 from featx.io import save_gmm, shard_paths
@@ -24,13 +24,13 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class FitGMMConfig:
     pca: str = ""
-    components: int = 256
-    per_image: int = 100
-    max_iter: int = 100
-    tol: float = 1e-3
-    n_init: int = 1
-    var_floor: float = 1e-4
-    seed: int = 0
+    components: int = param(256, Interval(int, 1))
+    per_image: int = param(100, Interval(int, 1))
+    max_iter: int = param(100, Interval(int, 1))
+    tol: float = param(1e-3, Interval(float, 0))
+    n_init: int = param(1, Interval(int, 1))
+    var_floor: float = param(1e-4, Interval(float, 0, closed="right"))
+    seed: int = param(0, SEED)
     device: str = "auto"
     overwrite: bool = False
     command: str = ""
@@ -38,13 +38,7 @@ class FitGMMConfig:
     def __post_init__(self) -> None:
         if not self.pca:
             raise InputError("fit-gmm needs --pca (a PCA from featx fit-pca)")
-        for name in ("components", "per_image", "max_iter", "n_init"):
-            if getattr(self, name) < 1:
-                raise InputError(f"--{name.replace('_', '-')} must be at least 1")
-        if not (math.isfinite(self.tol) and self.tol >= 0):
-            raise InputError(f"--tol must be a finite number >= 0, got {self.tol}")
-        if not (math.isfinite(self.var_floor) and self.var_floor > 0):
-            raise InputError(f"--var-floor must be a finite number > 0, got {self.var_floor}")
+        validate(self)
 
 
 class FitGMM(Stage):

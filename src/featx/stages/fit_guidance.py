@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ from pathlib import Path
 
 from featx.digest import file_digest
 from featx.errors import InputError
+from featx.params import SEED, Interval, param, validate
 from featx.fit import fit_guidance
 from featx.io import EXTRACTION_KEYS, check_projection, load_pca, require_fit
 from featx.io import read_header, save_guidance, shard_paths
@@ -29,34 +29,23 @@ class FitGuidanceConfig:
     pca: str | None = None
     layer: str | None = None
     scales: Sequence[int] | None = None
-    channels: int = 64
-    kernel: int = 1
-    epochs: int = 30
-    batch_size: int = 32
-    lr: float = 1e-2
-    weight_decay: float = 1e-4
-    holdout: float = 0.2
-    patience: int = 5
-    seed: int = 0
+    channels: int = param(64, Interval(int, 1))
+    kernel: int = param(1, Interval(int, 1))
+    epochs: int = param(30, Interval(int, 0))
+    batch_size: int = param(32, Interval(int, 1))
+    lr: float = param(1e-2, Interval(float, 0, closed="right"))
+    weight_decay: float = param(1e-4, Interval(float, 0))
+    holdout: float = param(0.2, Interval(float, 0, 1, closed="left"))
+    patience: int = param(5, Interval(int, 1))
+    seed: int = param(0, SEED)
     device: str = "auto"
     overwrite: bool = False
     command: str = ""
 
     def __post_init__(self) -> None:
-        for name in ("channels", "kernel", "batch_size", "patience"):
-            if getattr(self, name) < 1:
-                raise InputError(f"--{name.replace('_', '-')} must be at least 1")
+        validate(self)
         if self.kernel % 2 == 0:
             raise InputError(f"--kernel must be odd (1, 3, ...), got {self.kernel}")
-        if self.epochs < 0:
-            raise InputError("--epochs must be at least 0 (0: the random guidance)")
-        if not (0 <= self.holdout < 1):
-            raise InputError(f"--holdout must be in [0, 1), got {self.holdout}")
-        for name in ("lr", "weight_decay"):
-            v = getattr(self, name)
-            if not (math.isfinite(v) and v >= 0) or (name == "lr" and v == 0):
-                raise InputError(f"--{name.replace('_', '-')} must be a finite number "
-                                 f"{'> 0' if name == 'lr' else '>= 0'}, got {v}")
         if self.scales is not None and (not self.scales or min(self.scales) < 0):
             raise InputError("--scales takes pyramid scale indices 0, 1, ...")
         if self.scales is not None and len(set(self.scales)) != len(self.scales):

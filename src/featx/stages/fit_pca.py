@@ -11,6 +11,7 @@ from pathlib import Path
 from featx.backbones import get_backbone
 from featx.encoders import LocalSpec
 from featx.errors import InputError
+from featx.params import SEED, Interval, param, validate
 from featx.fit import PCA
 from featx.io import save_pca, shard_paths
 from featx.sampling import activation_header, sample_local_features
@@ -27,10 +28,10 @@ class FitPCAConfig:
     layer: str = ""
     view: str = "whole"
     local: str | None = None
-    dim: int = 500
-    per_image: int = 100
+    dim: int = param(500, Interval(int, 1))
+    per_image: int = param(100, Interval(int, 1))
     whiten: bool = False
-    seed: int = 0
+    seed: int = param(0, SEED)
     device: str = "auto"
     overwrite: bool = False
     command: str = ""
@@ -38,8 +39,7 @@ class FitPCAConfig:
     def __post_init__(self) -> None:
         if not self.layer:
             raise InputError("fit-pca needs --layer")
-        if self.dim < 1 or self.per_image < 1:
-            raise InputError("--dim and --per-image must be at least 1")
+        validate(self)
         if self.local is not None:
             LocalSpec.parse(self.local)
 

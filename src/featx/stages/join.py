@@ -20,19 +20,19 @@ import numpy as np
 
 from featx import interrupt
 from featx.errors import InputError, ProvenanceError
+from featx.params import Options, param, validate
 from featx.io import EXTRACTION_KEYS, EncodingShard, EncodingWriter, read_header, shard_paths
 from featx.stages import Output, Stage
 
 
 @dataclass(frozen=True)
 class JoinConfig:
-    dtype: str = "float32"
+    dtype: str = param("float32", Options(("float32", "float16")))
     overwrite: bool = False
     command: str = ""
 
     def __post_init__(self) -> None:
-        if self.dtype not in ("float32", "float16"):
-            raise InputError(f"unknown dtype {self.dtype!r}; valid: float32, float16")
+        validate(self)
 
 
 class Join(Stage):

@@ -32,6 +32,7 @@ from featx.digest import file_digest
 from featx.encoders import CrossLayerGrid, LocalSpec, guidance_maps, guide_at, score_contributions
 from featx.encoders import gmm_params, project_subarrays, vectors_as_map
 from featx.errors import InputError, ProvenanceError
+from featx.params import Interval, Options, param, validate
 from featx.io import EXTRACTION_KEYS, load_gmm, load_guidance, load_pca, load_svm
 from featx.io import check_guidance_scales, pyramid_pca, read_header, require_fit, save_maps, shard_paths
 from featx.io.shards import ActivationShard
@@ -53,22 +54,19 @@ class MapsConfig:
     layer: str | None = None
     channels: Sequence[int] | None = None
     classes: Sequence[str] | None = None
-    top: int = 3
+    top: int = param(3, Interval(int, 1))
     images: str | None = None
-    limit: int | None = None
-    resolution: int = 64
+    limit: int | None = param(None, Interval(int, 1), optional=True)
+    resolution: int = param(64, Interval(int, 4))
     # confidence maps: each pixel the mean of the scores of the windows covering it, or their
     # sum (Yoo et al. §4.5: "accumulate all the weights of local activations")
-    reduce: str = "mean"
+    reduce: str = param("mean", Options(("sum", "mean")))
     device: str = "auto"
     overwrite: bool = False
     command: str = ""
 
     def __post_init__(self) -> None:
-        if self.top < 1 or self.resolution < 4 or (self.limit is not None and self.limit < 1):
-            raise InputError("--top and --limit must be at least 1, --resolution at least 4")
-        if self.reduce not in ("sum", "mean"):
-            raise InputError(f"unknown --reduce {self.reduce!r}; valid: sum, mean")
+        validate(self)
         if self.model and not (self.gmm or self.pca or self.guidance):
             raise InputError("maps --model needs --gmm (confidence maps of a Fisher-family "
                              "SVM), --pca (cross-layer) or --guidance (scheme 2)")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from featx import svm
 from featx.errors import InputError
+from featx.params import SEED, Interval, param, validate
 from featx.io import save_svm, shard_paths
 from featx.io.shards import EncodingSet
 from featx.io.provenance import ENCODING_KEYS
@@ -27,21 +28,19 @@ class TrainSVMConfig:
     training split (``svm.AUTO_C`` for ``--C auto``)."""
 
     c: tuple[float, ...] = (1.0,)
-    folds: int = 5
+    folds: int = param(5, Interval(int, 2))
     include_difficult: bool = False
-    seed: int = 0
+    seed: int = param(0, SEED)
     device: str = "auto"
     overwrite: bool = False
     command: str = ""
-    memory_gb: float = 2.0
+    memory_gb: float = param(2.0, Interval(float, 0, closed="right"), flag="--memory")
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.memory_gb) and self.memory_gb > 0):
-            raise InputError(f"--memory must be a number of GB > 0, got {self.memory_gb}")
-        if not self.c or not all(math.isfinite(c) and c > 0 for c in self.c):
+        validate(self)
+        if not self.c or not all(isinstance(c, (int, float)) and math.isfinite(c) and c > 0
+                                 for c in self.c):
             raise InputError(f"--C must be finite numbers > 0, got {self.c}")
-        if self.folds < 2:
-            raise InputError(f"--folds must be at least 2, got {self.folds}")
 
 
 class TrainSVM(Stage):
