@@ -214,7 +214,7 @@ def test_an_unknown_maps_reduction_is_refused_by_cli_and_api(chain, tmp_path, cl
               tmp_path / "m", ok=False)
     assert res.exit_code == 2 and "Traceback" not in res.stderr and "'max'" in res.stderr
     assert not (tmp_path / "m").exists()
-    with pytest.raises(InputError, match="unknown --reduce 'max'; valid: sum, mean"):
+    with pytest.raises(InputError, match="--reduce must be one of sum, mean, got 'max'"):
         MapsConfig(layer="conv5", reduce="max")
 
 
@@ -394,3 +394,17 @@ def test_evaluating_the_training_split_and_an_undecided_c_are_said(chain, tmp_pa
     res = runner.invoke(main, ["train-svm", str(chain / "enc"), "--C", "1,2", "--folds", "10",
                                "-o", str(tmp_path / "svm.h5")])
     assert res.exit_code == 0 and "cross-validation in" in res.stderr and "not 10" in res.stderr
+
+
+def test_a_diverging_guidance_is_an_error_not_a_model():
+    """Issue 26 (weak): --lr 1e30 diverged to NaN and the model was saved with rc 0."""
+    import torch
+
+    from featx.errors import NonFiniteError
+    from featx.fit import fit_guidance
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(60, 64, 6, generator=g)  # 60 images, an 8 x 8 map of 6-d regions
+    y = (torch.arange(60) % 2).numpy()
+    with pytest.raises(NonFiniteError, match="diverged at epoch 1.*lower --lr"):
+        fit_guidance([x], y, 2, channels=3, epochs=5, lr=1e30, seed=0)

@@ -310,3 +310,11 @@ def test_a_name_longer_than_the_file_system_takes_is_one_line(chain, tmp_path, c
         res = cli("extract", long, "--weights", "none", "-o", tmp_path / "acts", ok=False)
     _one_line_error(res, "long" if stage != "input" else "File name too long")
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_evaluate_json_into_a_new_folder_is_made_before_scoring(chain, tmp_path, cli):
+    """Issue 26 (weak): `--json nodir/x.json` was a FileNotFoundError traceback after all the
+    scoring; the output is now held (its folder made) before any work."""
+    out = cli("evaluate", chain / "enc", "--model", chain / "svm.h5", "--json",
+              tmp_path / "nodir" / "x.json").stdout.split()
+    assert out == [str(tmp_path / "nodir" / "x.json")] and "top1" in Path(out[0]).read_text()
