@@ -20,7 +20,8 @@ test-fast: install
 	$(PY) -m pytest -q -m "not slow"
 
 # The papers' tables for every benchmark under data/ (or $$FEATX_DATA), one report each in
-# reports/; with none present (offline), the same chain on the shipped flower photos.
+# work/reports/ (untracked; reports/ holds the committed reference of the offline run); with
+# none present (offline), the same chain on the shipped flower photos.
 # ARGS="--plan" prints the plan only; see docs/reproduce.md for the other overrides.
 reproduce: install
 	$(VENV)/bin/featx reproduce $(ARGS)

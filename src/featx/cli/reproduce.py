@@ -20,7 +20,10 @@ from featx.cli.options import bars, emit
               default=Path("work") / "reproduce", show_default=True,
               help="Working folder (activations, models, finished rows); a rerun resumes.")
 @click.option("--reports", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("reports"), show_default=True, help="Where the reports go.")
+              default=Path("work") / "reports", show_default=True,
+              help="Where the reports go (untracked by default: the committed reference of "
+                   "the offline run is reports/flowers-demo.md, refreshed with --reports "
+                   "reports).")
 @click.option("--offline", type=click.Path(exists=True, file_okay=False, path_type=Path),
               default=Path("data") / "flowers-demo", show_default=True,
               help="The photos of the offline run.")
