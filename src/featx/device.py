@@ -7,14 +7,18 @@ down; the maths below never looks at the environment.
 from __future__ import annotations
 
 import os
-
-import torch
+from typing import TYPE_CHECKING
 
 from featx.errors import InputError
+
+if TYPE_CHECKING:  # torch loads with the first device resolved, not with this module: the
+    import torch   # CLI's process set-up (keep_host_memory) needs none of it
 
 
 def resolve_device(spec: str | torch.device = "auto") -> torch.device:
     """``auto`` picks CUDA when present (the local rank's GPU under torchrun), else the CPU."""
+    import torch
+
     if isinstance(spec, torch.device):
         return spec
     if spec == "auto":

@@ -13,3 +13,22 @@ def test_lists_backbones_and_layer_shapes(cli):
 def test_unknown_backbone(cli):
     res = cli("layers", "lenet", ok=False)
     assert res.exit_code == 1 and "unknown backbone 'lenet'" in res.stderr
+
+
+def test_help_and_version_answer_without_loading_a_command_or_torch():
+    """Issue 28.4: `featx --help` and `--version` imported torch, torchvision and timm
+    (6.1 s and 930 MB here); now they load no command module and no torch."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from featx.cli import main\n"
+            "try:\n    main(['--help'], prog_name='featx')\nexcept SystemExit:\n    pass\n"
+            "heavy = [m for m in ('torch', 'torchvision', 'timm', 'featx.cli.extract') "
+            "if m in sys.modules]\nprint('LOADED', heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert "LOADED []" in out
+    from featx.cli import COMMANDS, all_commands
+
+    for name, cmd in all_commands().items():  # every listed command loads, with its line
+        assert cmd.name == name and cmd.short_help == COMMANDS[name][2] and name in out

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from featx.api import _parameter_names
-from featx.cli import main
+from featx.cli import all_commands, main
 from featx.errors import InputError
 from featx.params import constrained, flag_of
 from featx.stages import stages
@@ -144,7 +144,7 @@ def _invalid(command: str, opt: click.Option) -> list[str]:
 
 
 def _options():
-    for name, cmd in sorted(main.commands.items()):
+    for name, cmd in sorted(all_commands().items()):
         for opt in cmd.params:
             if isinstance(opt, click.Option) and not opt.is_flag and "-o" not in opt.opts \
                     and "--help" not in opt.opts:

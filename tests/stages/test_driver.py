@@ -9,7 +9,7 @@ import inspect
 import pytest
 
 import featx.stages as stages
-from featx.cli import main as cli_group
+from featx.cli import all_commands
 from featx.errors import OutputError
 from featx.stages import Stage, encode, join, train_svm
 from featx.stages.encode import EncodeConfig
@@ -26,7 +26,7 @@ def test_every_stage_is_one_driver_stage_named_as_its_command():
     found = stages.stages()
     assert set(found) == {"extract", "fit-pca", "fit-gmm", "fit-guidance", "encode", "join",
                           "train-svm", "evaluate", "maps"}
-    assert set(found) <= set(cli_group.commands)
+    assert set(found) <= set(all_commands())
     for name, cls in found.items():
         assert cls.run is Stage.run, f"{name} overrides the driver"
         assert cls.work is not Stage.work, f"{name} has no work"

@@ -26,8 +26,47 @@ class OneLineUsageError(click.UsageError):
         click.echo(f"Error: {self.format_message()}{hint}", err=True)
 
 
+# every command: (module under featx.cli, its click command, the line `featx --help` shows).
+# A command's module (and torch, which the stages import) loads only when that command runs
+# or shows its own help: `featx --help` and `--version` answer without either.
+COMMANDS = {
+    "extract": ("extract", "extract", "Activations of a backbone over images, as shards."),
+    "fit-pca": ("fit", "fit_pca_cmd", "A PCA of local features of a layer."),
+    "fit-gmm": ("fit", "fit_gmm_cmd", "A diagonal GMM of PCA-reduced local features."),
+    "fit-guidance": ("fit", "fit_guidance_cmd", "Scheme 2's trained guidance layer."),
+    "encode": ("encode", "encode", "Activation shards -> encoding shards."),
+    "join": ("encode", "join", "Encodings of the same images side by side."),
+    "train-svm": ("classify", "train_svm", "One-vs-rest linear SVMs on encodings."),
+    "evaluate": ("classify", "evaluate", "The metrics of encodings under an SVM."),
+    "maps": ("draw", "maps", "Where the evidence lies in each image."),
+    "layers": ("layers", "layers", "The backbones, and a backbone's layers."),
+    "reproduce": ("reproduce", "reproduce", "The papers' tables beside ours."),
+}
+
+
 class FeatxGroup(click.Group):
-    """Reports a :class:`FeatxError` as ``Error: message`` and exit status 1, no traceback."""
+    """Reports a :class:`FeatxError` as ``Error: message`` and exit status 1, no traceback;
+    loads a command's module only when that command is used (:data:`COMMANDS`)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        if name not in self.commands:
+            import importlib
+
+            module, attr, short = COMMANDS[name]
+            command = getattr(importlib.import_module(f"featx.cli.{module}"), attr)
+            command.short_help = short
+            self.add_command(command, name)
+        return self.commands[name]
+
+    def format_commands(self, ctx: click.Context, formatter) -> None:
+        """The command list from :data:`COMMANDS`, without importing a command."""
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, short) for name, (_, _, short) in COMMANDS.items()])
 
     def main(self, args=None, *rest, **kwargs):
         options.ARGV[:] = list(args) if args is not None else sys.argv[1:]
@@ -75,18 +114,7 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
     ctx.obj = {"quiet": quiet}
 
 
-from featx.cli import encode as _encode, extract as _extract, fit as _fit  # noqa: E402
-from featx.cli import classify as _classify, layers as _layers, draw as _draw  # noqa: E402
-from featx.cli import reproduce as _reproduce  # noqa: E402
-
-main.add_command(_extract.extract)
-main.add_command(_encode.encode)
-main.add_command(_encode.join)
-main.add_command(_fit.fit_pca_cmd)
-main.add_command(_fit.fit_gmm_cmd)
-main.add_command(_fit.fit_guidance_cmd)
-main.add_command(_classify.train_svm)
-main.add_command(_classify.evaluate)
-main.add_command(_draw.maps)
-main.add_command(_layers.layers)
-main.add_command(_reproduce.reproduce)
+def all_commands() -> dict[str, click.Command]:
+    """Every command, loaded (for tests and documentation)."""
+    ctx = click.Context(main)
+    return {name: main.get_command(ctx, name) for name in main.list_commands(ctx)}
