@@ -32,3 +32,22 @@ def test_help_and_version_answer_without_loading_a_command_or_torch():
 
     for name, cmd in all_commands().items():  # every listed command loads, with its line
         assert cmd.name == name and cmd.short_help == COMMANDS[name][2] and name in out
+
+
+def test_verbosity_options_work_after_the_command_too(make_images, tmp_path):
+    """Issue 28.9: `featx fit-pca ... -q` as `featx -q fit-pca ...`; -v after the command too."""
+    from click.testing import CliRunner
+
+    from featx.cli import main
+
+    run = CliRunner().invoke
+    acts = tmp_path / "acts"
+    assert run(main, ["-q", "extract", str(make_images(2)), "--weights", "none", "--workers",
+                      "0", "--input-size", "96", "-o", str(acts)]).exit_code == 0
+    args = ["fit-pca", str(acts), "--layer", "conv4", "--dim", "2", "--per-image", "5"]
+    said = run(main, [*args, "-o", str(tmp_path / "a.h5")])
+    assert said.exit_code == 0 and "sampled" in said.stderr  # INFO by default
+    quiet = run(main, [*args, "-o", str(tmp_path / "b.h5"), "-q"])
+    assert quiet.exit_code == 0 and quiet.stderr == ""
+    loud = run(main, ["-q", *args, "-o", str(tmp_path / "c.h5"), "-v"])
+    assert loud.exit_code == 0 and loud.stderr == ""  # -q wins, before or after

@@ -60,6 +60,7 @@ class FeatxGroup(click.Group):
             module, attr, short = COMMANDS[name]
             command = getattr(importlib.import_module(f"featx.cli.{module}"), attr)
             command.short_help = short
+            command.params += _late_options()
             self.add_command(command, name)
         return self.commands[name]
 
@@ -105,13 +106,35 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
     Every command prints the paths it wrote on stdout, one per line, and its logs and progress
     on stderr, so commands chain in pipes.
     """
-    # featx's own messages at INFO by default; other libraries' only when they warn
+    ctx.obj = {}
+    _verbosity(ctx, verbose, quiet)
+
+
+def _verbosity(ctx: click.Context, verbose: int, quiet: bool) -> None:
+    """Logging for -v / -q: featx's own messages at INFO by default, other libraries' only
+    when they warn; -q: errors only, no progress bars."""
     logging.basicConfig(level=logging.ERROR if quiet else logging.WARNING, format="%(message)s",
                         force=True,
                         handlers=[RichHandler(console=stderr, show_path=False, show_time=False)])
     logging.getLogger("featx").setLevel(
         logging.ERROR if quiet else logging.DEBUG if verbose else logging.INFO)
-    ctx.obj = {"quiet": quiet}
+    ctx.find_root().obj["quiet"] = quiet
+
+
+def _after_the_command(ctx: click.Context, param: click.Parameter, value) -> None:
+    """-v / -q given after the command (``featx extract -q ...``) mean what they mean before it."""
+    if value:
+        root = ctx.find_root()
+        quiet = root.obj.get("quiet", False) or (param.name == "late_quiet")
+        verbose = root.params.get("verbose", 0) + (value if param.name == "late_verbose" else 0)
+        _verbosity(ctx, verbose, quiet)
+
+
+def _late_options() -> list[click.Option]:
+    return [click.Option(["-v", "--verbose", "late_verbose"], count=True, expose_value=False,
+                         callback=_after_the_command, help="As `featx -v`."),
+            click.Option(["-q", "--quiet", "late_quiet"], is_flag=True, expose_value=False,
+                         callback=_after_the_command, help="As `featx -q`.")]
 
 
 def all_commands() -> dict[str, click.Command]:

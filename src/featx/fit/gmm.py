@@ -167,7 +167,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             for it in range(1, self.max_iter + 1):
                 stats, ll, worst = self._estep(xx, means, variances, priors)
                 history.append(ll)
-                log.info("EM run %d iter %3d: average log-likelihood %.6f", run + 1, it, ll)
+                log.debug("EM run %d iter %3d: average log-likelihood %.6f", run + 1, it, ll)
                 if abs(ll - prev) < self.tol:
                     converged = True
                     break
