@@ -118,8 +118,8 @@ def extract(images: Paths | None, out: str | Path, *, dataset: str | None = None
                                                     "split": split})
 
 
-def fit_pca(activations: Paths, out: str | Path, *, layer: str, progress: Callable | None = None,
-            **settings: Any) -> Path:
+def fit_pca(activations: Paths, out: str | Path, *, layer: str | None = None,
+            progress: Callable | None = None, **settings: Any) -> Path:
     """A PCA of ``layer``'s local features sampled from activation shards, saved to ``out``.
     ``settings``: view, local, dim (500), per_image (100), whiten, seed, device, overwrite."""
     [path] = _run("fit_pca", "FitPCAConfig", "fit_pca", _list(activations), out,

@@ -24,7 +24,8 @@ def per_image_opt(cfg_type: type):
 @click.command("fit-pca")
 @inputs_arg
 @out_opt
-@click.option("--layer", required=True, help="Layer alias of the activations.")
+@click.option("--layer", help="Layer alias of the activations (default: the backbone's "
+                               "cross-layer local layer, conv4 / stage6 / ...).")
 @click.option("--view", default=P.view, show_default=True, help="whole, blocks, jitter or pyramid.")
 @click.option("--local", default=None,
               help="subarray:MxN or dense (default: subarray:KxK for the backbone's "

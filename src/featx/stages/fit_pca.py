@@ -13,7 +13,7 @@ from featx.encoders import LocalSpec
 from featx.errors import InputError
 from featx.params import SEED, Interval, param, validate
 from featx.fit import PCA
-from featx.io import save_pca, shard_paths
+from featx.io import read_header, save_pca, shard_paths
 from featx.sampling import activation_header, sample_local_features
 from featx.stages import FILE, Output, Stage
 
@@ -22,10 +22,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class FitPCAConfig:
-    """``local`` None takes the backbone's default for ``layer``
+    """``layer`` None: the backbone's cross-layer local layer (conv4, stage6, ...), as extract
+    and encode default to the pair; ``local`` None takes the backbone's default for the layer
     (:meth:`featx.backbones.Backbone.default_local`)."""
 
-    layer: str = ""
+    layer: str | None = None
     view: str = "whole"
     local: str | None = None
     dim: int = param(500, Interval(int, 1))
@@ -37,8 +38,6 @@ class FitPCAConfig:
     command: str = ""
 
     def __post_init__(self) -> None:
-        if not self.layer:
-            raise InputError("fit-pca needs --layer")
         validate(self)
         if self.local is not None:
             LocalSpec.parse(self.local)
@@ -47,18 +46,19 @@ class FitPCAConfig:
 class FitPCA(Stage):
     name, output, polls = "fit-pca", FILE, False
 
-    def plan(self, inputs: Sequence[str]) -> tuple[list[Path], dict]:
+    def plan(self, inputs: Sequence[str]) -> tuple[list[Path], dict, str]:
         paths = shard_paths(inputs)
-        return paths, activation_header(paths, self.cfg.layer, self.cfg.view)
+        layer = self.cfg.layer or _local_layer(paths[0])
+        return paths, activation_header(paths, layer, self.cfg.view), layer
 
     def inputs_of(self, plan) -> list[Path]:
         return plan[0]
 
     def work(self, plan, out: Output) -> Iterator[Path]:
-        cfg, (paths, head) = self.cfg, plan
-        spec = LocalSpec.parse(cfg.local or get_backbone(head["backbone"]).default_local(cfg.layer))
+        cfg, (paths, head, layer) = self.cfg, plan
+        spec = LocalSpec.parse(cfg.local or get_backbone(head["backbone"]).default_local(layer))
         t = time.perf_counter()
-        x = sample_local_features(paths, cfg.layer, cfg.view, spec, cfg.per_image, cfg.seed)
+        x = sample_local_features(paths, layer, cfg.view, spec, cfg.per_image, cfg.seed)
         log.info("sampled %d local features of %d dims in %.1f s", *x.shape, time.perf_counter() - t)
         t = time.perf_counter()
         pca = PCA(n_components=cfg.dim, whiten=cfg.whiten, device=str(self.device)).fit(x)
@@ -66,8 +66,8 @@ class FitPCA(Stage):
                  time.perf_counter() - t, 100 * pca.explained_variance_ratio_.sum().item())
         yield save_pca(out.path, pca, out.provenance(
             backbone=head["backbone"], weights=head["weights"],
-            input_size=head["input_size"], layer=cfg.layer,
-            layer_shape=head["layer_shapes"][cfg.layer], view=cfg.view, local=str(spec),
+            input_size=head["input_size"], layer=layer,
+            layer_shape=head["layer_shapes"][layer], view=cfg.view, local=str(spec),
             input_dim=x.shape[1], dim=cfg.dim, per_image=cfg.per_image, seed=cfg.seed,
             shards=[str(p) for p in paths]))
 
@@ -75,3 +75,14 @@ class FitPCA(Stage):
 def run(inputs: Sequence[str], out: str | Path, cfg: FitPCAConfig, **kw) -> list[Path]:
     """:meth:`FitPCA.run`: fit a PCA on ``inputs``' local features into ``out``."""
     return FitPCA(cfg).run(inputs, out, **kw)
+
+
+def _local_layer(shard: Path) -> str:
+    """The backbone's cross-layer local layer, when these activations hold it."""
+    head = read_header(shard)
+    pair = get_backbone(head["backbone"]).cross_layer
+    if pair and pair[0] in head["layers"]:
+        return pair[0]
+    raise InputError(f"{shard} holds {', '.join(head['layers'])}, not {head['backbone']}'s "
+                     f"cross-layer local layer{f' {pair[0]}' if pair else ''}; pick one with "
+                     "--layer")
