@@ -165,3 +165,24 @@ def test_a_quick_run_on_a_small_folder_finishes_and_says_what_it_clamped(reprodu
     assert norms["CNN-Global"] == norms["AP50"] == norms["Alex-FC7"] == "L2"
     assert norms["CL-45"] == norms["MPP"] == "√+L2"
     assert norms["CL + CNN-Global"] == "√+L2 ⊕ L2"
+
+
+def test_a_report_without_published_numbers_has_ours_only_and_its_own_notes(reproduce,
+                                                                              tmp_path):
+    """Issue 28.7: no empty paper/delta/reference columns, no AlexNet or Caffe-pyramid notes
+    in the offline report; VOC07's report keeps them."""
+    offline = reproduce.offline_setup(REPO / "data" / "flowers-demo")
+    voc = reproduce.Setup("voc07", "voc07", tmp_path, "trainval", "test")
+    texts = {}
+    for setup in (offline, voc):
+        rep = reproduce.Reproduction(setup, tmp_path / "work")
+        results = {r.name: {"metrics": {"mAP": 0.5, "AP": [0.5] * 20}, "dim": 1, "C": 1.0}
+                   for r in rep.rows.values()}
+        texts[setup.name] = reproduce.write_report(rep, results, tmp_path / "r", "plan"
+                                                   ).read_text()
+    off = texts["flowers-demo"]
+    assert "| row | ours | paper |" not in off and "not published" not in off
+    assert "| row | ours | dims | C | normalisation |" in off and "| CL-45 | 50.00 | 1 |" in off
+    assert "one weird trick" not in off and "227·√2^i with fc7" not in off
+    assert "3 scales growing by √2" in off and "receptive-field centre" in off
+    assert "| row | ours | paper |" in texts["voc07"] and "one weird trick" in texts["voc07"]

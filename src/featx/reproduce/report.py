@@ -57,6 +57,35 @@ def _samples(rep) -> str:
                                 f"{s.gmm_vectors:,} pyramid vectors a GMM")
 
 
+def _ours_only(line: str) -> str:
+    """A row of a paper table without its (empty) paper, delta and reference cells."""
+    cells = line.strip().strip("|").split("|")
+    return "|" + "|".join(cells[:2] + cells[5:]) + "|"
+
+
+def _backbone_notes(s) -> str:
+    """The settings notes that apply to this backbone: AlexNet's variant and Yoo's Caffe
+    pyramid for the papers' network, the pyramid's own sizes for another."""
+    notes = []
+    if s.backbone.startswith("alexnet"):
+        notes += [
+            "torchvision's AlexNet is the 'one weird trick' variant: conv4 has 256 channels "
+            "where Caffe's (the papers') has 384, and there is no LRN; `alexnet_caffe` with "
+            "converted weights is the faithful setting. Exact agreement is not expected.",
+            "Yoo's pyramid: 7 scales of 227·√2^i with fc7 computed densely (4,410 vectors an "
+            "image for Caffe's network, Table 1); torchvision's padding gives slightly different "
+            "counts. With an --input-size below the backbone's, the pyramids still start at the "
+            "backbone's size (dense fc layers need a full pool5 window)."]
+    else:
+        notes.append(f"The pyramids: {s.scales} scales growing by √2 from the input size, "
+                     f"{', '.join(s.pyramid_layers)} computed densely over each (Yoo et al.'s "
+                     "7 scales of 227·√2^i are for AlexNet's fc7).")
+    notes.append("MPP + SP places each vector by its receptive-field centre, from the "
+                 "network's own arithmetic of strides, kernels and paddings "
+                 "(featx.backbones.features.receptive_field).")
+    return "".join(f"- {n}\n" for n in notes)
+
+
 def write_report(rep, results: dict[str, dict], reports: Path, plan_text: str) -> Path:
     """``reports/<setup>.md`` from the template, for the rows in ``results``."""
     s = rep.s
@@ -76,7 +105,12 @@ def write_report(rep, results: dict[str, dict], reports: Path, plan_text: str) -
             body.append(f"| {row} | {o:.2f} | {p} | {d} | {pub[1] if pub else 'not published'} "
                         f"| {results[row]['dim']:,} | {results[row]['C']:g} "
                         f"| {results[row].get('normalisation', '?')} |")
-        if body:
+        if body and not any(cells.get(s.dataset) for row, cells in trows.items()
+                            if row in results):  # nothing published here: ours only
+            body = [_ours_only(line) for line in body]
+            tables += [f"## {title}", "", "| row | ours | dims | C | normalisation |",
+                       "|---|---:|---:|---:|---|", *body]
+        elif body:
             tables += [f"## {title}", "",
                        "| row | ours | paper | delta | reference | dims | C | normalisation |",
                        "|---|---:|---:|---:|---|---:|---:|---|", *body]
@@ -116,7 +150,7 @@ def write_report(rep, results: dict[str, dict], reports: Path, plan_text: str) -
     times = [f"| {k} | {v:.1f} |" for k, v in rep.run.times.items()]
     times.append(f"| total | {sum(rep.run.times.values()):.1f} |")
     text = Template(TEMPLATE.read_text()).substitute(
-        name=s.name, note_block=f"> {s.note}\n\n" if s.note else "", backbone=s.backbone,
+        backbone_notes=_backbone_notes(s), name=s.name, note_block=f"> {s.note}\n\n" if s.note else "", backbone=s.backbone,
         weights=s.weights, input_size=s.input_size or "the backbone default",
         pairs=", ".join(f"{k}: {a}->{b}" for k, (a, b) in s.pairs.items()), cl_dim=s.cl_dim,
         blocks=s.blocks.replace("x", "×"), pyramid_layers=", ".join(s.pyramid_layers),
