@@ -33,3 +33,8 @@ def test_import_featx_stays_light_and_exposes_the_api():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.split()
     assert out == ["True", "featx.api"]
+
+
+def test_the_reproduction_is_reachable_from_the_package():
+    assert featx.reproduce.reproduce.__module__ == "featx.reproduce"
+    assert featx.maps.__module__ == "featx.api"  # the function, not a module of that name

@@ -28,6 +28,10 @@ def __getattr__(name: str):
         from featx import api
 
         return getattr(api, name)
+    if name == "reproduce":  # the package: featx.reproduce.reproduce(data, work, reports)
+        import importlib
+
+        return importlib.import_module("featx.reproduce")
     raise AttributeError(f"module 'featx' has no attribute {name!r}")
 
 
