@@ -67,11 +67,17 @@ def _command(name: str, *args: Any, **kwargs: Any) -> str:
     return f"featx.{name}({', '.join(shown)})"
 
 
+def _strings(settings: dict) -> dict:
+    """Settings as the configs take them: a model file given as a Path, as its string."""
+    return {k: str(v) if isinstance(v, Path) else v for k, v in settings.items()}
+
+
 def _run(module: str, config: str, name: str, inputs: Any, out: Any, settings: dict,
          progress: Callable | None, shown_inputs: Any) -> list[Path]:
     import importlib
 
     stage = importlib.import_module(f"featx.stages.{module}")
+    settings = _strings(settings)
     with _parameter_names():
         cfg = getattr(stage, config)(**settings, command=_command(name, shown_inputs, out,
                                                                    **settings))
@@ -133,7 +139,7 @@ def fit_gmm(activations: Paths, out: str | Path, *, pca: str | Path,
     ``settings``: components (256), per_image, max_iter, tol, n_init, var_floor, seed, device,
     overwrite."""
     [path] = _run("fit_gmm", "FitGMMConfig", "fit_gmm", _list(activations), out,
-                  {"pca": str(pca), **settings}, progress, _list(activations))
+                  {"pca": pca, **settings}, progress, _list(activations))
     return path
 
 
@@ -142,8 +148,6 @@ def fit_guidance(activations: Paths, out: str | Path, *, progress: Callable | No
     """Scheme 2's trained guidance layer (Liu et al. 2016) on labelled pyramid activations.
     ``settings``: pca, layer, scales, channels (64), kernel, epochs (30), batch_size, lr,
     weight_decay, holdout, patience, seed, device, overwrite."""
-    if isinstance(settings.get("pca"), Path):
-        settings["pca"] = str(settings["pca"])
     [path] = _run("fit_guidance", "FitGuidanceConfig", "fit_guidance", _list(activations), out,
                   settings, progress, _list(activations))
     return path
@@ -156,9 +160,6 @@ def encode(activations: Paths, out: str | Path, *, method: str | Sequence[str] =
     ``method``: one or several of :data:`featx.methods.METHODS`, joined. ``settings``: pca,
     gmm, guidance (model files), layers, fc_layer, power_norm, l2, quantize, dtype, device,
     overwrite."""
-    for key in ("pca", "gmm", "guidance"):
-        if isinstance(settings.get(key), Path):
-            settings[key] = str(settings[key])
     settings = {"methods": _split(method), "views": _split(views), **settings}
     if "layers" in settings:
         settings["layers"] = _split(settings["layers"])
@@ -196,6 +197,7 @@ def evaluate(encodings: Paths, model: str | Path, out: str | Path | None = None,
     from featx.stages.evaluate import Evaluate, EvaluateConfig
 
     with _parameter_names():
+        settings = _strings(settings)
         cfg = EvaluateConfig(model=str(model), **settings,
                              command=_command("evaluate", _list(encodings), out,
                                               model=str(model), **settings))
@@ -209,9 +211,6 @@ def maps(activations: Paths, out: str | Path, *, progress: Callable | None = Non
     """Confidence, contribution or channel maps of activation shards' images under ``out``.
     ``settings``: model, gmm, pca, guidance, layer, channels, classes, top, images, limit,
     resolution, reduce, device, overwrite."""
-    for key in ("model", "gmm", "pca", "guidance"):
-        if isinstance(settings.get(key), Path):
-            settings[key] = str(settings[key])
     return _run("maps", "MapsConfig", "maps", _list(activations), out, settings, progress,
                 _list(activations))
 

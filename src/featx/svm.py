@@ -152,12 +152,12 @@ def choose_c(k: np.ndarray, labels: np.ndarray, num_classes: int, cs, folds: int
     if multilabel:
         splitter = KFold(folds, shuffle=True, random_state=seed)
     else:
-        smallest = np.bincount(labels).min(initial=len(labels)) if len(labels) else 0
-        if max(2, min(folds, int(smallest))) < folds:
+        smallest = int(np.bincount(labels).min(initial=len(labels))) if len(labels) else 0
+        usable = max(2, min(folds, smallest))
+        if usable < folds:
             log.warning("cross-validation in %d folds, not %d: the smallest class has %d "
-                        "training image(s)", max(2, min(folds, int(smallest))), folds,
-                        int(smallest))
-        folds = max(2, min(folds, int(smallest)))
+                        "training image(s)", usable, folds, smallest)
+        folds = usable
         splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
     splits = list(splitter.split(np.zeros(len(labels)), None if multilabel else labels))
     result: dict[float, float] = {}

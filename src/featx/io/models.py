@@ -17,7 +17,8 @@ import h5py
 import numpy as np
 import torch
 
-from featx.errors import InputError
+from featx.digest import file_digest
+from featx.errors import InputError, ProvenanceError
 from featx.io.h5 import FORMAT_VERSION, TMP_SUFFIX, read_attrs, write_attrs
 
 if TYPE_CHECKING:  # featx.fit (scikit-learn) is imported when a model is read, not with featx.io
@@ -233,9 +234,6 @@ def pyramid_pca(head: Mapping[str, Any], fitted: Mapping[str, Any], model: str,
     into the space ``model`` (a GMM or a guidance, attributes ``fitted``) was fitted in: None
     when extract --project did it already (with that PCA), else ``pca`` or the PCA the model
     records, checked by digest."""
-    from featx.digest import file_digest
-    from featx.errors import ProvenanceError
-
     if head.get("projected"):
         if head["projected"] != fitted["pca_sha256"]:
             raise ProvenanceError(f"the activations have projected={head['projected']!r}, this "
@@ -252,8 +250,6 @@ def pyramid_pca(head: Mapping[str, Any], fitted: Mapping[str, Any], model: str,
 
 def check_projection(head: Mapping[str, Any], pca: str, digest: str) -> None:
     """Refuse ``pca`` (digest ``digest``) for activations projected by another PCA."""
-    from featx.errors import ProvenanceError
-
     if head.get("projected") and head["projected"] != digest:
         raise ProvenanceError(f"the activations were projected (extract --project) with another "
                               f"PCA than {pca}; pass that PCA")
@@ -262,8 +258,6 @@ def check_projection(head: Mapping[str, Any], pca: str, digest: str) -> None:
 def check_guidance_scales(head: Mapping[str, Any], gattrs: Mapping[str, Any], path: str) -> None:
     """Refuse a guidance (attributes ``gattrs``) trained on other pyramid scales than these
     activations (``head``) hold at the scale indices it uses."""
-    from featx.errors import ProvenanceError
-
     sizes = list(head.get("pyramid_sizes") or [])
     if [sizes[s] if s < len(sizes) else None for s in gattrs["scales"]] != \
             list(gattrs["pyramid_sizes"]):

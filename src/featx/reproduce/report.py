@@ -57,10 +57,15 @@ def _samples(rep) -> str:
                                 f"{s.gmm_vectors:,} pyramid vectors a GMM")
 
 
-def _ours_only(line: str) -> str:
-    """A row of a paper table without its (empty) paper, delta and reference cells."""
-    cells = line.strip().strip("|").split("|")
-    return "|" + "|".join(cells[:2] + cells[5:]) + "|"
+OURS_HEADER = "| row | ours | dims | C | normalisation |\n|---|---:|---:|---:|---|"
+
+
+def _row(name: str, result: dict, paper: str | None = None) -> str:
+    """A table row: ours, the paper's cells when given (paper | delta | reference), then dims,
+    C and normalisation."""
+    cells = [name, f"{ours(result):.2f}", *([paper] if paper else []), f"{result['dim']:,}",
+             f"{result['C']:g}", result.get("normalisation", "?")]
+    return "| " + " | ".join(cells) + " |"
 
 
 def _backbone_notes(s) -> str:
@@ -93,38 +98,29 @@ def write_report(rep, results: dict[str, dict], reports: Path, plan_text: str) -
     multi = "mAP" in next(iter(results.values()))["metrics"]
     tables, shown = [], set()
     for tid, (title, trows) in published.TABLES.items():
-        body = []
-        for row, cells in trows.items():
-            if row not in results:
-                continue
-            shown.add(row)
-            pub = cells.get(s.dataset)
-            o = ours(results[row])
-            p = f"{pub[0]:.2f}" if pub else "—"
-            d = f"{o - pub[0]:+.2f}" if pub else "—"
-            body.append(f"| {row} | {o:.2f} | {p} | {d} | {pub[1] if pub else 'not published'} "
-                        f"| {results[row]['dim']:,} | {results[row]['C']:g} "
-                        f"| {results[row].get('normalisation', '?')} |")
-        if body and not any(cells.get(s.dataset) for row, cells in trows.items()
-                            if row in results):  # nothing published here: ours only
-            body = [_ours_only(line) for line in body]
-            tables += [f"## {title}", "", "| row | ours | dims | C | normalisation |",
-                       "|---|---:|---:|---:|---|", *body]
-        elif body:
+        rows = [(row, cells.get(s.dataset)) for row, cells in trows.items() if row in results]
+        if not rows:
+            continue
+        shown.update(row for row, _ in rows)
+        if any(pub for _, pub in rows):
             tables += [f"## {title}", "",
                        "| row | ours | paper | delta | reference | dims | C | normalisation |",
-                       "|---|---:|---:|---:|---|---:|---:|---|", *body]
+                       "|---|---:|---:|---:|---|---:|---:|---|"]
+            for row, pub in rows:
+                o = ours(results[row])
+                paper = (f"{pub[0]:.2f} | {o - pub[0]:+.2f} | {pub[1]}" if pub
+                         else "— | — | not published")
+                tables.append(_row(row, results[row], paper))
             if tid in published.NOTES and published.NOTES[tid][0] == s.dataset:
                 tables += ["", published.NOTES[tid][1]]
-            tables.append("")
+        else:  # nothing published for this dataset: ours only
+            tables += [f"## {title}", "", OURS_HEADER,
+                       *(_row(row, results[row]) for row, _ in rows)]
+        tables.append("")
     other = [r for r in results if r not in shown]
     if other:
-        tables += ["## Other rows (no published number)", "",
-                   "| row | ours | dims | C | normalisation |", "|---|---:|---:|---:|---|"]
-        tables += [f"| {r} | {ours(results[r]):.2f} | {results[r]['dim']:,} | "
-                   f"{results[r]['C']:g} | {results[r].get('normalisation', '?')} |"
-                   for r in other]
-        tables.append("")
+        tables += ["## Other rows (no published number)", "", OURS_HEADER,
+                   *(_row(r, results[r]) for r in other), ""]
     if s.dataset == "voc07":
         tables += ["## Yoo et al. Table 5: VOC07 per-class AP", "",
                    "| row | " + " | ".join(VOC_CLASSES) + " | mAP |",

@@ -40,7 +40,7 @@ class Runner:
         self.times: dict[str, float] = {}
 
     def __call__(self, stage: str, *args: Any, **kwargs: Any) -> Any:
-        out = kwargs.get("out", args[1] if len(args) > 1 else "")
+        out = kwargs.get("out", args[-1] if args else "")  # every call passes its output last
         if self.trace:  # for benchmarks/reproduce_scale.py: which stage runs from when
             with open(self.trace, "a") as fh:
                 fh.write(json.dumps({"stage": stage, "target": Path(str(out)).name,

@@ -83,10 +83,11 @@ def refuse_overlap(out: str | Path | None, inputs: Iterable[str | Path]) -> None
     if out is None:
         return
     o = Path(os.path.abspath(out))
+    above = set(o.parents)  # once, not per input: extract passes every image
     for item in inputs:
         i = Path(os.path.abspath(item))
-        if o == i or o in i.parents or i in o.parents:
-            how = "" if o == i else "inside " if i in o.parents else "a folder holding "
+        if o == i or i in above or o in i.parents:
+            how = "" if o == i else "inside " if i in above else "a folder holding "
             raise OutputError(f"the output {out} is {how}the input {item}; an output is "
                               "never an input, write it elsewhere")
 
