@@ -38,3 +38,23 @@ def test_import_featx_stays_light_and_exposes_the_api():
 def test_the_reproduction_is_reachable_from_the_package():
     assert featx.reproduce.reproduce.__module__ == "featx.reproduce"
     assert featx.maps.__module__ == "featx.api"  # the function, not a module of that name
+
+
+def test_extract_with_encode_is_the_fused_pass_of_those_encode_settings(tmp_path, monkeypatch):
+    """featx.extract(..., encode={...}) hands the stage the EncodeConfig featx.encode would
+    make of the same settings (the method name, the views, the model paths)."""
+    from featx.encoding import EncodeConfig
+    from featx.stages import extract as stage
+
+    seen = {}
+    monkeypatch.setattr(stage, "run", lambda source, out, cfg, **kw: seen.setdefault("cfg", cfg)
+                        and [])
+    (tmp_path / "img").mkdir()
+    from PIL import Image
+    Image.new("RGB", (40, 40)).save(tmp_path / "img" / "a.png")
+    pca = tmp_path / "pca.h5"
+    pca.write_bytes(b"")
+    featx.extract(tmp_path / "img", tmp_path / "enc", views="whole,blocks",
+                  encode={"method": "cross-layer,global", "views": "whole,blocks", "pca": pca})
+    assert seen["cfg"].encode == EncodeConfig(methods=("cross-layer", "global"),
+                                              views=("whole", "blocks"), pca=str(pca))

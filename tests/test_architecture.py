@@ -10,7 +10,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parent.parent / "src" / "featx"
 FRONT = ("featx.cli", "featx.api", "featx.reproduce")
 MATHS = ("encoders", "methods", "fit", "backbones", "svm", "metrics", "images", "datasets",
-         "windows", "plots", "device", "linalg")
+         "windows", "plots", "device", "linalg", "dist")
 LEAVES = ("featx.errors", "featx.interrupt", "featx.digest", "featx.params")
 
 

@@ -84,6 +84,13 @@ def _run(module: str, config: str, name: str, inputs: Any, out: Any, settings: d
         return stage.run(inputs, out, cfg, progress=progress)
 
 
+def _one(*args: Any) -> Path | None:
+    """The one file a fitting stage writes (None on a torchrun rank other than 0, which
+    writes nothing)."""
+    paths = _run(*args)
+    return paths[0] if paths else None
+
+
 def image_source(images: Paths | None = None, *, dataset: str | None = None,
                  root: str | Path | None = None, split: str = "", crop_boxes: bool = False):
     """The images ``extract`` reads: folders, files and lists of paths, or a benchmark in its
@@ -115,10 +122,20 @@ def extract(images: Paths | None, out: str | Path, *, dataset: str | None = None
     benchmark (``dataset``, ``root``, ``split``) into shards under ``out``.
     ``settings``: :class:`featx.stages.extract.ExtractConfig` (backbone, weights, input_size,
     batch_size, device, workers, shard_size, dtype, seed, skip_bad, overwrite, project,
-    sample)."""
+    sample); ``encode``: the fused pass, encoding shards instead of activations, with the
+    settings of :func:`encode` (a dict: method, views, pca, gmm, guidance, ...)."""
     source = image_source(images, dataset=dataset, root=root, split=split,
                           crop_boxes=crop_boxes)
     settings = {"layers": _split(layers), "views": _split(views), **settings}
+    if isinstance(settings.get("encode"), dict):
+        from featx.encoding import EncodeConfig
+
+        enc = dict(settings["encode"])
+        if "method" in enc:
+            enc["methods"] = _split(enc.pop("method"))
+        if "views" in enc:
+            enc["views"] = _split(enc["views"])
+        settings["encode"] = EncodeConfig(**_strings(enc))
     return _run("extract", "ExtractConfig", "extract", source, out, settings, progress,
                 images if images is not None else {"dataset": dataset, "root": str(root),
                                                     "split": split})
@@ -128,7 +145,7 @@ def fit_pca(activations: Paths, out: str | Path, *, layer: str | None = None,
             progress: Callable | None = None, **settings: Any) -> Path:
     """A PCA of ``layer``'s local features sampled from activation shards, saved to ``out``.
     ``settings``: view, local, dim (500), per_image (100), whiten, seed, device, overwrite."""
-    [path] = _run("fit_pca", "FitPCAConfig", "fit_pca", _list(activations), out,
+    path = _one("fit_pca", "FitPCAConfig", "fit_pca", _list(activations), out,
                   {"layer": layer, **settings}, progress, _list(activations))
     return path
 
@@ -138,7 +155,7 @@ def fit_gmm(activations: Paths, out: str | Path, *, pca: str | Path,
     """A diagonal GMM of PCA-reduced local features (the Fisher vector's vocabulary).
     ``settings``: components (256), per_image, max_iter, tol, n_init, var_floor, seed, device,
     overwrite."""
-    [path] = _run("fit_gmm", "FitGMMConfig", "fit_gmm", _list(activations), out,
+    path = _one("fit_gmm", "FitGMMConfig", "fit_gmm", _list(activations), out,
                   {"pca": pca, **settings}, progress, _list(activations))
     return path
 
@@ -148,7 +165,7 @@ def fit_guidance(activations: Paths, out: str | Path, *, progress: Callable | No
     """Scheme 2's trained guidance layer (Liu et al. 2016) on labelled pyramid activations.
     ``settings``: pca, layer, scales, channels (64), kernel, epochs (30), batch_size, lr,
     weight_decay, holdout, patience, seed, device, overwrite."""
-    [path] = _run("fit_guidance", "FitGuidanceConfig", "fit_guidance", _list(activations), out,
+    path = _one("fit_guidance", "FitGuidanceConfig", "fit_guidance", _list(activations), out,
                   settings, progress, _list(activations))
     return path
 
@@ -179,12 +196,12 @@ def train_svm(encodings: Paths, out: str | Path, *, C: float | Sequence[float] |
               progress: Callable | None = None, **settings: Any) -> Path:
     """One-vs-rest linear SVMs on encoding shards, saved to ``out``. ``C``: one value, several
     to choose from by cross-validation, or ``"auto"``. ``settings``: folds, include_difficult,
-    memory_gb, seed, device, overwrite."""
+    solver (auto, dual, primal), memory_gb, seed, device, overwrite."""
     from featx.svm import AUTO_C
 
     c = AUTO_C if C == "auto" else (float(C),) if isinstance(C, (int, float)) else \
         tuple(float(x) for x in C)
-    [path] = _run("train_svm", "TrainSVMConfig", "train_svm", _list(encodings), out,
+    path = _one("train_svm", "TrainSVMConfig", "train_svm", _list(encodings), out,
                   {"c": c, **settings}, progress, _list(encodings))
     return path
 

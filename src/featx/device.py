@@ -1,4 +1,4 @@
-"""Where computation runs: the device a stage resolves once, and the torchrun rank.
+"""Where computation runs: the device a stage resolves once (the process group: featx.dist).
 
 Stages call :func:`resolve_device` at their boundary and pass the resulting ``torch.device``
 down; the maths below never looks at the environment.
@@ -34,11 +34,6 @@ def resolve_device(spec: str | torch.device = "auto") -> torch.device:
     if device.type not in ("cpu", "cuda"):
         raise InputError(f"unsupported device {spec!r}; use auto, cpu or cuda[:N]")
     return device
-
-
-def rank_and_world() -> tuple[int, int]:
-    """This process's rank and the number of processes (1 outside torchrun)."""
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
 # glibc's mallopt parameters (malloc.h)

@@ -50,3 +50,7 @@ class OutputLockedError(OutputError):
 
 class DiskFullError(OutputError):
     """Not enough free disk space for what the run writes next."""
+
+
+class DistributedError(FeatxError):
+    """The processes of a multi-process run (torchrun) disagree or lost one another."""

@@ -70,18 +70,23 @@ def local_features(shard: ActivationShard, layer: str, view: str, spec: LocalSpe
 def sample_local_features(
     paths: Sequence[Path], layer: str, view: str, spec: LocalSpec, per_image: int, seed: int = 0,
     transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-) -> np.ndarray:
+    counts: list[int] | None = None, allow_empty: bool = False,
+) -> np.ndarray | None:
     """(N, D) float32 sample of local features from activation shards (see module doc).
 
     ``transform`` maps (n, D) float32 tensors to their projection (a fitted PCA's transform);
-    pyramids stored projected (extract --project) are not projected twice.
+    pyramids stored projected (extract --project) are not projected twice. ``counts``, when
+    given, receives each shard's number of sampled rows. No images: an error, or None with
+    ``allow_empty`` (a torchrun rank whose shards are empty).
     """
     if per_image < 1:
         raise InputError("--per-image must be at least 1")
     if view == "pyramid" and spec.kind != "dense":
         raise InputError("the pyramid view holds dense vectors: use --local dense")
     out: list[np.ndarray] = []
+    taken = 0
     for path in paths:
+        before = taken
         with ActivationShard(path) as shard:
             project = None if view == "pyramid" and shard.attrs.get("projected") else transform
             step = _block(shard, layer, view)
@@ -93,7 +98,12 @@ def sample_local_features(
                                                                        replace=False)
                     x = local[j, np.sort(take)]
                     out.append((project(x) if project else x).cpu().numpy())
+                    taken += len(x)
+        if counts is not None:
+            counts.append(taken - before)
     if not out:
+        if allow_empty:
+            return None
         raise InputError("the shards hold no images")
     return np.concatenate(out).astype(np.float32, copy=False)
 

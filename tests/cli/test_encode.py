@@ -153,16 +153,3 @@ def test_resume_and_refusals(cli, chain, tmp_path, make_images):
         "--weights", "none", "--workers", "0")
     res = cli("encode", other, "--pca", chain / "pca.h5", "-o", tmp_path / "x", ok=False)
     assert res.exit_code == 1 and "pca.h5 has backbone='alexnet', this run needs backbone='efficientnet_lite0'" in res.stderr
-
-
-def test_torchrun_ranks_split_the_shards(chain, tmp_path, monkeypatch):
-    from featx.stages import encode
-    from featx.stages.encode import EncodeConfig
-
-    cfg = EncodeConfig(pca=str(chain / "pca.h5"), device="cpu")
-    names = []
-    for rank in (0, 1):
-        monkeypatch.setenv("RANK", str(rank))
-        monkeypatch.setenv("WORLD_SIZE", "2")
-        names.append([p.name for p in encode.run([str(chain / "acts")], tmp_path / "e", cfg)])
-    assert names == [["shard-00000.h5"], ["shard-00001.h5"]]

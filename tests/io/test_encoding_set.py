@@ -46,7 +46,8 @@ def test_blocks_cover_every_row_in_order(tmp_path, rows):
     np.testing.assert_array_equal(yall, y)
 
 
-def test_train_and_evaluate_do_not_depend_on_the_memory_budget(tmp_path, cli):
+@pytest.mark.parametrize("solver", ["dual", "primal"])
+def test_train_and_evaluate_do_not_depend_on_the_memory_budget(tmp_path, cli, solver):
     rng = np.random.default_rng(1)
     centres = rng.normal(size=(3, 64)) * 2
     y = rng.integers(0, 3, 60)
@@ -57,7 +58,7 @@ def test_train_and_evaluate_do_not_depend_on_the_memory_budget(tmp_path, cli):
     # 64-d float32 rows: 1e-5 GB holds ~20 rows, so blocks of ~20 rows are streamed
     for memory in ("2", "0.00001"):
         model = tmp_path / f"svm-{memory}.h5"
-        cli("train-svm", tmp_path / "train", "--memory", memory, "-o", model)
+        cli("train-svm", tmp_path / "train", "--memory", memory, "--solver", solver, "-o", model)
         out = cli("evaluate", tmp_path / "test", "--model", model, "--memory", memory)
         results.append(json.loads(out.stdout))
     from featx.io import load_svm

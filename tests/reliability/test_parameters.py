@@ -33,8 +33,8 @@ def _configs() -> list[type]:
     out = []
     for cls in stages().values():
         module = importlib.import_module(cls.__module__)
-        [cfg] = [v for k, v in vars(module).items() if k.endswith("Config") and
-                 dataclasses.is_dataclass(v) and v.__module__ == module.__name__]
+        cfg = getattr(module, f"{cls.__name__}Config")  # a stage's config, wherever defined
+        assert dataclasses.is_dataclass(cfg)
         out.append(cfg)
     return out
 
@@ -91,6 +91,7 @@ EXPLICIT = {
     ("extract", "--split"): "nope", ("extract", "--backbone"): "nope",
     ("extract", "--weights"): "/nonexistent.pt", ("extract", "--layers"): "nope",
     ("extract", "--views"): "nope", ("extract", "--scales"): "0", ("extract", "--device"): "nope",
+    ("extract", "--encode"): "nope", ("extract", "--encode-views"): "nope",
     ("fit-pca", "--layer"): "nope", ("fit-pca", "--view"): "nope", ("fit-pca", "--local"): "nope",
     ("fit-pca", "--device"): "nope", ("fit-gmm", "--device"): "nope",
     ("fit-guidance", "--layer"): "nope", ("fit-guidance", "--scales"): "a",
@@ -111,6 +112,7 @@ EXPLICIT = {
 WITH = {("extract", "--root"): ["--dataset", "folder"],
         ("extract", "--split"): ["--dataset", "folder"],
         ("extract", "--dataset"): [],
+        ("extract", "--encode-views"): ["--encode", "cross-layer", "--pca", "{chain}/pca.h5"],
         ("maps", "--classes"): ["--model", "{chain}/svm.h5", "--pca", "{chain}/pca.h5"]}
 
 
@@ -120,7 +122,7 @@ def _constraint_of(command: str, flag: str):
     cls = all_stages().get(command)
     if cls is None:
         return None
-    cfg = next(c for c in _configs() if c.__module__ == cls.__module__)
+    cfg = getattr(importlib.import_module(cls.__module__), f"{cls.__name__}Config")
     return next((f.metadata["constraint"] for f in constrained(cfg) if flag_of(f) == flag), None)
 
 

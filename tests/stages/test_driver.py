@@ -19,7 +19,8 @@ from featx.stages.train_svm import TrainSVMConfig
 
 # what only the driver does: a stage that calls these itself bypasses it
 DRIVER_ONLY = ("output_folder(", "model_output(", "resolve_device(", "interrupt.polling(",
-               "resume_or_refuse(", "rank_and_world(", "provenance(command=")
+               "resume_or_refuse(", "joined(", "init_process_group(",
+               "provenance(command=")
 
 
 def test_every_stage_is_one_driver_stage_named_as_its_command():

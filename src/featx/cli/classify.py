@@ -48,13 +48,19 @@ memory_opt = click.option(
 @click.option("--include-difficult", is_flag=True,
               help="Multi-label: train on images labelled 0 as positives instead of leaving "
                    "them out.")
+@click.option("--solver", default=TrainSVMConfig.solver, show_default=True,
+              type=constraint_type(TrainSVMConfig, "solver"),
+              help="dual: libsvm on the n x n Gram matrix (hinge loss); primal: Newton on the "
+                   "squared hinge, memory independent of n, shared by torchrun ranks; auto: "
+                   "dual where 16 n^2 bytes fit in --memory.")
 @memory_opt
 @device_opt
 @overwrite_opt
-def train_svm(inputs, out, c, folds, include_difficult, memory, device, overwrite):
+def train_svm(inputs, out, c, folds, include_difficult, solver, memory, device, overwrite):
     """Train one-vs-rest linear SVMs on encoding shards INPUTS (or - for stdin)."""
     cfg = TrainSVMConfig(c=c, folds=folds, include_difficult=include_difficult, device=device,
-                         overwrite=overwrite, command=command_line(), memory_gb=memory)
+                         overwrite=overwrite, command=command_line(), memory_gb=memory,
+                         solver=solver)
     with bars("class") as progress:
         paths = train_stage.run(inputs, out, cfg, progress=progress)
     for path in paths:

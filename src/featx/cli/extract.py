@@ -6,7 +6,8 @@ import click
 
 from featx.backbones import BACKBONES
 from featx.cli.options import bars, batch_size_opt, command_line, device_opt, emit, images_arg
-from featx.cli.options import constraint_type, out_opt, overwrite_opt, seed_opt
+from featx.cli.options import constraint_type, model_opt, out_opt, overwrite_opt, seed_opt
+from featx.stages.encode import EncodeConfig
 from featx.datasets import DATASETS
 from featx.stages import extract as stage
 from featx.stages.extract import ExtractConfig, image_source
@@ -54,22 +55,41 @@ D = ExtractConfig  # the defaults live in the config
 @click.option("--dtype", type=constraint_type(D, "dtype"), default=D.dtype, show_default=True)
 @seed_opt
 @click.option("--skip-bad", is_flag=True, help="Skip undecodable images (recorded in the shard).")
+@click.option("--encode", "encode_methods", metavar="METHODS",
+              help="The fused pass: encode each batch in memory with these methods (as featx "
+                   "encode --method) and write encoding shards, no activations.")
+@click.option("--encode-views", help="--encode: the views its local-feature methods encode "
+                                     "(default: the grid views extracted).")
+@model_opt("pca", help="--encode: PCA of the local layer's subarrays (featx fit-pca).")
+@model_opt("gmm", help="--encode: GMM of the pyramid vectors (featx fit-gmm).")
+@model_opt("guidance", help="--encode: trained guidance (featx fit-guidance), scheme 2.")
 @overwrite_opt
 def extract(inputs, out, dataset, root, split, sample, crop_boxes, backbone, weights, layers, views,
             scales, project, input_size, batch_size, device, workers, shard_size, dtype, seed,
-            skip_bad, overwrite) -> None:
+            skip_bad, encode_methods, encode_views, pca, gmm, guidance, overwrite) -> None:
     """Run BACKBONE over INPUTS (folders, image files, lists of paths, or - for stdin).
 
     Prints each shard path on stdout as it is completed. Rerunning the same command resumes.
+    With --encode the shards hold encodings (featx encode's, bitwise), not activations.
     """
+    views = tuple(f"pyramid:{scales}" if v.strip() == "pyramid" else v.strip()
+                  for v in views.split(","))
+    encoding = None
+    if encode_methods:
+        encoding = EncodeConfig(
+            methods=tuple(m.strip() for m in encode_methods.split(",")),
+            views=tuple(v.strip() for v in encode_views.split(",")) if encode_views else
+            tuple(v for v in views if not v.startswith("pyramid")) or ("whole",),
+            pca=pca, gmm=gmm, guidance=guidance, device=device)
+    elif encode_views or pca or gmm or guidance:
+        raise click.UsageError("--encode-views, --pca, --gmm and --guidance go with --encode")
     cfg = ExtractConfig(
         backbone=backbone, layers=[s.strip() for s in layers.split(",")] if layers else None,
         weights=weights,
-        views=tuple(f"pyramid:{scales}" if v.strip() == "pyramid" else v.strip()
-                    for v in views.split(",")), input_size=input_size, project=project,
+        views=views, input_size=input_size, project=project,
         batch_size=batch_size, device=device, workers=workers, shard_size=shard_size,
         dtype=dtype, seed=seed, skip_bad=skip_bad, overwrite=overwrite, command=command_line(),
-        sample=sample,
+        sample=sample, encode=encoding,
     )
     if dataset and (inputs or not root or (not split and dataset != "folder")):
         raise click.UsageError("--dataset takes --root and --split, and no INPUTS")

@@ -26,10 +26,11 @@ import torch.nn.functional as F
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils.validation import check_is_fitted
 
+from featx.dist import SINGLE, Group
 from featx.encoders.gaussian import augment, density_params, log_densities
 from featx.errors import InputError, NonFiniteError
 from featx.fit._base import as_samples, batches, seed_of
-from featx.fit.kmeans import kmeans, nearest
+from featx.fit.kmeans import kmeans, lloyd, nearest, subsample
 from featx.linalg import addmm
 
 log = logging.getLogger(__name__)
@@ -72,13 +73,14 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     # -- the EM pieces ---------------------------------------------------------------------
 
     def _estep(self, xx: torch.Tensor, means, variances, priors):
-        """Sufficient statistics [sum g, sum g x, sum g x^2] (K, 1 + 2D) in float64, the
-        average log-likelihood and the sample the mixture explains worst, chunk by chunk."""
+        """This rank's sufficient statistics [sum g, sum g x, sum g x^2] (K, 1 + 2D) in
+        float64, the sum of its log-likelihoods, and the lowest log-likelihood with its row
+        (the sample the mixture explains worst), chunk by chunk."""
         k = means.shape[0]
         bias, weights = density_params(means, variances, priors.log())
         stats = torch.zeros(k, 1 + xx.shape[1], dtype=torch.float64, device=xx.device)
         ll = torch.zeros((), dtype=torch.float64, device=xx.device)
-        lows = []
+        low, worst = math.inf, -1
         for s in batches(xx.shape[0], _CHUNK):
             lp = addmm(bias, xx[s], weights)
             resp = lp.softmax(1)
@@ -88,14 +90,15 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             ll += norm.sum(dtype=torch.float64)
             stats[:, 0] += resp.sum(0).double()
             stats[:, 1:] += (resp.T @ xx[s]).double()
-            low, where = norm.min(0)
-            lows.append(torch.stack([low.double(), (where + s.start).double()]))
-        lows = torch.stack(lows)
-        worst = int(lows[lows[:, 0].argmin(), 1].item())
-        return stats, ll.item() / xx.shape[0], worst
+            value, where = norm.min(0)
+            if value.item() < low:
+                low, worst = value.item(), int(where) + s.start
+        return stats, ll.item(), low, worst
 
-    def _mstep(self, x, stats, floor, worst, data_var):
-        n, d = x.shape
+    def _mstep(self, n, stats, floor, worst_row, data_var):
+        """Means, variances and priors from the summed statistics of ``n`` samples;
+        ``worst_row()`` is the sample a vanished component is re-seeded on."""
+        d = data_var.shape[0]
         nk, sx, sxx = stats[:, 0], stats[:, 1:d + 1], stats[:, d + 1:]
         empty = nk < 10 * torch.finfo(torch.float32).eps * n
         safe = nk.clamp_min(1e-300)[:, None]
@@ -105,32 +108,56 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         if empty.any():
             # re-seed vanished components on the sample the mixture explains worst
             log.warning("re-seeding %d empty component(s)", int(empty.sum()))
-            means[empty] = x[worst].double()
-            variances[empty] = data_var.double()
+            means[empty] = worst_row().to(means)
+            variances[empty] = data_var.to(variances)
             priors[empty] = 1.0 / n
             priors = priors / priors.sum()
         return means.float(), variances.float(), priors.float()
 
-    def _init(self, x, xx, gen, floor):
+    def _init(self, x, xx, gen, floor, data_var, n, group, rows):
         k = self.n_components
         if self.means_init is not None:
             means = torch.as_tensor(self.means_init, dtype=torch.float32, device=x.device)
             variances = (torch.as_tensor(self.variances_init, dtype=torch.float32, device=x.device)
                          if self.variances_init is not None
-                         else x.var(0, correction=0).expand(k, -1).clone())
+                         else data_var.float().expand(k, -1).clone())
             priors = (torch.as_tensor(self.priors_init, dtype=torch.float32, device=x.device)
                       if self.priors_init is not None else torch.full((k,), 1 / k, device=x.device))
             if means.shape != (k, x.shape[1]) or variances.shape != means.shape or priors.shape != (k,):
                 raise InputError("initial means/variances/priors do not fit n_components x D")
             return means, variances.clamp_min(floor), priors / priors.sum()
-        centres = kmeans(x, k, gen, self.kmeans_iter)
+        centres = self._kmeans(x, gen, n, group, rows)
         # one hard-assignment M-step from the k-means partition, as scikit-learn does
         stats = torch.zeros(k, 1 + 2 * x.shape[1], dtype=torch.float64, device=x.device)
         for s in batches(x.shape[0], _CHUNK):
             onehot = F.one_hot(nearest(x[s], centres), k).to(x.dtype)
             stats[:, 0] += onehot.sum(0, dtype=torch.float64)
             stats[:, 1:] += (onehot.T @ xx[s]).double()
-        return self._mstep(x, stats, floor, 0, x.var(0, correction=0))
+        stats = group.sum(stats).to(x.device)
+        first = lambda: group.share(x[0].cpu() if group.leader else None)  # noqa: E731 - row 0
+        return self._mstep(n, stats, floor, first, data_var)
+
+    def _kmeans(self, x, gen, n, group, rows):
+        """k-means centres on the rows :func:`subsample` picks of the ``n`` rows of every rank
+        (rank 0's generator picks them, gathers them in the single-process order and runs
+        :func:`lloyd`; the centres are shared)."""
+        k = self.n_components
+        if group.world == 1:
+            return kmeans(x, k, gen, self.kmeans_iter)
+        pick = group.share(subsample(n, k, gen) if group.leader else None)
+        here = torch.ones(len(rows), dtype=torch.bool) if pick is None else torch.isin(rows, pick)
+        parts = group.objects((rows[here], x[here.to(x.device)].cpu()))
+        centres = None
+        if group.leader:
+            ids = torch.cat([p[0] for p in parts])
+            got = torch.cat([p[1] for p in parts])
+            want = torch.arange(n) if pick is None else pick
+            order = torch.argsort(want)
+            at = order[torch.searchsorted(want[order], ids)]  # each gathered row's place
+            sub = torch.empty(len(want), x.shape[1])
+            sub[at] = got
+            centres = lloyd(sub.to(x.device), k, gen, self.kmeans_iter).cpu()
+        return group.share(centres).to(x.device)
 
     def _check_params(self) -> None:
         bad = [(name, value) for name, value, ok in (
@@ -148,31 +175,54 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     def fit(self, X, y=None) -> GaussianMixture:
         self._check_params()
         x, _ = as_samples(self, X, reset=True, min_samples=2)
+        return self.fit_shared(x)
+
+    def fit_shared(self, x: torch.Tensor, group: Group = SINGLE,
+                   rows: torch.Tensor | None = None) -> GaussianMixture:
+        """Fit on the rows of every rank of ``group``: this rank's ``x`` (N_r, D) float32
+        tensor (N_r may be 0), ``rows`` their places in the order one process would see
+        all of them (None: 0..N_r-1, one process). Every E-step's statistics and
+        log-likelihood are all-reduced, so each rank runs the same M-steps and stops at the
+        same iteration; k-means runs on rank 0 (:meth:`_kmeans`). With one process this is
+        :meth:`fit`."""
+        self._check_params()
         x = x.float()
-        n, d = x.shape
+        n_here, d = x.shape
+        rows = torch.arange(n_here) if rows is None else rows.cpu()
+        n = int(group.sum(torch.tensor([float(n_here)], dtype=torch.float64))[0].item())
+        self.n_features_in_ = d
         k = self.n_components
         if n < 2 * k:
             raise InputError(f"{n} samples are too few for {k} components (need at least "
                              f"{2 * k}); sample more (--per-image) or use fewer --components")
-        data_var = x.var(0, correction=0)
+        # the data's variance from float64 sums of rows shifted by rank 0's first row
+        shift = group.share(x[0].cpu() if group.leader else None).to(x.device)
+        xc = (x - shift).double()
+        moments = group.sum(torch.stack([xc.sum(0), xc.pow(2).sum(0)])).to(x.device)
+        mean_c = moments[0] / n
+        data_var = (moments[1] / n - mean_c.pow(2)).clamp_min(0)
         if not data_var.max() > 0:
             raise InputError("the samples have zero variance: every feature is constant")
         floor = self.var_floor * data_var.max().item()
         xx = augment(x)  # used by every E-step
-        gen = torch.Generator().manual_seed(seed_of(self.random_state))
+        gen = torch.Generator().manual_seed(group.share(seed_of(self.random_state)))
         best = None
         for run in range(self.n_init):
-            means, variances, priors = self._init(x, xx, gen, floor)
+            means, variances, priors = self._init(x, xx, gen, floor, data_var, n, group, rows)
             prev, history, converged = -math.inf, [], False
             for it in range(1, self.max_iter + 1):
-                stats, ll, worst = self._estep(xx, means, variances, priors)
+                stats, ll_sum, low, worst = self._estep(xx, means, variances, priors)
+                summed = group.sum(torch.cat([stats.flatten().cpu(),
+                                              torch.tensor([ll_sum], dtype=torch.float64)]))
+                stats, ll = summed[:-1].view_as(stats).to(x.device), summed[-1].item() / n
                 history.append(ll)
                 log.debug("EM run %d iter %3d: average log-likelihood %.6f", run + 1, it, ll)
                 if abs(ll - prev) < self.tol:
                     converged = True
                     break
                 prev = ll
-                means, variances, priors = self._mstep(x, stats, floor, worst, data_var)
+                means, variances, priors = self._mstep(
+                    n, stats, floor, self._worst(x, group, rows, low, worst), data_var)
             if best is None or ll > best[0]:
                 best = (ll, means, variances, priors, converged, it, history)
         ll, means, variances, priors, converged, it, history = best
@@ -186,6 +236,16 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.history_ = history
         self.var_floor_ = floor
         return self
+
+    @staticmethod
+    def _worst(x, group, rows, low, worst):
+        """The function that fetches the sample explained worst over every rank (from the
+        rank that holds it), called only when a component has vanished."""
+        def fetch() -> torch.Tensor:
+            lows = group.objects((low, int(rows[worst]) if worst >= 0 else -1))
+            owner = min(range(len(lows)), key=lambda r: (lows[r][0], lows[r][1]))
+            return group.share(x[worst].cpu() if group.rank == owner else None, src=owner)
+        return fetch
 
     def _log_prob(self, X) -> tuple[torch.Tensor, bool]:
         check_is_fitted(self)

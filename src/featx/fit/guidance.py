@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from featx.dist import SINGLE, Group
 from featx.errors import NonFiniteError
 
 from featx.encoders.cross_layer import guided_pool
@@ -69,6 +70,28 @@ def _loss(logits: torch.Tensor, y: torch.Tensor, multilabel: bool) -> torch.Tens
     return (loss * mask).sum() / mask.sum().clamp_min(1)
 
 
+def _loss_sum(logits: torch.Tensor, y: torch.Tensor, multilabel: bool) -> torch.Tensor:
+    """:func:`_loss` before its division (by the batch, or by its labelled pairs)."""
+    if not multilabel:
+        return F.cross_entropy(logits, y, reduction="sum")
+    mask = (y != 0).float()
+    loss = F.binary_cross_entropy_with_logits(logits, (y > 0).float(), reduction="none")
+    return (loss * mask).sum()
+
+
+def _normaliser(y: torch.Tensor, multilabel: bool) -> float:
+    """What :func:`_loss` divides a batch's sum by: its images, or its labelled pairs."""
+    return float(max(1, int((y != 0).sum()))) if multilabel else float(len(y))
+
+
+def _hits(logits: torch.Tensor, y: torch.Tensor, multilabel: bool) -> tuple[float, float]:
+    """(right, counted) behind :func:`_score`."""
+    if not multilabel:
+        return float((logits.argmax(1) == y).sum()), float(len(y))
+    mask = y != 0
+    return float(((logits > 0) == (y > 0))[mask].sum()), float(mask.sum())
+
+
 def _score(logits: torch.Tensor, y: torch.Tensor, multilabel: bool) -> float:
     """Held-out accuracy (single-label) or the fraction of labelled (image, class) pairs on
     the right side of 0 (multi-label)."""
@@ -82,12 +105,23 @@ def fit_guidance(scales: Sequence[torch.Tensor], labels: np.ndarray, num_classes
                  channels: int = 64, kernel: int = 1, epochs: int = 30, batch_size: int = 32,
                  lr: float = 1e-2, weight_decay: float = 1e-4, holdout: float = 0.2,
                  patience: int = 5, seed: int = 0, device: torch.device | str = "cpu",
-                 on_epoch: Callable[[dict], None] | None = None) -> Guidance:
+                 on_epoch: Callable[[dict], None] | None = None, group: Group = SINGLE,
+                 rows: np.ndarray | None = None) -> Guidance:
     """Train a guidance layer (module docstring) on region features ``scales`` (one
     (n, N_s, D) tensor per scale, any float dtype, on the CPU) and ``labels`` ((n,) class
-    indices, or (n, C) in {1, -1, 0}). ``epochs`` 0 returns the random initialisation."""
+    indices, or (n, C) in {1, -1, 0}). ``epochs`` 0 returns the random initialisation.
+
+    Data-parallel over ``group`` (torchrun): ``labels`` are every image's, ``scales`` hold
+    this rank's images only, the rows ``rows`` of the whole. Every rank draws the same
+    minibatches of the whole, computes its images' share of the batch loss, and the
+    gradients and losses are all-reduced: each step, and each epoch's held-out loss (so the
+    early stop), is one process's to float rounding, the same on every rank."""
     device = torch.device(device)
-    n, dim = scales[0].shape[0], scales[0].shape[2]
+    n, dim = len(labels), scales[0].shape[2]
+    shared = group.world > 1
+    where = np.arange(n) if rows is None else np.full(n, -1)
+    if rows is not None:
+        where[np.asarray(rows)] = np.arange(len(rows))
     multilabel = labels.ndim == 2
     guidance = init_guidance(dim, channels, kernel, seed)
     if epochs == 0:
@@ -112,10 +146,14 @@ def fit_guidance(scales: Sequence[torch.Tensor], labels: np.ndarray, num_classes
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
 
     def batch(idx: np.ndarray) -> tuple[list[torch.Tensor], torch.Tensor]:
-        t = torch.as_tensor(idx)
-        return [x[t].to(device, torch.float32) for x in scales], y[t].to(device)
+        """This rank's images of the minibatch ``idx`` (of the whole): features, labels."""
+        here = where[idx]
+        t, g = torch.as_tensor(here[here >= 0]), torch.as_tensor(idx[here >= 0])
+        return [x[t].to(device, torch.float32) for x in scales], y[g].to(device)
 
     def evaluate(idx: np.ndarray) -> tuple[float, float]:
+        if shared:
+            return evaluate_shared(idx)
         losses, logits_all, ys = [], [], []
         with torch.no_grad():
             for s in range(0, len(idx), batch_size):
@@ -126,12 +164,53 @@ def fit_guidance(scales: Sequence[torch.Tensor], labels: np.ndarray, num_classes
                 ys.append(yb)
         return sum(losses) / len(idx), _score(torch.cat(logits_all), torch.cat(ys), multilabel)
 
+    def evaluate_shared(idx: np.ndarray) -> tuple[float, float]:
+        """:func:`evaluate` over every rank: each batch's loss is its ranks' sums over its
+        normaliser; one all-reduce of (loss x images, right, counted)."""
+        sums = torch.zeros(3, dtype=torch.float64)
+        with torch.no_grad():
+            for s in range(0, len(idx), batch_size):
+                b = idx[s:s + batch_size]
+                xs, yb = batch(b)
+                if not len(yb):
+                    continue
+                logits = _pooled(xs, weight, bias) @ cls_w.T + cls_b
+                norm = _normaliser(y[torch.as_tensor(b)], multilabel)
+                sums[0] += float(_loss_sum(logits, yb, multilabel)) / norm * len(b)
+                sums[1:] += torch.tensor(_hits(logits, yb, multilabel), dtype=torch.float64)
+        sums = group.sum(sums)
+        return float(sums[0]) / len(idx), (float(sums[1] / sums[2]) if sums[2] > 0
+                                           else float("nan"))
+
+    def step_shared(b: np.ndarray) -> float:
+        """One optimiser step on minibatch ``b`` over every rank: the batch loss."""
+        xs, yb = batch(b)
+        opt.zero_grad(set_to_none=True)
+        part = torch.zeros((), dtype=torch.float64)
+        if len(yb):
+            loss = _loss_sum(_pooled(xs, weight, bias) @ cls_w.T + cls_b, yb, multilabel) \
+                / _normaliser(y[torch.as_tensor(b)], multilabel)
+            loss.backward()
+            part = loss.detach().double().cpu()
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        summed = group.sum(torch.cat([g.flatten().cpu() for g in grads] + [part.view(1)]))
+        at = 0
+        for p in params:
+            p.grad = summed[at:at + p.numel()].view_as(p).to(p)
+            at += p.numel()
+        opt.step()
+        return float(summed[-1])
+
     best = (math.inf, 0, weight.detach().clone(), bias.detach().clone())
     since = 0
     for epoch in range(1, epochs + 1):
         perm = rng.permutation(train)
         total = 0.0
         for s in range(0, len(perm), batch_size):
+            if shared:
+                b = perm[s:s + batch_size]
+                total += step_shared(b) * len(b)
+                continue
             xs, yb = batch(perm[s:s + batch_size])
             loss = _loss(_pooled(xs, weight, bias) @ cls_w.T + cls_b, yb, multilabel)
             opt.zero_grad(set_to_none=True)

@@ -43,9 +43,20 @@ def kmeans(x: torch.Tensor, k: int, gen: torch.Generator, iters: int = 100,
     mean variance (scikit-learn's criterion) or ``iters`` are done; both on a random subsample
     of ``sample`` rows (default max(100 k, 100,000)), or all rows where there are fewer.
     Returns (k, D) centres."""
+    pick = subsample(x.shape[0], k, gen, sample)
+    return lloyd(x if pick is None else x[pick.to(x.device)], k, gen, iters, tol)
+
+
+def subsample(n: int, k: int, gen: torch.Generator, sample: int | None = None
+              ) -> torch.Tensor | None:
+    """The rows :func:`kmeans` runs on (of ``n``), in order; None for all of them."""
     sample = sample or max(100 * k, 100_000)
-    if x.shape[0] > sample:
-        x = x[torch.randperm(x.shape[0], generator=gen)[:sample].to(x.device)]
+    return torch.randperm(n, generator=gen)[:sample] if n > sample else None
+
+
+def lloyd(x: torch.Tensor, k: int, gen: torch.Generator, iters: int = 100, tol: float = 1e-4
+          ) -> torch.Tensor:
+    """k-means++ seeding and Lloyd iterations on all of ``x`` (see :func:`kmeans`)."""
     centres = kmeans_pp(x, k, gen)
     tol_abs = tol * x.var(0).mean().item()
     for _ in range(iters):

@@ -15,6 +15,7 @@ import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from featx.dist import SINGLE, Group
 from featx.errors import InputError
 from featx.fit._base import as_samples, batches
 
@@ -64,19 +65,27 @@ class PCA(TransformerMixin, BaseEstimator):
 
     def fit(self, X, y=None) -> PCA:
         x, _ = as_samples(self, X, reset=True, min_samples=2)
-        x = x.float()
-        n, d = x.shape
-        k = self.n_components if self.n_components is not None else min(n - 1, d)
-        if not 0 < k <= d:
-            raise InputError(f"n_components={k} does not fit data of {d} feature(s)")
-        if n <= k:
-            raise InputError(f"{n} sample(s) are too few for {k} components; sample more "
-                             "(--per-image) or lower --dim")
+        return self.fit_shared(x)
+
+    def fit_shared(self, x: torch.Tensor | None, group: Group = SINGLE) -> PCA:
+        """Fit on the rows of every rank of ``group``: this rank's ``x`` (N_r, D) float32
+        tensor (None: no rows here). Each rank sums its rows' shifted Σx and Σxxᵀ (the shift
+        is rank 0's provisional mean), one all-reduce adds them, and every rank decomposes
+        the same float64 covariance. With one process this is :meth:`fit`."""
+        x = None if x is None else x.float()
+        # the shift: rank 0's provisional mean (rank 0 holds the first rows)
+        shift = group.share(x[: min(len(x), 4096)].mean(0).cpu() if x is not None and len(x)
+                            else None)
+        if shift is None:
+            raise InputError("the first rank's samples are empty: every rank needs images")
+        d = shift.shape[0]
+        if x is None:
+            x = torch.zeros(0, d)
         dev = x.device
-        shift = x[: min(n, 4096)].mean(0)
+        shift = shift.to(dev)
         total = torch.zeros(d, dtype=torch.float64, device=dev)
         scatter = torch.zeros(d, d, dtype=torch.float64, device=dev)
-        for s in batches(n, _PCA_BATCH):  # short float32 sums: their rounding stays ~1e-6
+        for s in batches(x.shape[0], _PCA_BATCH):  # short float32 sums: their rounding stays ~1e-6
             xc = x[s] - shift
             total += xc.sum(0).double()
             if dev.type == "cpu":  # numpy turns xc.T @ xc into a SYRK: half the work of a GEMM
@@ -84,6 +93,19 @@ class PCA(TransformerMixin, BaseEstimator):
                 scatter += torch.from_numpy(xn.T @ xn)
             else:
                 scatter += (xc.T @ xc).double()
+        n = x.shape[0]
+        if group.world > 1:
+            summed = group.sum(torch.cat([torch.tensor([float(n)], dtype=torch.float64),
+                                          total.cpu(), scatter.cpu().flatten()]))
+            n = int(summed[0].item())
+            total, scatter = summed[1:d + 1].to(dev), summed[d + 1:].view(d, d).to(dev)
+        self.n_features_in_ = d
+        k = self.n_components if self.n_components is not None else min(n - 1, d)
+        if not 0 < k <= d:
+            raise InputError(f"n_components={k} does not fit data of {d} feature(s)")
+        if n <= k:
+            raise InputError(f"{n} sample(s) are too few for {k} components; sample more "
+                             "(--per-image) or lower --dim")
         mean_c = total / n
         cov = (scatter - n * torch.outer(mean_c, mean_c)) / (n - 1)
         total_var = torch.trace(cov)

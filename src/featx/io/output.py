@@ -6,7 +6,7 @@ it, and on failure remove a folder the run created but left without shards. The 
 advisory ``flock`` on a small file in the output's folder: the kernel releases it when its
 process ends, kill -9 included, so a stale lock from a dead run is simply taken over. The file
 stays (it records the last owner); another run that finds it locked is refused, naming the
-holder. Under torchrun each rank locks its own share of a folder.
+holder. Under torchrun rank 0 holds the folder for every rank (:func:`output_folder`).
 
 With ``overwrite`` nothing is deleted up front: each new shard replaces its old namesake as it
 is committed (an atomic rename), and old shards the new run does not write are removed only
@@ -22,7 +22,7 @@ import shutil
 import socket
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -126,33 +126,66 @@ class OutputFolder:
 
 
 @contextmanager
-def output_folder(out: str | Path, *, overwrite: bool, command: str = "", rank: int = 0,
-                  world: int = 1, owned=lambda name: True) -> Iterator[OutputFolder]:
-    """Hold ``out`` for this run (see the module doc). ``owned(name)`` says which shard names
-    are this rank's, for the removal of stale shards after an ``overwrite``."""
+def output_folder(out: str | Path, *, overwrite: bool, command: str = "", group: Any = None
+                  ) -> Iterator[OutputFolder]:
+    """Hold ``out`` for this run (see the module doc). ``group`` (a :class:`featx.dist.Group`)
+    spans the run's processes under torchrun: rank 0 holds the folder (creates it, locks it,
+    clears what an interrupted run left) before the others write into it; at the end, once
+    every rank has finished, rank 0 checks each shard the ranks wrote is complete and, with
+    ``overwrite``, removes the old shards no rank wrote."""
     out = Path(out)
-    check_path(out)
-    if out.exists() and not out.is_dir():
-        raise OutputExistsError(f"output {out} exists and is not a folder")
-    created = _prepare(out)
-    lock = out / (".featx.lock" if world == 1 else f".featx-rank{rank}.lock")
-    try:
-        with _lock(lock, command):
+    leader = group is None or group.leader
+    lead = group.lead if group is not None else (lambda fn: fn())
+    created = False
+    with ExitStack() as stack:
+        def hold() -> bool:
+            check_path(out)
+            if out.exists() and not out.is_dir():
+                raise OutputExistsError(f"output {out} exists and is not a folder")
+            made = _prepare(out)
+            try:
+                stack.enter_context(_lock(out / ".featx.lock", command))
+            except OutputLockedError:
+                raise  # the folder is the other run's now, even if this call created it
+            except BaseException:
+                if made and not any(out.glob(SHARD_GLOB)):
+                    shutil.rmtree(out, ignore_errors=True)
+                raise
             for tmp in out.glob(SHARD_GLOB + TMP_SUFFIX):
-                if owned(tmp.name.removesuffix(TMP_SUFFIX)):
-                    tmp.unlink()  # an interrupted run's: never complete
-            folder = OutputFolder(out)
+                tmp.unlink()  # an interrupted run's: never complete
+            return made
+
+        created = bool(lead(hold))
+        folder = OutputFolder(out)
+        try:
             yield folder
-            if overwrite:
-                for old in folder.shards():
-                    if old.name not in folder.written and owned(old.name):
-                        old.unlink()
-    except OutputLockedError:
-        raise  # the folder is the other run's now, even if this call created it: leave it
-    except BaseException:
-        if created and not any(out.glob(SHARD_GLOB)):
-            shutil.rmtree(out, ignore_errors=True)
-        raise
+            every = group.objects(sorted(folder.written)) if group is not None else \
+                [sorted(folder.written)]
+            if leader:
+                names = set().union(*every)
+                if group is not None and group.world > 1:
+                    _verify(out, names)
+                if overwrite:
+                    for old in folder.shards():
+                        if old.name not in names:
+                            old.unlink()
+        except BaseException:
+            if leader and created and not any(out.glob(SHARD_GLOB)):
+                shutil.rmtree(out, ignore_errors=True)
+            raise
+
+
+def _verify(out: Path, names: set[str]) -> None:
+    """Every shard the ranks say they wrote is there and complete (a shared file system that
+    lost one, a rank that wrote elsewhere: refused, not reported as success)."""
+    from featx.io.shards import read_header
+
+    for name in sorted(names):
+        path = out / name
+        if not path.is_file():
+            raise OutputError(f"{path} was written by a rank but is not in {out}: do all ranks "
+                              "see the same file system? Rerun to resume")
+        read_header(path)  # raises on an incomplete or unreadable shard
 
 
 @contextmanager

@@ -417,11 +417,15 @@ class EncodingSet:
         """Rows of a block such that two float32 blocks fit in ``budget_bytes``."""
         return max(1, int(budget_bytes // (2 * 4 * max(self.dim, 1))))
 
-    def blocks(self, rows: int) -> Iterator[tuple[int, np.ndarray]]:
+    def blocks(self, rows: int, shards: Sequence[int] | None = None
+               ) -> Iterator[tuple[int, np.ndarray]]:
         """(first row, float32 (r, dim)) blocks of at most ``rows`` rows, in order, each
-        checked for NaN/Inf."""
+        checked for NaN/Inf; of the shards numbered ``shards`` only (a torchrun rank's share,
+        rows counted from 0 within it) when given."""
+        chosen = range(len(self.paths)) if shards is None else shards
         start, pending, size = 0, [], 0
-        for path, count in zip(self.paths, self.counts):
+        for i in chosen:
+            path, count = self.paths[i], self.counts[i]
             with EncodingShard(path) as shard:
                 lo = 0
                 while lo < count:
@@ -433,6 +437,12 @@ class EncodingSet:
                         start, pending, size = start + size, [], 0
         if pending:
             yield start, self._finite(np.concatenate(pending))
+
+    def places(self, shards: Sequence[int]) -> np.ndarray:
+        """The rows (of the whole set) that the shards numbered ``shards`` hold, in order."""
+        starts = np.concatenate([[0], np.cumsum(self.counts)]).astype(np.int64)
+        return np.concatenate([np.arange(starts[i], starts[i + 1]) for i in shards]
+                              or [np.zeros(0, np.int64)])
 
     @staticmethod
     def _finite(x: np.ndarray) -> np.ndarray:

@@ -28,9 +28,11 @@ No stage imports another; what two stages share lives below them (``featx.sampli
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager, nullcontext
 from pathlib import Path
@@ -99,7 +101,8 @@ class Output:
     def __init__(self, stage: Stage, held: Any, progress: Progress | None):
         self.stage = stage
         self.folder = held if stage.output == FOLDER else None  # a featx.io OutputFolder
-        self.path: Path | None = held.path if stage.output == FOLDER else held
+        self.path: Path | None = held.path if stage.output == FOLDER and held else held
+        self.group = stage.group
         self._progress = progress
 
     def start(self, description: str, total: int | None) -> Callable[..., None]:
@@ -141,11 +144,16 @@ class Stage:
     name: ClassVar[str]
     output: ClassVar[str] = FOLDER
     polls: ClassVar[bool] = True
-    distributed: ClassVar[bool] = False  # splits its work by the torchrun rank
+    # under torchrun: True, every rank runs plan and work, sharing it through ``self.group``
+    # (featx.dist); False, rank 0 runs the stage alone and the other ranks return at once
+    distributed: ClassVar[bool] = False
 
     def __init__(self, cfg: Any):
+        from featx.dist import SINGLE
+
         self.cfg = cfg
         self.device = None
+        self.group = SINGLE
         self.rank, self.world = 0, 1
 
     # --- what a stage supplies ---------------------------------------------------------------
@@ -157,10 +165,6 @@ class Stage:
         """The files the plan reads (an output may not be, hold or lie inside one)."""
         return []
 
-    def owned(self, plan: Any, name: str) -> bool:
-        """Whether a shard ``name`` in the output folder is this rank's (torchrun)."""
-        return True
-
     def work(self, plan: Any, out: Output) -> Iterator[Path]:
         raise NotImplementedError
 
@@ -168,38 +172,68 @@ class Stage:
     def run(self, inputs: Any, out: str | Path | None = None, *,
             progress: Progress | None = None,
             on_written: Callable[[Path], None] | None = None) -> list[Path]:
-        """Run the stage to completion; the paths written, in order."""
-        from featx import interrupt
-        from featx.device import rank_and_world, resolve_device
+        """Run the stage to completion; the paths this process wrote, in order."""
+        from featx import dist, interrupt
+        from featx.device import resolve_device
         from featx.errors import InputError
-        from featx.io import model_output, output_folder
 
         if out is None and self.output != OPTIONAL_FILE:
             raise InputError(f"{self.name} needs an output (out=, -o)")
         written: list[Path] = []
+        started = time.perf_counter()
         with process_setup():
             self.device = resolve_device(getattr(self.cfg, "device", "cpu"))
-            self.rank, self.world = rank_and_world() if self.distributed else (0, 1)
-            plan = self.plan(inputs)
-            refuse_overlap(out, self.inputs_of(plan))
-            with ExitStack() as stack:
-                if out is None:
-                    held = None
-                elif self.output == FOLDER:
-                    held = stack.enter_context(output_folder(
-                        out, overwrite=self.cfg.overwrite, command=self.cfg.command,
-                        rank=self.rank, world=self.world,
-                        owned=lambda name: self.owned(plan, name)))
-                else:
-                    held = stack.enter_context(model_output(
-                        out, overwrite=self.cfg.overwrite, command=self.cfg.command))
-                stack.enter_context(interrupt.polling() if self.polls else nullcontext())
-                for path in self.work(plan, Output(self, held, progress)):
-                    written.append(path)
-                    if on_written is not None:
-                        on_written(path)
-                    interrupt.check()
+            with dist.joined(self.device) as group:
+                self.group, self.rank, self.world = group, group.rank, group.world
+                group.check_same(self.fingerprint(inputs, out))
+                if not (self.distributed or group.leader):
+                    return written  # rank 0 runs this stage alone; the others are done
+                plan = self.plan(inputs)
+                refuse_overlap(out, self.inputs_of(plan))
+                with ExitStack() as stack:
+                    held = self._hold(stack, out, group)
+                    stack.enter_context(interrupt.polling() if self.polls else nullcontext())
+                    for path in self.work(plan, Output(self, held, progress)):
+                        written.append(path)
+                        if on_written is not None:
+                            on_written(path)
+                        interrupt.check()
+                if self.distributed:
+                    group.barrier()  # every rank returns once the output is complete
+                dist.trace(self.name, group, time.perf_counter() - started)
         return written
+
+    def _hold(self, stack: ExitStack, out: str | Path | None, group: Any) -> Any:
+        """The output held for the run: a shard folder (rank 0 holds it for every rank), a
+        model file (rank 0's; the others get its path and write nothing), or None."""
+        from featx.io import model_output, output_folder
+
+        if out is None:
+            return None
+        if self.output == FOLDER:
+            return stack.enter_context(output_folder(
+                out, overwrite=self.cfg.overwrite, command=self.cfg.command, group=group))
+        group.lead(lambda: stack.enter_context(model_output(
+            out, overwrite=self.cfg.overwrite, command=self.cfg.command)))
+        return Path(out)
+
+    def fingerprint(self, inputs: Any, out: str | Path | None) -> dict[str, Any]:
+        """What every rank of a torchrun must agree on: featx's version, the stage, each
+        setting, the output and the inputs."""
+        import dataclasses
+
+        from featx import __version__
+
+        settings = {f.name: getattr(self.cfg, f.name) for f in dataclasses.fields(self.cfg)
+                    if f.name != "command"} if dataclasses.is_dataclass(self.cfg) else {}
+        records = getattr(inputs, "records", None)
+        items = ([str(getattr(r, "path", r)) for r in records] if records is not None
+                 else [str(i) for i in inputs] if isinstance(inputs, (list, tuple))
+                 else [str(inputs)])
+        # a digest, not the list: a million image paths need not travel to every rank
+        digest = hashlib.sha256("\0".join(items).encode()).hexdigest()[:16]
+        return {"featx version": __version__, "stage": self.name, **settings,
+                "output": str(out), "inputs": f"{len(items)} input(s), digest {digest}"}
 
 
 def stages() -> dict[str, type[Stage]]:

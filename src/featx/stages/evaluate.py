@@ -48,7 +48,7 @@ class Evaluate(Stage):
     """The metrics of encodings under an SVM; written as JSON (with provenance) when given an
     output, and kept in :attr:`result` either way."""
 
-    name, output, polls = "evaluate", OPTIONAL_FILE, False
+    name, output, polls, distributed = "evaluate", OPTIONAL_FILE, False, True
 
     def plan(self, inputs: Sequence[str]):
         cfg = self.cfg
@@ -77,7 +77,11 @@ class Evaluate(Stage):
 
     def work(self, plan, out: Output) -> Iterator[Path]:
         cfg, (enc, weights, biases, mattrs) = self.cfg, plan
-        result, scores = metrics_of(enc, weights, biases, mattrs, cfg)
+        scores = scores_of(enc, weights, biases, cfg.memory_gb, self.group)
+        if not self.group.leader:
+            self.result = None
+            return  # rank 0 has every score: the metrics are its
+        result = metrics_of(enc, scores, mattrs, cfg)
         self.result = result
         result["provenance"] = out.provenance(model_sha256=file_digest(cfg.model),
                                               shards=[str(p) for p in enc.paths])
@@ -91,15 +95,32 @@ class Evaluate(Stage):
         yield from paths
 
 
-def metrics_of(enc: EncodingSet, weights, biases, mattrs: dict, cfg: EvaluateConfig
-               ) -> tuple[dict[str, Any], np.ndarray]:
-    """The metrics of ``enc`` under the model, JSON-ready, and the scores."""
-    ids, labels, attrs = enc.ids, enc.labels, enc.attrs
-    classes = mattrs["classes"] or [str(i) for i in range(weights.shape[0])]
-    # scored a block at a time: memory bounded by the block, not the split
-    s = np.concatenate([svm.scores(x, weights, biases)
-                        for _, x in enc.blocks(enc.block_rows(cfg.memory_gb * 2**30))]
+def scores_of(enc: EncodingSet, weights, biases, memory_gb: float, group=None
+              ) -> np.ndarray | None:
+    """(N, C) decision values of every encoding, scored a block at a time (memory bounded by
+    the block, not the split). Under torchrun rank r scores shards r, r + world, ... and
+    rank 0 gathers them (the others get None)."""
+    rows = enc.block_rows(memory_gb * 2**30)
+    world, rank = (group.world, group.rank) if group is not None else (1, 0)
+    mine = list(range(rank, len(enc.paths), world))
+    s = np.concatenate([svm.scores(x, weights, biases) for _, x in enc.blocks(rows, mine)]
                        or [np.zeros((0, len(biases)), np.float32)])
+    if world == 1:
+        return s
+    parts = group.objects((enc.places(mine), s))
+    if not group.leader:
+        return None
+    every = np.zeros((len(enc), len(biases)), np.float32)
+    for where, part in parts:
+        every[where] = part
+    return every
+
+
+def metrics_of(enc: EncodingSet, s: np.ndarray, mattrs: dict, cfg: EvaluateConfig
+               ) -> dict[str, Any]:
+    """The metrics of the scores ``s`` of ``enc`` under the model, JSON-ready."""
+    ids, labels, attrs = enc.ids, enc.labels, enc.attrs
+    classes = mattrs["classes"] or [str(i) for i in range(s.shape[1])]
     result = {"model": str(cfg.model), "split": attrs.get("split", ""), "n_images": len(ids),
               "classes": classes}
     if labels.ndim == 2:
@@ -120,7 +141,7 @@ def metrics_of(enc: EncodingSet, weights, biases, mattrs: dict, cfg: EvaluateCon
         result.update({"metric": "accuracy", "top1": top1,
                        "mean_class_accuracy": float(np.nanmean(per_class)),
                        "class_accuracy": _nulls(per_class)})
-    return result, s
+    return result
 
 
 def draw(result: dict[str, Any], scores: np.ndarray, labels: np.ndarray, folder: Path

@@ -36,7 +36,9 @@ from featx.errors import OutputExistsError
 from featx.datasets import open_dataset
 from featx.images import ImageSource, ViewSpec, decode, normalize_pixels, open_source
 from featx.images import render_pyramid
-from featx.io import ActivationWriter, load_pca, require_fit, shard_name
+from featx.encoding import EncodeConfig, ShardEncoder, described, encoding_plan
+from featx.encoding import signature as encoding_signature
+from featx.io import EXTRACTION_KEYS, ActivationWriter, load_pca, require_fit, shard_name
 from featx.stages import Output, Stage
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,9 @@ class ExtractConfig:
     ``layers`` None reads the backbone's default (its cross-layer pair); ``project`` is a PCA
     applied to the pyramid's dense vectors before they are stored; ``sample`` extracts a
     stratified, seeded (``seed``) sample of that many images (:meth:`ImageSource.sample`).
+    ``encode``: the fused pass -- each shard's activations are encoded in memory as
+    ``featx encode`` with these settings would encode them, and encoding shards are written
+    instead of activation shards (the same numbers as the two steps; disk: encodings only).
     """
 
     backbone: str = "alexnet"
@@ -73,6 +78,7 @@ class ExtractConfig:
     command: str = ""
     project: str | None = None
     sample: int | None = param(None, Interval(int, 1), optional=True)
+    encode: EncodeConfig | None = None
 
     def __post_init__(self) -> None:
         validate(self)
@@ -233,9 +239,6 @@ class Extract(Stage):
         return [Path(r.path) for r in p.source.records] + ([Path(self.cfg.project)]
                                                           if self.cfg.project else [])
 
-    def owned(self, p: SimpleNamespace, name: str) -> bool:
-        return _index(name) % self.world == self.rank
-
     def work(self, p: SimpleNamespace, output: Output) -> Iterator[Path]:
         cfg, device, rank, world = self.cfg, self.device, self.rank, self.world
         source, bb, layers, views, size, shapes = p.source, p.bb, p.layers, p.views, p.size, p.shapes
@@ -248,12 +251,48 @@ class Extract(Stage):
         out = folder.path
         mine = [k for k in range(len(chunks)) if k % world == rank]
 
+        fused = cfg.encode is not None
+        # the weights are loaded first only by the fused pass: its encodings depend on them
+        loaded = load_model(bb, cfg.weights, cfg.seed) if fused else None
+
+        def header(weights_desc: str) -> dict:
+            """What an activation shard of this run records (before its provenance)."""
+            return dict(
+                **signature, weights=weights_desc, weights_arg=cfg.weights,
+                seed=cfg.seed, classes=list(source.classes),
+                split=source.split,
+                source=source.description, image_root=_common_root(source),
+                layer_shapes={k: list(shapes[k]) for k in layers},
+                pyramid_shapes=[{k: list(v) for k, v in d.items()} for d in pyr_shapes],
+                # per layer and scale, (centre of row 0, stride) in pixels: where each dense
+                # vector's receptive field is (MPP + SP's regions, the maps' windows)
+                pyramid_geometry={x: [list(g) for g in receptive_fields(bb, x, pyramid.sizes(size))]
+                                  for x in pyr_layers} if pyramid else {},
+            )
+
+        resume = {**signature, "weights_arg": cfg.weights}
+        if fused:
+            head = header(loaded[1])
+            plan = encoding_plan(cfg.encode, head, device)
+            kinds = {v.kind for v in views}
+            missing = [f"{v} {x}" for v, x in sorted(plan.reads())
+                       if v not in kinds or x not in layers]
+            if missing:
+                raise InputError(f"--encode reads {missing[0]}, which this extraction does not "
+                                 "compute; add it to --views / --layers")
+            enc_sig = encoding_signature(cfg.encode, plan)
+            resume = {**enc_sig, "extraction": signature, "weights_arg": cfg.weights}
+            enc_attrs = output.provenance(
+                **enc_sig, **described(cfg.encode, plan),
+                **{k: head[k] for k in EXTRACTION_KEYS}, classes=head["classes"],
+                split=head["split"], source=head["source"], extraction=signature,
+                weights_arg=cfg.weights)
+
         # Decide which shards exist already (resume) before loading any weights.
         todo, done = [], {}
         for k in mine:
             path = out / shard_name(k)
-            head = output.existing(path, {**signature, "weights_arg": cfg.weights},
-                                   [r.id for r in chunks[k]])
+            head = output.existing(path, resume, [r.id for r in chunks[k]])
             if head is not None:
                 if head.get("inputs_digest", digests[k]) != digests[k]:
                     raise OutputExistsError(
@@ -286,7 +325,7 @@ class Extract(Stage):
         if workers:
             release_free_host_memory()  # else shared copy-on-write with the forked workers
         batches = iter(loader)  # the workers start decoding while the model loads
-        model, weights_desc = load_model(bb, cfg.weights, cfg.seed)
+        model, weights_desc = loaded or load_model(bb, cfg.weights, cfg.seed)
         # channels_last is faster for these convolutions on CPU (oneDNN) and on GPU (cuDNN)
         model = model.to(device, memory_format=torch.channels_last)
         extractor = ActivationExtractor(model, bb, layers, DTYPES[cfg.dtype]) if grid_views else None
@@ -294,18 +333,7 @@ class Extract(Stage):
             if pyr_fc else None
         dense_conv = ActivationExtractor(model, bb, pyr_conv) if pyr_conv else None
 
-        attrs = output.provenance(
-            **signature, weights=weights_desc, weights_arg=cfg.weights,
-            seed=cfg.seed, classes=list(source.classes),
-            split=source.split,
-            source=source.description, image_root=_common_root(source),
-            layer_shapes={k: list(shapes[k]) for k in layers},
-            pyramid_shapes=[{k: list(v) for k, v in d.items()} for d in pyr_shapes],
-            # per layer and scale, (centre of row 0, stride) in pixels: where each dense
-            # vector's receptive field is (MPP + SP's regions, the maps' windows)
-            pyramid_geometry={x: [list(g) for g in receptive_fields(bb, x, pyramid.sizes(size))]
-                              for x in pyr_layers} if pyramid else {},
-        )
+        attrs = output.provenance(**header(weights_desc))
         splits = np.cumsum([0] + [v.count() for v in grid_views])
         autocast = torch.autocast("cuda", enabled=device.type == "cuda")
 
@@ -353,7 +381,14 @@ class Extract(Stage):
         if pyramid:
             view_attrs["pyramid"] = {"view": str(pyramid), "sizes": pyramid.sizes(size)}
 
-        def new_writer(k: int) -> ActivationWriter:
+        def new_writer(k: int) -> ActivationWriter | _FusedWriter:
+            if fused:
+                return _FusedWriter(ShardEncoder(
+                    out / shard_name(k), plan, cfg.encode,
+                    {**enc_attrs, "shard_index": k, "inputs_digest": digests[k]},
+                    label_kind=labelled, num_classes=len(source.classes),
+                    images=len(chunks[k]), device=device, folder=folder,
+                    source=f"shard {k} of {source.description}"), k, plan)
             folder.require_space(per_image_bytes * len(chunks[k]) + (1 << 20))
             return ActivationWriter(out / shard_name(k), {**attrs, "shard_index": k,
                                                           "inputs_digest": digests[k]},
@@ -408,6 +443,33 @@ class Extract(Stage):
                 writer.abort()
 
 
+class _FusedWriter:
+    """The fused pass's shard writer: what :class:`ActivationWriter` is given (arrays as
+    stored), encoded by a :class:`featx.encoding.ShardEncoder` instead of written."""
+
+    def __init__(self, encoder: ShardEncoder, index: int, plan):
+        self.encoder, self.index, self.reads = encoder, index, plan.reads()
+
+    def append(self, ids, grid, pyr, labels, paths=None) -> None:
+        acts = {}
+        for view, layer in self.reads:
+            if view == "pyramid":
+                acts[(view, layer)] = [pyr[(layer, s)] for s in
+                                       range(sum(1 for x, _ in pyr if x == layer))]
+            else:
+                acts[(view, layer)] = grid[(view, layer)]
+        self.encoder.append(ids, acts, labels)
+
+    def skip(self, image_id: str, reason: str) -> None:
+        self.encoder.skip(image_id, reason)
+
+    def commit(self) -> Path:
+        return self.encoder.commit()
+
+    def abort(self) -> None:
+        self.encoder.abort()
+
+
 def run(source: ImageSource, out: str | Path, cfg: ExtractConfig = ExtractConfig(),
         **kw) -> list[Path]:
     """:meth:`Extract.run`: activations of ``source`` into shards under ``out``."""
@@ -424,11 +486,6 @@ def _load_projection(path: str, backbone: str, layers: list[str], device: torch.
                         "layer": layers[0], "whiten": False}, f"--project {path}",
                 f"fit it with featx fit-pca --view pyramid --local dense --layer {layers[0]}")
     return pca, file_digest(path)
-
-
-def _index(shard: str) -> int:
-    """shard-00012.h5 -> 12."""
-    return int(shard.split("-")[1].split(".")[0])
 
 
 def _inputs_digest(records) -> str:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
+from featx import dist
 from featx.digest import file_digest
 from featx.encoders import LocalSpec
 from featx.errors import InputError
@@ -42,7 +46,11 @@ class FitGMMConfig:
 
 
 class FitGMM(Stage):
-    name, output, polls = "fit-gmm", FILE, False
+    """Under torchrun, rank r samples shards r, r + world, ...; every EM step all-reduces
+    the sufficient statistics, k-means runs on rank 0
+    (:meth:`featx.fit.GaussianMixture.fit_shared`); rank 0 writes the GMM."""
+
+    name, output, polls, distributed = "fit-gmm", FILE, False, True
 
     def plan(self, inputs: Sequence[str]):
         cfg = self.cfg
@@ -61,15 +69,23 @@ class FitGMM(Stage):
     def work(self, plan, out: Output) -> Iterator[Path]:
         cfg, (paths, head, pca, pattrs, pca_digest) = self.cfg, plan
         t = time.perf_counter()
-        x = sample_local_features(paths, pattrs["layer"], pattrs["view"],
+        group = self.group
+        mine, counts = dist.split(paths, group), []
+        x = sample_local_features(mine, pattrs["layer"], pattrs["view"],
                                   LocalSpec.parse(pattrs["local"]), cfg.per_image, cfg.seed,
-                                  transform=pca.transform)
+                                  transform=pca.transform, counts=counts,
+                                  allow_empty=group.world > 1)
+        x = torch.zeros(0, int(pattrs["dim"])) if x is None else torch.from_numpy(x)
         log.info("sampled %d PCA-reduced local features (%d-d) in %.1f s", *x.shape,
                  time.perf_counter() - t)
         t = time.perf_counter()
         gmm = GaussianMixture(n_components=cfg.components, max_iter=cfg.max_iter, tol=cfg.tol,
                               n_init=cfg.n_init, var_floor=cfg.var_floor, random_state=cfg.seed,
-                              device=str(self.device)).fit(x)
+                              device=str(self.device)).fit_shared(
+            x.to(self.device), group, _places(len(paths), counts, group))
+        n_samples = int(sum(c for every in group.objects(counts) for c in every))
+        if not group.leader:
+            return
         log.info("GMM K=%d fitted in %.1f s, %d iterations, average log-likelihood %.4f",
                  cfg.components, time.perf_counter() - t, gmm.n_iter_, gmm.lower_bound_)
         yield save_gmm(out.path, gmm, out.provenance(
@@ -77,8 +93,21 @@ class FitGMM(Stage):
             input_size=head["input_size"], layer=pattrs["layer"], view=pattrs["view"],
             local=pattrs["local"], dim=pattrs["dim"], pca=str(Path(cfg.pca).resolve()),
             pca_sha256=pca_digest, components=cfg.components, per_image=cfg.per_image,
-            n_samples=x.shape[0], max_iter=cfg.max_iter, tol=cfg.tol, n_init=cfg.n_init,
+            n_samples=n_samples, max_iter=cfg.max_iter, tol=cfg.tol, n_init=cfg.n_init,
             var_floor=cfg.var_floor, seed=cfg.seed, shards=[str(p) for p in paths]))
+
+
+def _places(shards: int, counts: list[int], group: dist.Group) -> torch.Tensor:
+    """Where this rank's sampled rows stand in the sample one process would draw (shard
+    order): rank r holds shards r, r + world, ... with ``counts`` rows each."""
+    per_shard = [0] * shards
+    for rank, theirs in enumerate(group.objects(counts)):
+        for i, c in zip(range(rank, shards, group.world), theirs):
+            per_shard[i] = c
+    starts = [0, *itertools.accumulate(per_shard)]
+    mine = range(group.rank, shards, group.world)
+    return torch.cat([torch.arange(starts[i], starts[i] + per_shard[i]) for i in mine]
+                     or [torch.zeros(0, dtype=torch.long)])
 
 
 def run(inputs: Sequence[str], out: str | Path, cfg: FitGMMConfig, **kw) -> list[Path]:

@@ -9,6 +9,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from featx.digest import file_digest
 from featx.errors import InputError
 from featx.params import SEED, Interval, param, validate
@@ -53,7 +56,11 @@ class FitGuidanceConfig:
 
 
 class FitGuidance(Stage):
-    name, output, polls = "fit-guidance", FILE, False
+    """Under torchrun, data-parallel: rank r reads the region vectors of shards r, r + world,
+    ...; every minibatch's gradients and every held-out loss are all-reduced
+    (:func:`featx.fit.fit_guidance`); rank 0 writes the guidance."""
+
+    name, output, polls, distributed = "fit-guidance", FILE, False, True
 
     def plan(self, inputs: Sequence[str]):
         cfg, device = self.cfg, self.device
@@ -84,8 +91,10 @@ class FitGuidance(Stage):
         cfg, device, (paths, layer, first, pca, pca_digest) = self.cfg, self.device, plan
         target = out.path
         t = time.perf_counter()
-        ids, scales, labels = region_features(paths, layer, cfg.scales,
-                                              pca.transform if pca is not None else None)
+        group = self.group
+        ids, scales, labels, rows = _region_share(paths, layer, cfg.scales,
+                                                  pca.transform if pca is not None else None,
+                                                  group)
         sizes = first["pyramid_sizes"]
         chosen = list(range(len(sizes))) if cfg.scales is None else list(cfg.scales)
         log.info("read %d images' region features (%s vectors of %d-d) in %.1f s", len(ids),
@@ -106,13 +115,15 @@ class FitGuidance(Stage):
             scales, labels, num_classes, channels=cfg.channels, kernel=cfg.kernel,
             epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
             weight_decay=cfg.weight_decay, holdout=cfg.holdout, patience=cfg.patience,
-            seed=cfg.seed, device=device, on_epoch=on_epoch)
+            seed=cfg.seed, device=device, on_epoch=on_epoch, group=group, rows=rows)
         if guidance.curve:
             last = guidance.curve[guidance.best_epoch - 1]
             log.info("guidance K=%d, %dx%d, trained %d epochs in %.1f s; kept epoch %d: %s",
                      cfg.channels, cfg.kernel, cfg.kernel, len(guidance.curve),
                      time.perf_counter() - t, guidance.best_epoch,
                      ", ".join(f"{k} {v:.4f}" for k, v in last.items() if k != "epoch"))
+        if not group.leader:
+            return
         yield save_guidance(target, guidance, out.provenance(
             **{k: first[k] for k in EXTRACTION_KEYS}, layer=layer,
             view="pyramid", pyramid_sizes=[sizes[s] for s in chosen], scales=chosen,
@@ -120,13 +131,41 @@ class FitGuidance(Stage):
             pca_sha256=pca_digest, channels=cfg.channels, kernel=cfg.kernel,
             epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
             weight_decay=cfg.weight_decay, holdout=cfg.holdout, patience=cfg.patience,
-            seed=cfg.seed, classes=classes, n_images=len(ids),
+            seed=cfg.seed, classes=classes, n_images=len(labels),
             label_kind=first["label_kind"], shards=[str(p) for p in paths]))
 
 
 def run(inputs: Sequence[str], out: str | Path, cfg: FitGuidanceConfig, **kw) -> list[Path]:
     """:meth:`FitGuidance.run`: train scheme 2's guidance layer on ``inputs`` into ``out``."""
     return FitGuidance(cfg).run(inputs, out, **kw)
+
+
+def _region_share(paths, layer, scales, transform, group):
+    """This rank's region vectors (its shards r, r + world, ...), with every image's labels
+    and the rows of the whole its images are (one process: all of them, rows None)."""
+    if group.world == 1:
+        ids, vectors, labels = region_features(paths, layer, scales, transform)
+        return ids, vectors, labels, None
+    mine = list(range(group.rank, len(paths), group.world))
+    ids, vectors, labels = (region_features([paths[i] for i in mine], layer, scales, transform)
+                            if mine else ([], None, None))
+    shapes = next(s for s in group.objects(
+        [tuple(x.shape[1:]) for x in vectors] if vectors is not None else None) if s)
+    if vectors is None or not ids:
+        vectors = [torch.zeros(0, *shape, dtype=torch.float16) for shape in shapes]
+    counts = [len(read_header(p)["ids"]) for p in paths]
+    starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    rows = np.concatenate([np.arange(starts[i], starts[i + 1]) for i in mine]
+                          or [np.zeros(0, np.int64)])
+    parts = group.objects((rows, labels))
+    if any(lab is None for r, lab in parts if len(r)):
+        raise InputError("fit-guidance trains on labels; some shards have none")
+    first = next(lab for r, lab in parts if len(r))
+    every = np.zeros((int(starts[-1]), *first.shape[1:]), first.dtype)
+    for r, lab in parts:
+        if len(r):
+            every[r] = lab
+    return ids, vectors, every, rows
 
 
 def _only_layer(path: Path) -> str:

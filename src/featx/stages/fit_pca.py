@@ -8,6 +8,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
+from featx import dist
 from featx.backbones import get_backbone
 from featx.encoders import LocalSpec
 from featx.errors import InputError
@@ -44,7 +47,10 @@ class FitPCAConfig:
 
 
 class FitPCA(Stage):
-    name, output, polls = "fit-pca", FILE, False
+    """Under torchrun, rank r samples shards r, r + world, ...; one all-reduce sums their
+    moments (:meth:`featx.fit.PCA.fit_shared`); rank 0 writes the PCA."""
+
+    name, output, polls, distributed = "fit-pca", FILE, False, True
 
     def plan(self, inputs: Sequence[str]) -> tuple[list[Path], dict, str]:
         paths = shard_paths(inputs)
@@ -58,17 +64,25 @@ class FitPCA(Stage):
         cfg, (paths, head, layer) = self.cfg, plan
         spec = LocalSpec.parse(cfg.local or get_backbone(head["backbone"]).default_local(layer))
         t = time.perf_counter()
-        x = sample_local_features(paths, layer, cfg.view, spec, cfg.per_image, cfg.seed)
-        log.info("sampled %d local features of %d dims in %.1f s", *x.shape, time.perf_counter() - t)
+        group = self.group
+        x = sample_local_features(dist.split(paths, group), layer, cfg.view, spec, cfg.per_image,
+                                  cfg.seed, allow_empty=group.world > 1)
+        if x is not None:
+            log.info("sampled %d local features of %d dims in %.1f s", *x.shape,
+                     time.perf_counter() - t)
         t = time.perf_counter()
-        pca = PCA(n_components=cfg.dim, whiten=cfg.whiten, device=str(self.device)).fit(x)
-        log.info("PCA %d -> %d dims in %.1f s; %.1f%% of the variance kept", x.shape[1], cfg.dim,
-                 time.perf_counter() - t, 100 * pca.explained_variance_ratio_.sum().item())
+        pca = PCA(n_components=cfg.dim, whiten=cfg.whiten, device=str(self.device)).fit_shared(
+            None if x is None else torch.from_numpy(x).to(self.device), group)
+        log.info("PCA %d -> %d dims in %.1f s; %.1f%% of the variance kept",
+                 pca.n_features_in_, cfg.dim, time.perf_counter() - t,
+                 100 * pca.explained_variance_ratio_.sum().item())
+        if not group.leader:
+            return
         yield save_pca(out.path, pca, out.provenance(
             backbone=head["backbone"], weights=head["weights"],
             input_size=head["input_size"], layer=layer,
             layer_shape=head["layer_shapes"][layer], view=cfg.view, local=str(spec),
-            input_dim=x.shape[1], dim=cfg.dim, per_image=cfg.per_image, seed=cfg.seed,
+            input_dim=pca.n_features_in_, dim=cfg.dim, per_image=cfg.per_image, seed=cfg.seed,
             shards=[str(p) for p in paths]))
 
 
