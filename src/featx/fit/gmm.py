@@ -195,12 +195,14 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         if n < 2 * k:
             raise InputError(f"{n} samples are too few for {k} components (need at least "
                              f"{2 * k}); sample more (--per-image) or use fewer --components")
-        # the data's variance from float64 sums of rows shifted by rank 0's first row
-        shift = group.share(x[0].cpu() if group.leader else None).to(x.device)
-        xc = (x - shift).double()
-        moments = group.sum(torch.stack([xc.sum(0), xc.pow(2).sum(0)])).to(x.device)
-        mean_c = moments[0] / n
-        data_var = (moments[1] / n - mean_c.pow(2)).clamp_min(0)
+        if group.world == 1:
+            data_var = x.var(0, correction=0)
+        else:  # from float64 sums over every rank of rows shifted by rank 0's first row
+            shift = group.share(x[0].cpu() if group.leader else None).to(x.device)
+            xc = (x - shift).double()
+            moments = group.sum(torch.stack([xc.sum(0), xc.pow(2).sum(0)])).to(x.device)
+            mean_c = moments[0] / n
+            data_var = (moments[1] / n - mean_c.pow(2)).clamp_min(0).float()
         if not data_var.max() > 0:
             raise InputError("the samples have zero variance: every feature is constant")
         floor = self.var_floor * data_var.max().item()
