@@ -153,3 +153,37 @@ def test_resume_and_refusals(cli, chain, tmp_path, make_images):
         "--weights", "none", "--workers", "0")
     res = cli("encode", other, "--pca", chain / "pca.h5", "-o", tmp_path / "x", ok=False)
     assert res.exit_code == 1 and "pca.h5 has backbone='alexnet', this run needs backbone='efficientnet_lite0'" in res.stderr
+
+
+def test_progress_off_a_terminal_is_plain_lines(chain, tmp_path, monkeypatch):
+    """stderr not a terminal (CI, make, a log file): a line when a task starts, every
+    FEATX_PROGRESS_EVERY seconds and when it completes; log lines neither padded nor wrapped."""
+    from click.testing import CliRunner
+
+    from featx.cli import main
+
+    def cli(*args):
+        res = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+        assert res.exit_code == 0, res.stderr
+        return res
+
+    monkeypatch.setenv("FEATX_PROGRESS_EVERY", "0")  # a line at every step
+    res = cli("encode", chain / "acts", "--pca", chain / "pca.h5", "-o", tmp_path / "e" / ("x" * 90))
+    lines = res.stderr.splitlines()
+    progress = [x for x in lines if x.startswith("encode: ")]
+    assert progress[0] == "encode: started, 5 img"
+    assert [x.split(",")[0] for x in progress[1:]] == ["encode: 3/5 img (60%)",
+                                                        "encode: 5/5 img (100%)"]
+    assert "\x1b[" not in res.stderr and "━" not in res.stderr  # no bar, no escape codes
+    monkeypatch.setenv("FEATX_PROGRESS_EVERY", "3600")  # only the start and the end
+    res = cli("-v", "encode", chain / "acts", "--pca", chain / "pca.h5", "-o", tmp_path / "f")
+    progress = [x for x in res.stderr.splitlines() if x.startswith("encode: ")]
+    assert len(progress) == 2 and progress[1].startswith("encode: 5/5 img (100%)")
+    # a log line longer than 80 columns (the resumed folder's long name) stays one line
+    out = tmp_path / ("y" * 100)
+    args = ("extract", chain / "img", "--weights", "none", "--workers", "0", "-o", out)
+    cli(*args)
+    lines = cli(*args).stderr.splitlines()
+    said = [x for x in lines if "resuming" in x]
+    assert len(said) == 1 and said[0].startswith("INFO     resuming: 1 of 1 shards")
+    assert said[0].endswith(str(out)) and not any(x.endswith(" ") for x in lines)

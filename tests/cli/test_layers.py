@@ -51,3 +51,17 @@ def test_verbosity_options_work_after_the_command_too(make_images, tmp_path):
     assert quiet.exit_code == 0 and quiet.stderr == ""
     loud = run(main, ["-q", *args, "-o", str(tmp_path / "c.h5"), "-v"])
     assert loud.exit_code == 0 and loud.stderr == ""  # -q wins, before or after
+
+
+def test_layers_as_json_say_what_the_table_says(cli):
+    import json
+
+    listed = json.loads(cli("layers", "--json").stdout)
+    assert [b["name"] for b in listed] == [line.split("\t")[0]
+                                           for line in cli("layers").stdout.splitlines()]
+    doc = json.loads(cli("layers", "alexnet", "--json").stdout)
+    by = {x["alias"]: x for x in doc["layers"]}
+    assert by["conv4"] == {"alias": "conv4", "shape": [256, 13, 13], "role": "local",
+                           "dense_in_pyramid": False}
+    assert by["conv5"]["role"] == "guidance" and by["fc7"]["dense_in_pyramid"]
+    assert doc["preprocessing"]["mean"] == [0.485, 0.456, 0.406] and doc["input_size"] == 227

@@ -128,3 +128,24 @@ def test_more_ranks_than_shards_leave_the_idle_rank_done(images, tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     assert digests(tmp_path / "acts") == digests(tmp_path / "one")
     assert len(digests(tmp_path / "one")) == 1
+
+
+@pytest.mark.parametrize("labels", [[0, 0, 1, 1, 2, 2], [0, 0, 0, 1, 1, 2]])
+def test_the_primal_solver_with_c_auto_on_tiny_data(tmp_path, labels):
+    """Six images, a class with one image: cross-validation folds without some classes; the
+    primal solver trains (such a class's fold model is the constant -1, as the dual's) and
+    chooses a C, or says why not in one line."""
+    import numpy as np
+
+    from featx.io import load_svm
+    from tests.io.test_encoding_set import write_split
+
+    rng = np.random.default_rng(0)
+    y = np.asarray(labels)
+    x = (rng.normal(size=(6, 8)) + 2 * np.eye(3)[y] @ rng.normal(size=(3, 8))).astype(np.float32)
+    write_split(tmp_path / "enc", x, y, [3, 3])
+    res = CliRunner().invoke(main, ["-q", "train-svm", str(tmp_path / "enc"), "--solver", "primal",
+                                    "--C", "auto", "-o", str(tmp_path / "svm.h5")])
+    assert res.exit_code == 0, res.stderr
+    _, _, attrs = load_svm(tmp_path / "svm.h5")
+    assert attrs["solver"] == "primal" and attrs["C"] in (0.01, 0.1, 1.0, 10.0, 100.0)

@@ -113,9 +113,14 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
 def _verbosity(ctx: click.Context, verbose: int, quiet: bool) -> None:
     """Logging for -v / -q: featx's own messages at INFO by default, other libraries' only
     when they warn; -q: errors only, no progress bars."""
+    # on a terminal rich's handler; elsewhere (a log file, CI) plain lines, neither padded
+    # nor wrapped to 80 columns
+    handler = RichHandler(console=stderr, show_path=False, show_time=False) \
+        if stderr.is_terminal else logging.StreamHandler()
+    if not stderr.is_terminal:
+        handler.setFormatter(logging.Formatter("%(levelname)-8s %(message)s"))
     logging.basicConfig(level=logging.ERROR if quiet else logging.WARNING, format="%(message)s",
-                        force=True,
-                        handlers=[RichHandler(console=stderr, show_path=False, show_time=False)])
+                        force=True, handlers=[handler])
     logging.getLogger("featx").setLevel(
         logging.ERROR if quiet else logging.DEBUG if verbose else logging.INFO)
     ctx.find_root().obj["quiet"] = quiet

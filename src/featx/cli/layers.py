@@ -3,6 +3,8 @@ their shapes."""
 
 from __future__ import annotations
 
+import json
+
 import click
 
 from featx.api import layers as layer_shapes
@@ -14,15 +16,24 @@ from featx.backbones import BACKBONES, FAMILIES, get_backbone, list_models
 @click.option("--input-size", type=click.IntRange(32), help="Input size (default: the backbone's).")
 @click.option("--list", "family", type=click.Choice(FAMILIES),
               help="List every model name of torchvision or timm (usable as FAMILY:NAME).")
-def layers(backbone: str | None, input_size: int | None, family: str | None) -> None:
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON document on stdout: the list, or the backbone's layers (alias, "
+                   "shape, role, dense) and preprocessing.")
+def layers(backbone: str | None, input_size: int | None, family: str | None,
+           as_json: bool) -> None:
     """List BACKBONE's layer aliases and shapes (C x H x W), with the default cross-layer pair
     and the layers the pyramid view runs densely marked; or the curated backbones if none is
     given. BACKBONE is a curated name or torchvision:NAME / timm:NAME."""
     if family:
-        for name in list_models(family):
-            click.echo(f"{family}:{name}")
+        names = [f"{family}:{name}" for name in list_models(family)]
+        click.echo(json.dumps(names) if as_json else "\n".join(names))
         return
     if backbone is None:
+        if as_json:
+            click.echo(json.dumps([{"name": bb.name, "input_size": bb.input_size,
+                                    "description": bb.description}
+                                   for bb in BACKBONES.values() if ":" not in bb.name]))
+            return
         for bb in BACKBONES.values():
             if ":" not in bb.name:
                 click.echo(f"{bb.name}\t{bb.input_size}\t{bb.description}")
@@ -32,7 +43,17 @@ def layers(backbone: str | None, input_size: int | None, family: str | None) -> 
     bb = get_backbone(backbone)
     roles = dict(zip(bb.cross_layer or (), ("local", "guidance")))
     dense = set(bb.fc_conv[1]) if bb.fc_conv else set()
-    for alias, shape in layer_shapes(backbone, input_size).items():
+    shapes = layer_shapes(backbone, input_size)
+    if as_json:
+        click.echo(json.dumps({
+            "backbone": bb.name, "input_size": input_size or bb.input_size,
+            "layers": [{"alias": alias, "shape": list(shape), "role": roles.get(alias),
+                        "dense_in_pyramid": alias in dense} for alias, shape in shapes.items()],
+            "preprocessing": {"mean": list(bb.mean), "std": list(bb.std), "bgr": bb.bgr,
+                              "interpolation": bb.interpolation, "resize": bb.jitter_size,
+                              "input": bb.input_size}}))
+        return
+    for alias, shape in shapes.items():
         notes = [f"cross-layer default: {roles[alias]}"] if alias in roles else []
         if alias in dense:
             notes.append("dense in the pyramid view")
