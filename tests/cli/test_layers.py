@@ -62,6 +62,41 @@ def test_layers_as_json_say_what_the_table_says(cli):
     doc = json.loads(cli("layers", "alexnet", "--json").stdout)
     by = {x["alias"]: x for x in doc["layers"]}
     assert by["conv4"] == {"alias": "conv4", "shape": [256, 13, 13], "role": "local",
-                           "dense_in_pyramid": False}
+                           "dense_in_pyramid": False, "same_as": None}
     assert by["conv5"]["role"] == "guidance" and by["fc7"]["dense_in_pyramid"]
     assert doc["preprocessing"]["mean"] == [0.485, 0.456, 0.406] and doc["input_size"] == 227
+
+
+def test_an_alias_of_an_earlier_layer_is_marked(cli):
+    """timm's feature stages (stage1...) name modules already listed (act1, layer1...)."""
+    import json
+
+    out = cli("layers", "timm:resnet18").stdout
+    assert "stage1\t64x112x112 (= act1, the same module)" in out
+    assert "stage2\t64x56x56 (= layer1, the same module)" in out
+    assert "layer1\t64x56x56\n" in out  # the first name of a module is not marked
+    doc = {x["alias"]: x for x in json.loads(cli("layers", "timm:resnet18", "--json").stdout)["layers"]}
+    assert doc["stage4"]["same_as"] == "layer3" and doc["layer3"]["same_as"] is None
+
+
+def test_shell_completion_of_commands_loads_no_command():
+    """`eval "$(_FEATX_COMPLETE=bash_source featx)"` (README): completing a command name
+    answers from featx.cli.COMMANDS, importing no command module and no torch."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom featx.cli import main\n"
+            "try:\n    main(prog_name='featx')\nexcept SystemExit:\n    pass\n"
+            "print('LOADED', [m for m in ('torch', 'featx.cli.fit') if m in sys.modules])")
+    env = {**os.environ, "_FEATX_COMPLETE": "bash_complete", "COMP_WORDS": "featx fit",
+           "COMP_CWORD": "1"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, check=True).stdout.splitlines()
+    assert out[:3] == ["plain,fit-pca", "plain,fit-gmm", "plain,fit-guidance"]
+    assert out[-1] == "LOADED []"
+    env["COMP_WORDS"] = "featx train-svm --so"  # a command's options: its module, on demand
+    env["COMP_CWORD"] = "2"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, check=True).stdout.splitlines()
+    assert out[0] == "plain,--solver"

@@ -64,6 +64,15 @@ class FeatxGroup(click.Group):
             self.add_command(command, name)
         return self.commands[name]
 
+    def shell_complete(self, ctx: click.Context, incomplete: str):
+        """Command names (and the group's options) from :data:`COMMANDS`: click's own would
+        import every command, and torch, for each one's help line."""
+        from click.shell_completion import CompletionItem
+
+        return [CompletionItem(name, help=short) for name, (_, _, short) in COMMANDS.items()
+                if name.startswith(incomplete)] + click.Command.shell_complete(self, ctx,
+                                                                                incomplete)
+
     def format_commands(self, ctx: click.Context, formatter) -> None:
         """The command list from :data:`COMMANDS`, without importing a command."""
         with formatter.section("Commands"):

@@ -44,17 +44,24 @@ def layers(backbone: str | None, input_size: int | None, family: str | None,
     roles = dict(zip(bb.cross_layer or (), ("local", "guidance")))
     dense = set(bb.fc_conv[1]) if bb.fc_conv else set()
     shapes = layer_shapes(backbone, input_size)
+    # an alias of a module named before it (timm's stage1 is act1): the same output, said once
+    first: dict[str, str] = {}
+    same = {alias: first.setdefault(path, alias) for alias, path in bb.layers.items()}
+    same = {alias: other for alias, other in same.items() if other != alias}
     if as_json:
         click.echo(json.dumps({
             "backbone": bb.name, "input_size": input_size or bb.input_size,
             "layers": [{"alias": alias, "shape": list(shape), "role": roles.get(alias),
-                        "dense_in_pyramid": alias in dense} for alias, shape in shapes.items()],
+                        "dense_in_pyramid": alias in dense, "same_as": same.get(alias)}
+                       for alias, shape in shapes.items()],
             "preprocessing": {"mean": list(bb.mean), "std": list(bb.std), "bgr": bb.bgr,
                               "interpolation": bb.interpolation, "resize": bb.jitter_size,
                               "input": bb.input_size}}))
         return
     for alias, shape in shapes.items():
         notes = [f"cross-layer default: {roles[alias]}"] if alias in roles else []
+        if alias in same:
+            notes.append(f"= {same[alias]}, the same module")
         if alias in dense:
             notes.append("dense in the pyramid view")
         click.echo(f"{alias}\t{'x'.join(map(str, shape))}"
