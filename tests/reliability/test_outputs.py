@@ -318,3 +318,38 @@ def test_evaluate_json_into_a_new_folder_is_made_before_scoring(chain, tmp_path,
     out = cli("evaluate", chain / "enc", "--model", chain / "svm.h5", "--json",
               tmp_path / "nodir" / "x.json").stdout.split()
     assert out == [str(tmp_path / "nodir" / "x.json")] and "top1" in Path(out[0]).read_text()
+
+
+def test_offline_the_backbone_that_needs_no_network_is_named_before_the_download(
+        tmp_path, make_images, monkeypatch):
+    """Issue 28.6: the first run of the default backbone offline names the offline one before
+    torch's "Downloading" line, and the error names it again; nothing is written."""
+    import urllib.error
+
+    from click.testing import CliRunner
+
+    from featx.backbones import get_backbone
+    from featx.cli import main
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))  # an empty weights cache
+    bb = get_backbone("alexnet")
+    url = "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"
+
+    def offline():
+        print(f'Downloading: "{url}"')
+        raise urllib.error.URLError("Name or service not known")
+
+    offline.source = url
+    original = bb.imagenet
+    object.__setattr__(bb, "imagenet", offline)
+    try:
+        res = CliRunner().invoke(main, ["extract", str(make_images(1)), "--workers", "0",
+                                        "-o", str(tmp_path / "acts")])
+    finally:
+        object.__setattr__(bb, "imagenet", original)
+    lines = res.stderr.splitlines()
+    hint = next(i for i, x in enumerate(lines) if "weights are not in" in x)
+    download = next(i for i, x in enumerate(lines) if x.startswith("Downloading"))
+    assert hint < download and "--backbone efficientnet_lite0 needs no network" in lines[hint]
+    assert res.exit_code == 1 and lines[-1].startswith("Error: cannot obtain ImageNet weights")
+    assert "efficientnet_lite0" in lines[-1] and not (tmp_path / "acts").exists()

@@ -4,6 +4,7 @@ or a state-dict file (named in provenance by a streamed digest)."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,6 +16,21 @@ from featx.backbones.fold import fold_batchnorm
 from featx.backbones.registry import Backbone
 from featx.digest import file_digest
 from featx.errors import WeightsError
+
+log = logging.getLogger(__name__)
+
+
+def _say_if_downloading(bb: Backbone) -> None:
+    """Before torch's "Downloading" line: where the weights are not cached, say so, and which
+    backbone needs no network (a first run offline learns it at once, not after a timeout)."""
+    url = getattr(bb.imagenet, "source", "")
+    if not url.startswith(("http://", "https://")):
+        return
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+    if not cached.is_file():
+        log.warning("%s's ImageNet weights are not in %s: downloading them (offline, "
+                    "--backbone efficientnet_lite0 needs no network: its weights install with "
+                    "pip)", bb.name, cached.parent)
 
 
 def load_model(bb: Backbone, weights: str = "imagenet", seed: int = 0) -> tuple[nn.Module, str]:
@@ -31,6 +47,7 @@ def load_model(bb: Backbone, weights: str = "imagenet", seed: int = 0) -> tuple[
     if weights == "imagenet":
         if bb.imagenet is None:
             raise WeightsError(f"{bb.name} has no ImageNet weights to fetch; pass --weights PATH")
+        _say_if_downloading(bb)
         try:
             # downloads announce themselves on stdout, which belongs to the paths written
             with contextlib.redirect_stdout(sys.stderr):
