@@ -73,3 +73,59 @@ def test_release_free_host_memory_hands_kept_blocks_back():
     before, kept, released = map(float, out.stdout.split())
     assert kept > before + 150  # the freed 200 MB stayed in the process
     assert released < before + 50  # and went back to the system
+
+
+def test_openmp_waits_passively_only_when_the_cores_are_taken(monkeypatch):
+    """Issue 29.3: beside busy processes OpenMP's spinning threads slow featx below its peer;
+    the policy is set before torch loads, only when other threads fill every core, never over
+    the user's own setting."""
+    import sys
+
+    from featx import device
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.delitem(sys.modules, "torch")  # as in a fresh process (restored after)
+    assert not device.wait_politely_when_busy(cpus=2, others=1.0)
+    assert "OMP_WAIT_POLICY" not in device.os.environ
+    assert device.wait_politely_when_busy(cpus=2, others=2.0)
+    assert device.os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # the user's choice stands
+    assert not device.wait_politely_when_busy(cpus=2, others=8.0)
+    assert device.os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+def test_openmp_policy_is_left_alone_once_torch_is_loaded(monkeypatch):
+    import torch  # noqa: F401 - loaded: its OpenMP runtime has read the policy already
+
+    from featx import device
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    assert not device.wait_politely_when_busy(cpus=1, others=50.0)
+    assert "OMP_WAIT_POLICY" not in device.os.environ
+
+
+def test_the_command_line_sets_the_policy_before_torch_loads(tmp_path):
+    """featx run while the cores are taken (two spinning processes here) starts with passive
+    OpenMP waiting; on a quiet machine the default stays (the test machine may be busy with
+    other tests: only the busy case is asserted)."""
+    import subprocess
+    import sys
+
+    spin = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(
+        len(__import__("os").sched_getaffinity(0)) + 1)]
+    try:
+        import time
+
+        time.sleep(1.0)
+        code = ("import os, sys\nfrom featx.cli import main\n"
+                "try:\n    main(['layers', 'alexnet'], prog_name='featx')\n"
+                "except SystemExit:\n    pass\n"
+                "print('POLICY', os.environ.get('OMP_WAIT_POLICY'))")
+        env = {k: v for k, v in __import__("os").environ.items() if k != "OMP_WAIT_POLICY"}
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             env=env, check=True).stdout
+    finally:
+        for p in spin:
+            p.kill()
+            p.wait()
+    assert "POLICY PASSIVE" in out

@@ -82,7 +82,9 @@ class FeatxGroup(click.Group):
         options.ARGV[:] = list(args) if args is not None else sys.argv[1:]
         self.stopped = False
         try:
-            with process_setup():  # glibc keeps freed host memory; SIGTERM, Ctrl-C: safe stops
+            # before any command loads torch: OpenMP waits passively if the cores are taken;
+            # glibc keeps freed host memory; SIGTERM, Ctrl-C: safe stops
+            with process_setup():
                 return super().main(args, *rest, **kwargs)
         finally:
             if self.stopped and args is None:  # the featx program, exiting: a further Ctrl-C

@@ -50,13 +50,16 @@ def start(progress: Progress | None, description: str, total: int | None) -> Cal
 
 @contextmanager
 def process_setup() -> Iterator[None]:
-    """What a run needs of the process, made once: glibc keeps freed host memory
+    """What a run needs of the process, made once: OpenMP waits passively when the cores are
+    taken (:func:`featx.device.wait_politely_when_busy`; effective only before torch loads,
+    as in the command line), glibc keeps freed host memory
     (:func:`featx.device.keep_host_memory`), and on the main thread SIGTERM and Ctrl-C stop
     the run at its next safe point, its cleanup run (:mod:`featx.interrupt`). A handler the
     caller installed (the CLI's, or the application's own) is left alone."""
     from featx import interrupt
-    from featx.device import keep_host_memory
+    from featx.device import keep_host_memory, wait_politely_when_busy
 
+    wait_politely_when_busy()  # only before torch loads: the command line's first call
     keep_host_memory()
     main = threading.current_thread() is threading.main_thread()
     # SIGTERM and Ctrl-C, where the caller left Python's defaults
