@@ -7,11 +7,13 @@ A stage supplies its frozen config (validated when made, before any file is read
 
 1. the process set-up a run needs (glibc keeps freed host memory; SIGTERM stops the run at a
    safe point, as Ctrl-C does) when the caller has not made it already (the CLI has);
-2. the device, resolved once (``cfg.device``), and the torchrun rank and world size;
+2. the device, resolved once (``cfg.device``), and the process group (:mod:`featx.dist`:
+   under torchrun torch.distributed is joined, every rank's settings checked equal, and a
+   stage that is not ``distributed`` runs on rank 0 alone);
 3. the plan; then the refusal of an output that is, holds or lies inside one of its inputs;
 4. the output held for the run (:func:`featx.io.output_folder` for shard folders,
-   :func:`featx.io.model_output` for files): a lock, writability checked before any work,
-   replaced only by complete new output;
+   :func:`featx.io.model_output` for files) -- by rank 0 for every rank: a lock,
+   writability checked before any work, replaced only by complete new output;
 5. resume-or-refuse of existing shards (:meth:`Output.existing`), provenance
    (:meth:`Output.provenance`), progress (:meth:`Output.start`), interrupt polling.
 
@@ -105,7 +107,6 @@ class Output:
         self.stage = stage
         self.folder = held if stage.output == FOLDER else None  # a featx.io OutputFolder
         self.path: Path | None = held.path if stage.output == FOLDER and held else held
-        self.group = stage.group
         self._progress = progress
 
     def start(self, description: str, total: int | None) -> Callable[..., None]:

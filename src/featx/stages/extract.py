@@ -272,8 +272,8 @@ class Extract(Stage):
 
         resume = {**signature, "weights_arg": cfg.weights}
         if fused:
-            head = header(loaded[1])
-            plan = encoding_plan(cfg.encode, head, device)
+            would_be = header(loaded[1])  # the activations' header: what the models must fit
+            plan = encoding_plan(cfg.encode, would_be, device)
             kinds = {v.kind for v in views}
             missing = [f"{v} {x}" for v, x in sorted(plan.reads())
                        if v not in kinds or x not in layers]
@@ -284,11 +284,12 @@ class Extract(Stage):
             resume = {**enc_sig, "extraction": signature, "weights_arg": cfg.weights}
             enc_attrs = output.provenance(
                 **enc_sig, **described(cfg.encode, plan),
-                **{k: head[k] for k in EXTRACTION_KEYS}, classes=head["classes"],
-                split=head["split"], source=head["source"], extraction=signature,
+                **{k: would_be[k] for k in EXTRACTION_KEYS}, classes=would_be["classes"],
+                split=would_be["split"], source=would_be["source"], extraction=signature,
                 weights_arg=cfg.weights)
 
-        # Decide which shards exist already (resume) before loading any weights.
+        # Decide which shards exist already (resume) before loading any weights (the fused
+        # pass has loaded them: they are part of what its shards depend on).
         todo, done = [], {}
         for k in mine:
             path = out / shard_name(k)
