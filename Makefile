@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test test-fast reproduce data demo bench bench-real bench-scale clean
+.PHONY: install test test-fast reproduce data demo bench bench-real bench-scale bench-spread clean
 
 install: $(STAMP)
 
@@ -47,6 +47,11 @@ bench-real: install
 # make reproduce at benchmark scale, simulated on N synthetic VOC-layout images (docs/scale.md)
 bench-scale: install
 	$(PY) benchmarks/reproduce_scale.py --images $(or $(IMAGES),60)
+	$(PY) benchmarks/scale_out.py
+
+# the reproduction's numbers under portable kernels and on one thread (docs/reproduce.md)
+bench-spread: install
+	$(PY) benchmarks/spread.py --configs default,capped,1-thread
 
 clean:
 	rm -rf work .pytest_cache
