@@ -142,7 +142,7 @@ def extract(images: Paths | None, out: str | Path, *, dataset: str | None = None
 
 
 def fit_pca(activations: Paths, out: str | Path, *, layer: str | None = None,
-            progress: Callable | None = None, **settings: Any) -> Path:
+            progress: Callable | None = None, **settings: Any) -> Path | None:
     """A PCA of ``layer``'s local features sampled from activation shards, saved to ``out``.
     ``settings``: view, local, dim (500), per_image (100), whiten, seed, device, overwrite."""
     path = _one("fit_pca", "FitPCAConfig", "fit_pca", _list(activations), out,
@@ -151,7 +151,7 @@ def fit_pca(activations: Paths, out: str | Path, *, layer: str | None = None,
 
 
 def fit_gmm(activations: Paths, out: str | Path, *, pca: str | Path,
-            progress: Callable | None = None, **settings: Any) -> Path:
+            progress: Callable | None = None, **settings: Any) -> Path | None:
     """A diagonal GMM of PCA-reduced local features (the Fisher vector's vocabulary).
     ``settings``: components (256), per_image, max_iter, tol, n_init, var_floor, seed, device,
     overwrite."""
@@ -161,7 +161,7 @@ def fit_gmm(activations: Paths, out: str | Path, *, pca: str | Path,
 
 
 def fit_guidance(activations: Paths, out: str | Path, *, progress: Callable | None = None,
-                 **settings: Any) -> Path:
+                 **settings: Any) -> Path | None:
     """Scheme 2's trained guidance layer (Liu et al. 2016) on labelled pyramid activations.
     ``settings``: pca, layer, scales, channels (64), kernel, epochs (30), batch_size, lr,
     weight_decay, holdout, patience, seed, device, overwrite."""
@@ -193,7 +193,7 @@ def join(parts: Sequence[str | Path], out: str | Path, *, progress: Callable | N
 
 
 def train_svm(encodings: Paths, out: str | Path, *, C: float | Sequence[float] | str = 1.0,
-              progress: Callable | None = None, **settings: Any) -> Path:
+              progress: Callable | None = None, **settings: Any) -> Path | None:
     """One-vs-rest linear SVMs on encoding shards, saved to ``out``. ``C``: one value, several
     to choose from by cross-validation, or ``"auto"``. ``settings``: folds, include_difficult,
     solver (auto, dual, primal), memory_gb, seed, device, overwrite."""
