@@ -19,10 +19,11 @@ import datetime
 import os
 import pickle
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+import numpy as np
 import torch
 
 from featx import errors
@@ -245,3 +246,12 @@ def trace(stage: str, group: Group, seconds: float) -> None:
 def split(items: list[T], group: Group) -> list[T]:
     """This rank's share of ``items``: items r, r + world, ... (shards, say)."""
     return items[group.rank::group.world]
+
+
+def places(counts: Sequence[int], group: Group) -> np.ndarray:
+    """The rows of the whole (shards in order, ``counts`` rows each) that this rank's shards
+    (:func:`split`) hold, in order: where its rows stand in one process's order."""
+    starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    mine = range(group.rank, len(counts), group.world)
+    return np.concatenate([np.arange(starts[i], starts[i + 1]) for i in mine]
+                          or [np.zeros(0, np.int64)])

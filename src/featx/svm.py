@@ -85,19 +85,27 @@ def primal(coefs: np.ndarray, blocks) -> np.ndarray:
     return w
 
 
+def targets(labels: np.ndarray, num_classes: int, include_difficult: bool = False
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """(n, C) targets in {1, -1} and (n, C) weights in {1, 0} (0: left out of that class's
+    training, a difficult image) for every class at once. Multi-label labels are 1 / -1 / 0
+    (0: difficult, left out unless ``include_difficult`` counts it positive); single-label,
+    class c against the rest."""
+    if labels.ndim == 2:
+        y = labels.astype(np.int64)
+        if include_difficult:
+            y = np.where(y == 0, 1, y)
+        return np.where(y > 0, 1.0, -1.0), (y != 0).astype(np.float64)
+    y = np.where(labels[:, None] == np.arange(num_classes)[None], 1.0, -1.0)
+    return y, np.ones_like(y)
+
+
 def binary_targets(labels: np.ndarray, num_classes: int, include_difficult: bool = False):
-    """Per class: (indices used for training, targets in {1, -1})."""
-    out = []
-    for c in range(num_classes):
-        if labels.ndim == 2:
-            y = labels[:, c].astype(np.int64)
-            if include_difficult:
-                y = np.where(y == 0, 1, y)
-            idx = np.nonzero(y != 0)[0]
-            out.append((idx, y[idx]))
-        else:
-            out.append((np.arange(len(labels)), np.where(labels == c, 1, -1)))
-    return out
+    """Per class: (indices used for training, targets in {1, -1}) -- :func:`targets`, one
+    class at a time."""
+    y, s = targets(labels, num_classes, include_difficult)
+    return [(np.nonzero(s[:, c])[0], y[s[:, c] > 0, c].astype(np.int64))
+            for c in range(num_classes)]
 
 
 def _fit(k: np.ndarray, idx: np.ndarray, y: np.ndarray, c: float):
@@ -201,19 +209,6 @@ def scores(x: np.ndarray, weights: np.ndarray, biases: np.ndarray) -> np.ndarray
 # --- the primal solver: memory bounded by a row block, whatever n -------------------------
 
 PRIMAL_TOL = 1e-5  # stop when each class's gradient norm is below this x its first one
-
-
-def targets(labels: np.ndarray, num_classes: int, include_difficult: bool = False
-            ) -> tuple[np.ndarray, np.ndarray]:
-    """(n, C) targets in {1, -1} and (n, C) weights in {1, 0} (0: left out of that class's
-    training, a difficult image) -- :func:`binary_targets` for every class at once."""
-    if labels.ndim == 2:
-        y = labels.astype(np.int64)
-        if include_difficult:
-            y = np.where(y == 0, 1, y)
-        return np.where(y > 0, 1.0, -1.0), (y != 0).astype(np.float64)
-    y = np.where(labels[:, None] == np.arange(num_classes)[None], 1.0, -1.0)
-    return y, np.ones_like(y)
 
 
 class PrimalProblem:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from featx import metrics, plots, svm
+from featx.dist import SINGLE, Group
 from featx.datasets import DATASETS
 from featx.errors import InputError, ProvenanceError
 from featx.params import Interval, Options, param, validate
@@ -95,14 +96,14 @@ class Evaluate(Stage):
         yield from paths
 
 
-def scores_of(enc: EncodingSet, weights, biases, memory_gb: float, group=None
+def scores_of(enc: EncodingSet, weights, biases, memory_gb: float, group: Group = SINGLE
               ) -> np.ndarray | None:
     """(N, C) decision values of every encoding, scored a block at a time (memory bounded by
     the block, not the split). Under torchrun rank r scores shards r, r + world, ... and
     rank 0 gathers them (the others get None)."""
     rows = enc.block_rows(memory_gb * 2**30)
-    world, rank = (group.world, group.rank) if group is not None else (1, 0)
-    mine = list(range(rank, len(enc.paths), world))
+    world = group.world
+    mine = list(range(group.rank, len(enc.paths), world))
     s = np.concatenate([svm.scores(x, weights, biases) for _, x in enc.blocks(rows, mine)]
                        or [np.zeros((0, len(biases)), np.float32)])
     if world == 1:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import logging
 import time
 from collections.abc import Iterator, Sequence
@@ -102,12 +101,8 @@ def _places(shards: int, counts: list[int], group: dist.Group) -> torch.Tensor:
     order): rank r holds shards r, r + world, ... with ``counts`` rows each."""
     per_shard = [0] * shards
     for rank, theirs in enumerate(group.objects(counts)):
-        for i, c in zip(range(rank, shards, group.world), theirs):
-            per_shard[i] = c
-    starts = [0, *itertools.accumulate(per_shard)]
-    mine = range(group.rank, shards, group.world)
-    return torch.cat([torch.arange(starts[i], starts[i] + per_shard[i]) for i in mine]
-                     or [torch.zeros(0, dtype=torch.long)])
+        per_shard[rank::group.world] = theirs
+    return torch.from_numpy(dist.places(per_shard, group))
 
 
 def run(inputs: Sequence[str], out: str | Path, cfg: FitGMMConfig, **kw) -> list[Path]:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from featx import dist
 from featx.digest import file_digest
 from featx.errors import InputError
 from featx.params import SEED, Interval, param, validate
@@ -146,22 +147,19 @@ def _region_share(paths, layer, scales, transform, group):
     if group.world == 1:
         ids, vectors, labels = region_features(paths, layer, scales, transform)
         return ids, vectors, labels, None
-    mine = list(range(group.rank, len(paths), group.world))
-    ids, vectors, labels = (region_features([paths[i] for i in mine], layer, scales, transform)
-                            if mine else ([], None, None))
+    mine = dist.split(paths, group)
+    ids, vectors, labels = (region_features(mine, layer, scales, transform) if mine
+                            else ([], None, None))
     shapes = next(s for s in group.objects(
         [tuple(x.shape[1:]) for x in vectors] if vectors is not None else None) if s)
     if vectors is None or not ids:
         vectors = [torch.zeros(0, *shape, dtype=torch.float16) for shape in shapes]
-    counts = [len(read_header(p)["ids"]) for p in paths]
-    starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    rows = np.concatenate([np.arange(starts[i], starts[i + 1]) for i in mine]
-                          or [np.zeros(0, np.int64)])
+    rows = dist.places([len(read_header(p)["ids"]) for p in paths], group)
     parts = group.objects((rows, labels))
     if any(lab is None for r, lab in parts if len(r)):
         raise InputError("fit-guidance trains on labels; some shards have none")
     first = next(lab for r, lab in parts if len(r))
-    every = np.zeros((int(starts[-1]), *first.shape[1:]), first.dtype)
+    every = np.zeros((sum(len(r) for r, _ in parts), *first.shape[1:]), first.dtype)
     for r, lab in parts:
         if len(r):
             every[r] = lab
