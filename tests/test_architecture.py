@@ -66,7 +66,8 @@ def test_cli_imports_stages_front_ends_registries_and_leaves_only():
             if m in ("featx", "featx.backbones", "featx.datasets", "featx.methods",
                      "featx.interrupt") or m in registries:
                 continue
-            assert _under(m, "featx.cli", "featx.stages", *FRONT, *LEAVES), (path.name, m)
+            assert _under(m, "featx.cli", "featx.stages", "featx.configs", *FRONT, *LEAVES), \
+                (path.name, m)
 
 
 def test_io_imports_only_the_leaves_and_fit_in_its_model_readers():
@@ -87,3 +88,36 @@ def test_importing_featx_io_loads_no_scikit_learn_or_scipy():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "[]"
+
+
+def test_the_command_lines_names_are_the_registries():
+    """featx.configs states the registries' names (the command line's choices and help,
+    without torch); each must be its registry's, in order."""
+    from featx import configs
+    from featx.backbones import BACKBONES, FAMILIES
+    from featx.datasets import DATASETS
+    from featx.methods import METHODS
+
+    assert configs.METHODS == tuple(METHODS)
+    assert configs.DATASETS == tuple(DATASETS)
+    assert configs.FAMILIES == FAMILIES
+    curated = {n: (b.input_size, b.description) for n, b in BACKBONES.items() if ":" not in n}
+    assert configs.BACKBONES == curated and list(configs.BACKBONES) == list(curated)
+
+
+def test_help_version_layers_and_completion_load_no_torch():
+    """Issue 28.4: `featx --help`, every command's --help, `featx --version`, the curated
+    `featx layers` and shell completion answer without importing torch."""
+    from featx.cli import COMMANDS
+
+    runs = [["--help"], ["--version"], ["layers"], ["layers", "--json"],
+            *([name, "--help"] for name in COMMANDS)]
+    code = ("import sys; from click.testing import CliRunner; from featx.cli import main\n"
+            "for args in %r:\n"
+            "    r = CliRunner().invoke(main, args)\n"
+            "    assert r.exit_code == 0, (args, r.output)\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('torch', 'torchvision', 'timm', 'h5py', 'sklearn')))" % runs)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -3,6 +3,8 @@
 Each adapter returns an :class:`~featx.images.ImageSource` whose records carry the image id,
 path and labels, with the class names and split, so ids and labels travel inside the shards and
 later stages never need the dataset again. A missing or malformed file gets an error naming it.
+(torchvision.datasets reads two of the five benchmarks, VOC without a class's 'difficult'
+label: docs/architecture.md, "Hand-written, on purpose".)
 
 | name | root | splits | labels |
 |---|---|---|---|
@@ -20,6 +22,7 @@ import csv
 from collections.abc import Callable
 from pathlib import Path
 
+from featx.configs import DATASETS as DATASET_NAMES
 from featx.errors import InputError
 from featx.images import IMAGE_SUFFIXES, ImageRecord, ImageSource, is_image_path
 from featx.images import report_ignored
@@ -213,6 +216,8 @@ DATASETS: dict[str, Callable[..., ImageSource]] = {
     "voc07": voc07, "mit67": mit67, "cub200": cub200, "flowers102": flowers102, "h3d": h3d,
     "folder": folder,
 }
+if tuple(DATASETS) != DATASET_NAMES:  # what the command line offers without loading this
+    raise RuntimeError("featx.configs.DATASETS must list featx.datasets.DATASETS, in order")
 
 
 def open_dataset(name: str, root: str | Path, split: str, **options) -> ImageSource:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,69 +24,13 @@ from featx.digest import file_digest
 from featx.encoders import CrossLayerGrid, LocalSpec
 from featx.errors import InputError, ProvenanceError
 from featx.io import EXTRACTION_KEYS, EncodingWriter, load_gmm, load_guidance, load_pca
-from featx.io import MODEL_KINDS, check_guidance_scales, pyramid_pca, require_fit
-from featx.methods import GRID_VIEWS, Context, EncodePlan, Method, get_methods
-from featx.params import Options, param, validate
+from featx.io import check_guidance_scales, pyramid_pca, require_fit
+from featx.methods import Context, EncodePlan, Method, get_methods
+from featx.configs import DTYPES, QUANTIZE, EncodeConfig  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
 BLOCK = 32  # images per read / compute step
-# sign: sign(P) read back at unit L2 norm ({-1, 0, 1} / sqrt(nonzeros), featx's choice, so an
-# SVM's C means what it means for the other encodings); sign-raw: sign(P) as Liu et al. §4.3.3
-# define it, read back as {-1, 0, 1}. Both store the same 2-bit codes.
-QUANTIZE = ("none", "sign", "sign-raw")
-DTYPES = ("float32", "float16")
-
-
-@dataclass(frozen=True)
-class EncodeConfig:
-    """Settings of one encoding, validated when made (before any file is read).
-
-    ``layers``: (local t, guide t+1), default the PCA's layer and the backbone's guidance
-    layer for it; ``fc_layer`` (global, jitter): default fc7, else pool. ``guidance`` (a
-    guidance.h5 of fit-guidance) makes ``cross-layer`` scheme 2: ``cross-layer-guided``.
-    """
-
-    methods: Sequence[str] = ("cross-layer",)
-    views: Sequence[str] = ("whole",)
-    pca: str | None = None
-    gmm: str | None = None
-    guidance: str | None = None
-    layers: Sequence[str] | None = None
-    fc_layer: str | None = None
-    power_norm: bool | None = None  # None: each method's own (featx.methods)
-    l2: bool = True
-    quantize: str = param("none", Options(QUANTIZE))
-    dtype: str = param("float32", Options(DTYPES))
-    device: str = "auto"
-    overwrite: bool = False
-    command: str = ""
-
-    @property
-    def method_names(self) -> tuple[str, ...]:
-        """The methods run: with ``guidance``, cross-layer pooling is scheme 2."""
-        swap = {"cross-layer": "cross-layer-guided"} if self.guidance else {}
-        return tuple(swap.get(n, n) for n in self.methods)
-
-    def __post_init__(self) -> None:
-        methods = get_methods(self.method_names)
-        if any(m.view is None for m in methods):
-            bad = [v for v in self.views if v not in GRID_VIEWS] or ([] if self.views else [""])
-            if bad:
-                raise InputError(f"unknown view {bad[0]!r}; valid: {', '.join(GRID_VIEWS)}")
-        needs = set().union(*(m.needs for m in methods))
-        for kind in MODEL_KINDS.values():  # every model a method needs, passed
-            if kind.name in needs and not getattr(self, kind.name):
-                users = ", ".join(m.name for m in methods if kind.name in m.needs)
-                raise InputError(kind.needed_by(users))
-        if self.fc_layer and not any("fc" in m.reads for m in methods):
-            raise InputError("--fc-layer applies to the fc methods (global, jitter, centre, "
-                             "crops); none of them is run")
-        if self.guidance and "guidance" not in needs:
-            raise InputError("--guidance applies to --method cross-layer (scheme 2)")
-        validate(self)
-        if self.layers is not None and len(self.layers) != 2:
-            raise InputError("--layers takes two layers: LOCAL,GUIDE (t and t+1)")
 
 
 def encoding_plan(cfg: EncodeConfig, head: Mapping[str, Any], device: torch.device

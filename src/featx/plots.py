@@ -22,33 +22,44 @@ def _save(fig: Figure, path: str | Path) -> Path:
 
 
 def overlays(photo: np.ndarray, panels: Sequence[tuple[str, np.ndarray]], path: str | Path,
-             title: str = "", diverging: bool = False, alpha: float = 0.55) -> Path:
-    """The photo, then one panel per (title, map): the map stretched over the photo, warm
-    where high. ``diverging``: maps of signed scores, centred on 0 (red +, blue -); else each
-    map spans its own min..max."""
+             title: str = "", signed: bool = True, label: str = "", alpha: float = 0.65
+             ) -> Path:
+    """:func:`overlay_figure` as a PNG."""
+    return _save(overlay_figure(photo, panels, title, signed, label, alpha), path)
+
+
+def overlay_figure(photo: np.ndarray, panels: Sequence[tuple[str, np.ndarray]],
+                   title: str = "", signed: bool = True, label: str = "", alpha: float = 0.65
+                   ) -> Figure:
+    """The photo, then one panel per (title, map): the map stretched over the photo, on one
+    colour scale for every panel of the figure, so that panels compare, and one colour bar
+    that is that scale, labelled ``label`` (the maps' units). ``signed`` maps (scores):
+    red positive, blue negative, white at 0, symmetric about 0 (a perceptual diverging
+    map); else (activations, >= 0) white at 0 to red at the largest value."""
     n = len(panels) + 1
     h, w = photo.shape[:2]
     side = 2.6
-    fig = Figure(figsize=(side * n * max(w / h, 0.5), side + 0.6), layout="constrained")
+    fig = Figure(figsize=(side * n * max(w / h, 0.5) + 0.9, side + 0.6), layout="constrained")
     axes = fig.subplots(1, n, squeeze=False)[0]
     axes[0].imshow(photo)
     axes[0].set_title("image", fontsize=9)
+    top = max((float(np.abs(heat).max()) for _, heat in panels), default=0.0) or 1.0
+    scale = dict(cmap="RdBu_r", vmin=-top, vmax=top) if signed else \
+        dict(cmap="Reds", vmin=0.0, vmax=top)
+    extent = (-0.5, w - 0.5, h - 0.5, -0.5)
+    im = None
     for ax, (name, heat) in zip(axes[1:], panels):
         ax.imshow(photo)
-        extent = (-0.5, w - 0.5, h - 0.5, -0.5)
-        if diverging:
-            lim = float(np.abs(heat).max()) or 1.0
-            im = ax.imshow(heat, cmap="RdBu_r", vmin=-lim, vmax=lim, alpha=alpha, extent=extent,
-                           interpolation="bilinear")
-        else:
-            im = ax.imshow(heat, cmap="jet", alpha=alpha, extent=extent, interpolation="bilinear")
-        fig.colorbar(im, ax=ax, shrink=0.7)
+        im = ax.imshow(heat, alpha=alpha, extent=extent, interpolation="bilinear", **scale)
         ax.set_title(name, fontsize=9)
     for ax in axes:
         ax.set_axis_off()
+    if im is not None:  # the scale every panel is drawn on, as it is drawn (with its alpha)
+        bar = fig.colorbar(im, ax=list(axes[1:]), shrink=0.8)
+        bar.set_label(label, fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
-    return _save(fig, path)
+    return fig
 
 
 def pr_figure(recall: np.ndarray, precision: np.ndarray, label: str, title: str = "") -> Figure:
@@ -71,7 +82,9 @@ def pr_curve(recall: np.ndarray, precision: np.ndarray, label: str, path: str | 
 
 def confusion(matrix: np.ndarray, classes: Sequence[str], path: str | Path,
               title: str = "") -> Path:
-    """A confusion matrix (rows: true class, columns: predicted), each row as fractions."""
+    """A confusion matrix (rows: true class, columns: predicted), each row as fractions,
+    labelled with the counts (scikit-learn's ConfusionMatrixDisplay colours and labels one
+    matrix: a fraction cannot tell 1 of 2 from 50 of 100)."""
     m = np.asarray(matrix, float)
     frac = m / np.maximum(m.sum(1, keepdims=True), 1)
     n = len(classes)

@@ -26,12 +26,10 @@ import logging
 import numpy as np
 import torch
 
+from featx.configs import AUTO_C  # noqa: F401 (the --C auto grid, re-exported)
 from featx.errors import InputError
 
 log = logging.getLogger(__name__)
-
-
-AUTO_C = (0.01, 0.1, 1.0, 10.0, 100.0)  # --C auto: the grid cross-validation chooses from
 
 
 def gram(x: np.ndarray, device: torch.device) -> np.ndarray:

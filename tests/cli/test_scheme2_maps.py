@@ -165,3 +165,36 @@ def test_evaluate_plots_confusion(chain, cli, tmp_path):
               ).stdout.split()
     assert [p.rsplit("/", 1)[1] for p in out] == ["metrics.json", "confusion.png"]
     _pngs_open(out)
+
+
+def test_each_kind_of_map_is_drawn_on_its_scale_with_its_units(chain, cli, tmp_path,
+                                                              monkeypatch):
+    """Issue 28.8, wired: confidence and contribution maps are scores (the signed scale),
+    labelled in the SVM's units, the reduction named; what is drawn is what maps.h5 holds."""
+    from featx import plots
+
+    drawn = []
+    real = plots.overlays
+
+    def spy(photo, panels, path, **kw):
+        drawn.append(([m for _, m in panels], kw))
+        return real(photo, panels, path, **kw)
+
+    monkeypatch.setattr(plots, "overlays", spy)
+    runs = {
+        "sum": ["--model", chain["fsvm"], "--gmm", chain["gmm"], "--reduce", "sum"],
+        "mean": ["--model", chain["fsvm"], "--gmm", chain["gmm"]],
+        "contribution": ["--model", chain["svm"], "--guidance", chain["guidance"]],
+    }
+    for name, args in runs.items():
+        drawn.clear()
+        out = cli("maps", *chain["acts"], *args, "--pca", chain["pca"], "--limit", "1", "-o",
+                  tmp_path / name).stdout.split()
+        maps, _ = load_maps(out[-1])
+        (panels, kw), = drawn
+        assert kw["signed"] is True
+        np.testing.assert_array_equal(np.stack(panels).astype(np.float32),
+                                      next(iter(maps.values())))
+        assert kw["label"] == {"sum": "SVM score, sum of the patches on a pixel",
+                               "mean": "SVM score, mean of the patches on a pixel",
+                               "contribution": "share of the SVM score (mean on a pixel)"}[name]

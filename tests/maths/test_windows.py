@@ -100,3 +100,25 @@ def test_patch_window_is_the_fc_window_or_two_strides():
     assert patch_window([227, 321, 454], [1, 16, 64], 227) == 227  # dense fc: the input window
     # a conv map (EfficientNet's head: 7x7 at 224, 14x14 at 448): stride 32, window 64
     assert patch_window([224, 317, 448], [49, 100, 196], 224) == 2 * (448 - 224) / (14 - 7)
+
+
+def test_overlay_panels_share_one_scale_and_its_colour_bar():
+    """Issue 28.8: every panel of a figure on one scale -- symmetric about 0, red positive,
+    blue negative, white at 0 for scores; 0 to the largest value for activations -- and one
+    colour bar that is that scale, labelled with the units."""
+    photo = np.zeros((8, 12, 3), np.uint8)
+    a, b = np.full((8, 12), -0.5), np.linspace(-3.0, 1.0, 96).reshape(8, 12)
+    fig = plots.overlay_figure(photo, [("a", a), ("b", b)], signed=True, label="SVM score")
+    heats = [ax.images[-1] for ax in fig.axes[1:3]]
+    assert [im.get_clim() for im in heats] == [(-3.0, 3.0)] * 2
+    assert {im.get_cmap().name for im in heats} == {"RdBu_r"}
+    bars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert len(bars) == 1 and bars[0].get_ylabel() == "SVM score"
+    assert bars[0].get_ylim() == (-3.0, 3.0)
+    cmap = heats[0].get_cmap()
+    assert np.allclose(cmap(0.5)[:3], 1.0, atol=0.05)  # white at 0
+    assert cmap(1.0)[0] > cmap(1.0)[2] and cmap(0.0)[2] > cmap(0.0)[0]  # red +, blue -
+    act = plots.overlay_figure(photo, [("c", np.abs(b)), ("d", np.abs(a))], signed=False,
+                               label="activation")
+    assert [ax.images[-1].get_clim() for ax in act.axes[1:3]] == [(0.0, 3.0)] * 2
+    assert act.axes[1].images[-1].get_cmap().name == "Reds"

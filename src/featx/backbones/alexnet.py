@@ -31,7 +31,6 @@ _ALEXNET_KERNELS = {"conv1": 11, "conv2": 5, "conv3": 3, "conv4": 3, "conv5": 3}
                   "papers (torchvision: 224)",
     cross_layer=("conv4", "conv5"),
     fc_conv=("pool5", {"fc6": ("classifier.1", 256, 6, True), "fc7": ("classifier.4", 4096, 1, True)}),
-    description="torchvision AlexNet (one-weird-trick variant; conv4 has 256 channels)",
 )
 def _alexnet() -> nn.Module:
     return tvm.alexnet()
@@ -82,7 +81,6 @@ class CaffeAlexNet(nn.Module):
     preprocessing="Caffe's (the papers'): BGR, 0..255 minus the mean pixel, 227 crop of 256",
     cross_layer=("conv4", "conv5"),
     fc_conv=("pool5", {"fc6": ("classifier.1", 256, 6, True), "fc7": ("classifier.4", 4096, 1, True)}),
-    description="Caffe AlexNet as in the papers (conv4 has 384 channels); --weights PATH only",
 )
 def _alexnet_caffe() -> nn.Module:
     return CaffeAlexNet()

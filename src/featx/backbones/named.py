@@ -33,9 +33,9 @@ from torch import nn
 from featx.backbones.features import meta_forward
 from featx.backbones.registry import Backbone, timm_preprocessing, torchvision_preprocessing
 from featx.backbones.registry import torchvision_weights
+from featx.configs import FAMILIES
 from featx.errors import LayerError, WeightsError
 
-FAMILIES = ("torchvision", "timm")
 _CONTAINERS = ("features", "trunk_output")  # torchvision's Sequential of stages
 _SHAPELESS = (nn.Dropout, nn.Flatten, nn.Identity)
 

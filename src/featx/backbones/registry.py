@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from featx.configs import BACKBONES as CURATED
 from featx.errors import LayerError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -87,6 +88,9 @@ def backbone(name: str, **spec) -> Callable[[Callable[[], nn.Module]], Callable[
     def register(build: Callable[[], nn.Module]) -> Callable[[], nn.Module]:
         if name in BACKBONES:
             raise ValueError(f"backbone {name!r} is registered twice")
+        # a curated entry's description is said once, in featx.configs.BACKBONES (what
+        # `featx layers` lists without loading torch; tests/test_architecture.py checks it)
+        spec.setdefault("description", CURATED.get(name, (0, ""))[1])
         BACKBONES[name] = Backbone(name=name, build=build, **spec)
         return build
 

@@ -19,7 +19,6 @@ from featx.backbones.registry import backbone, torchvision_preprocessing, torchv
     imagenet=torchvision_weights(tvm.ResNet50_Weights.IMAGENET1K_V2),
     cross_layer=("layer3", "layer4"),
     fc_conv=("layer4", {"logits": ("fc", 2048, 1, False)}),  # pooling + linear: dense logits
-    description="torchvision ResNet-50 (stage outputs)",
 )
 def _resnet50() -> nn.Module:
     return tvm.resnet50()

@@ -21,7 +21,6 @@ from featx.backbones.registry import backbone, torchvision_preprocessing, torchv
     imagenet=torchvision_weights(tvm.VGG16_Weights.IMAGENET1K_V1),
     cross_layer=("conv5_2", "conv5_3"),
     fc_conv=("pool5", {"fc6": ("classifier.0", 512, 7, True), "fc7": ("classifier.3", 4096, 1, True)}),
-    description="torchvision VGG-16",
 )
 def _vgg16() -> nn.Module:
     return tvm.vgg16()

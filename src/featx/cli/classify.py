@@ -12,10 +12,7 @@ from rich.table import Table
 from featx.cli.options import bars, command_line, device_opt, emit, inputs_arg, out_opt
 from featx.cli.options import constraint_type, overwrite_opt
 from featx.cli.progress import stderr
-from featx.stages import evaluate as evaluate_stage
-from featx.stages import train_svm as train_stage
-from featx.stages.evaluate import EvaluateConfig
-from featx.stages.train_svm import AUTO_C, TrainSVMConfig
+from featx.configs import AUTO_C, EvaluateConfig, TrainSVMConfig
 
 
 def _parse_c(ctx, param, value: str) -> tuple[float, ...]:
@@ -61,6 +58,8 @@ def train_svm(inputs, out, c, folds, include_difficult, solver, memory, device, 
     cfg = TrainSVMConfig(c=c, folds=folds, include_difficult=include_difficult, device=device,
                          overwrite=overwrite, command=command_line(), memory_gb=memory,
                          solver=solver)
+    from featx.stages import train_svm as train_stage  # torch: only when it runs
+
     with bars("class") as progress:
         paths = train_stage.run(inputs, out, cfg, progress=progress)
     for path in paths:
@@ -87,6 +86,8 @@ def evaluate(ctx, inputs, model_path, dataset, json_path, plots_dir, memory, ove
     """Score encoding shards INPUTS with an SVM model and report the metrics."""
     if plots_dir and not json_path:  # stdout carries paths only
         json_path = str(Path(plots_dir) / "metrics.json")
+    from featx.stages import evaluate as evaluate_stage
+
     stage = evaluate_stage.Evaluate(EvaluateConfig(
         model=model_path, dataset=dataset, memory_gb=memory, plots=plots_dir,
         overwrite=overwrite, command=command_line()))

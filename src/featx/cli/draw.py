@@ -6,8 +6,7 @@ import click
 
 from featx.cli.options import bars, command_line, device_opt, emit, inputs_arg, out_opt
 from featx.cli.options import constraint_type, model_opt, overwrite_opt
-from featx.stages import maps as stage
-from featx.stages.maps import MapsConfig
+from featx.configs import MapsConfig
 
 M = MapsConfig
 
@@ -59,5 +58,7 @@ def maps(inputs, out, model, gmm, pca, guidance, layer, channels, classes, top, 
                      channels=channels, classes=classes, top=top, images=images, limit=limit,
                      resolution=resolution, reduce=reduce, device=device, overwrite=overwrite,
                      command=command_line())
+    from featx.stages import maps as stage  # torch: only when the command runs
+
     with bars("img") as progress:
         stage.run(inputs, out, cfg, progress=progress, on_written=emit)

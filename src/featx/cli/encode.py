@@ -6,11 +6,7 @@ import click
 
 from featx.cli.options import bars, command_line, device_opt, emit, inputs_arg, out_opt
 from featx.cli.options import constraint_type, model_opt, overwrite_opt
-from featx.methods import METHODS
-from featx.stages import encode as stage
-from featx.stages.encode import EncodeConfig
-from featx.stages import join as join_stage
-from featx.stages.join import JoinConfig
+from featx.configs import METHODS, EncodeConfig, JoinConfig
 
 D = EncodeConfig  # the defaults live in the config
 
@@ -58,6 +54,8 @@ def encode(inputs, out, methods, views, pca, gmm, guidance, layer_pair, fc_layer
         layers=_split(layer_pair), power_norm=power_norm, l2=l2, quantize=quantize or "none",
         dtype=dtype, device=device, overwrite=overwrite, command=command_line(),
     )
+    from featx.stages import encode as stage  # torch: only when the command runs
+
     with bars("img") as progress:
         stage.run(inputs, out, cfg, progress=progress, on_written=emit)
 
@@ -75,5 +73,7 @@ def join(inputs, out, dtype, overwrite) -> None:
     Prints each joined shard's path on stdout. Rerunning the same command resumes.
     """
     cfg = JoinConfig(dtype=dtype, overwrite=overwrite, command=command_line())
+    from featx.stages import join as join_stage
+
     with bars("img") as progress:
         join_stage.run(inputs, out, cfg, progress=progress, on_written=emit)

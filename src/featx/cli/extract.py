@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import click
 
-from featx.backbones import BACKBONES
 from featx.cli.options import bars, batch_size_opt, command_line, device_opt, emit, images_arg
 from featx.cli.options import constraint_type, model_opt, out_opt, overwrite_opt, seed_opt
-from featx.stages.encode import EncodeConfig
-from featx.datasets import DATASETS
-from featx.stages import extract as stage
-from featx.stages.extract import ExtractConfig, image_source
+from featx.configs import BACKBONES, DATASETS, EncodeConfig, ExtractConfig
 
 D = ExtractConfig  # the defaults live in the config
 
@@ -27,7 +23,7 @@ D = ExtractConfig  # the defaults live in the config
                    "e.g. the images a PCA is fitted on.")
 @click.option("--crop-boxes", is_flag=True, help="cub200, h3d: crop to the bounding boxes.")
 @click.option("--backbone", default=D.backbone, show_default=True,
-              help=f"{', '.join(n for n in BACKBONES if ':' not in n)}, or any "
+              help=f"{', '.join(BACKBONES)}, or any "
                    "torchvision:NAME / timm:NAME (featx layers --list torchvision|timm).")
 @click.option("--weights", default=D.weights, show_default=True,
               help="imagenet, none (random, from --seed) or a state-dict file.")
@@ -72,6 +68,8 @@ def extract(inputs, out, dataset, root, split, sample, crop_boxes, backbone, wei
     Prints each shard path on stdout as it is completed. Rerunning the same command resumes.
     With --encode the shards hold encodings (featx encode's, bitwise), not activations.
     """
+    from featx.stages import extract as stage  # torch: only when the command runs
+
     views = tuple(f"pyramid:{scales}" if v.strip() == "pyramid" else v.strip()
                   for v in views.split(","))
     encoding = None
@@ -93,6 +91,7 @@ def extract(inputs, out, dataset, root, split, sample, crop_boxes, backbone, wei
     )
     if dataset and (inputs or not root or (not split and dataset != "folder")):
         raise click.UsageError("--dataset takes --root and --split, and no INPUTS")
-    source = image_source(inputs, dataset=dataset, root=root, split=split, crop_boxes=crop_boxes)
+    source = stage.image_source(inputs, dataset=dataset, root=root, split=split,
+                                crop_boxes=crop_boxes)
     with bars("img") as progress:
         stage.run(source, out, cfg, progress=progress, on_written=emit)

@@ -7,10 +7,7 @@ import click
 
 from featx.cli.options import bars, command_line, device_opt, emit, inputs_arg, out_opt
 from featx.cli.options import constraint_type, overwrite_opt, seed_opt
-from featx.stages import fit_gmm, fit_guidance, fit_pca
-from featx.stages.fit_gmm import FitGMMConfig
-from featx.stages.fit_guidance import FitGuidanceConfig
-from featx.stages.fit_pca import FitPCAConfig
+from featx.configs import FitGMMConfig, FitGuidanceConfig, FitPCAConfig
 
 P, G, GD = FitPCAConfig, FitGMMConfig, FitGuidanceConfig  # the defaults live in the configs
 
@@ -43,6 +40,8 @@ def fit_pca_cmd(inputs, out, layer, view, local, dim, per_image, whiten, seed, d
     cfg = FitPCAConfig(layer=layer, view=view, local=local, dim=dim, per_image=per_image,
                        whiten=whiten, seed=seed, device=device, overwrite=overwrite,
                        command=command_line())
+    from featx.stages import fit_pca  # torch: only when the command runs
+
     for path in fit_pca.run(inputs, out, cfg):
         emit(path)
 
@@ -70,6 +69,8 @@ def fit_gmm_cmd(inputs, out, pca_path, components, per_image, max_iter, tol, n_i
     cfg = FitGMMConfig(pca=pca_path, components=components, per_image=per_image,
                        max_iter=max_iter, tol=tol, n_init=n_init, var_floor=var_floor, seed=seed,
                        device=device, overwrite=overwrite, command=command_line())
+    from featx.stages import fit_gmm
+
     for path in fit_gmm.run(inputs, out, cfg):
         emit(path)
 
@@ -119,6 +120,8 @@ def fit_guidance_cmd(inputs, out, pca_path, layer, scales, channels, kernel, epo
                             weight_decay=weight_decay, holdout=holdout, patience=patience,
                             seed=seed, device=device, overwrite=overwrite,
                             command=command_line())
+    from featx.stages import fit_guidance
+
     with bars("epoch") as progress:
         paths = list(fit_guidance.run(inputs, out, cfg, progress=progress))
     for path in paths:

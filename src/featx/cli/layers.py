@@ -7,8 +7,7 @@ import json
 
 import click
 
-from featx.api import layers as layer_shapes
-from featx.backbones import BACKBONES, FAMILIES, get_backbone, list_models
+from featx.configs import BACKBONES, FAMILIES
 
 
 @click.command()
@@ -25,21 +24,24 @@ def layers(backbone: str | None, input_size: int | None, family: str | None,
     and the layers the pyramid view runs densely marked; or the curated backbones if none is
     given. BACKBONE is a curated name or torchvision:NAME / timm:NAME."""
     if family:
+        from featx.backbones import list_models
+
         names = [f"{family}:{name}" for name in list_models(family)]
         click.echo(json.dumps(names) if as_json else "\n".join(names))
         return
     if backbone is None:
         if as_json:
-            click.echo(json.dumps([{"name": bb.name, "input_size": bb.input_size,
-                                    "description": bb.description}
-                                   for bb in BACKBONES.values() if ":" not in bb.name]))
+            click.echo(json.dumps([{"name": name, "input_size": size, "description": text}
+                                   for name, (size, text) in BACKBONES.items()]))
             return
-        for bb in BACKBONES.values():
-            if ":" not in bb.name:
-                click.echo(f"{bb.name}\t{bb.input_size}\t{bb.description}")
+        for name, (size, text) in BACKBONES.items():
+            click.echo(f"{name}\t{size}\t{text}")
         click.echo("... and torchvision:NAME / timm:NAME (featx layers --list torchvision|timm)",
                    err=True)
         return
+    from featx.api import layers as layer_shapes  # torch: for a backbone's layers only
+    from featx.backbones import get_backbone
+
     bb = get_backbone(backbone)
     roles = dict(zip(bb.cross_layer or (), ("local", "guidance")))
     dense = set(bb.fc_conv[1]) if bb.fc_conv else set()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,35 +13,16 @@ import numpy as np
 
 from featx import metrics, plots, svm
 from featx.dist import SINGLE, Group
-from featx.datasets import DATASETS
 from featx.errors import InputError, ProvenanceError
-from featx.params import Interval, Options, param, validate
 from featx.digest import file_digest
 from featx.io import load_svm, require_fit, save_json, shard_paths
 from featx.io.shards import EncodingSet
 from featx.io.provenance import ENCODING_KEYS
+from featx.configs import EvaluateConfig  # noqa: F401 (re-exported)
 from featx.stages import OPTIONAL_FILE, Output, Stage
 
 log = logging.getLogger(__name__)
 
-
-
-@dataclass(frozen=True)
-class EvaluateConfig:
-    """``dataset`` picks the benchmark's metric (voc07: 11-point AP); None: from the labels.
-    ``plots``: a folder for the PR curves / confusion matrix (their paths are written too)."""
-
-    model: str = ""
-    dataset: str | None = param(None, Options(tuple(DATASETS)), optional=True)
-    memory_gb: float = param(2.0, Interval(float, 0, closed="right"), flag="--memory")
-    plots: str | None = None
-    overwrite: bool = False
-    command: str = ""
-
-    def __post_init__(self) -> None:
-        if not self.model:
-            raise InputError("evaluate needs --model (an SVM from featx train-svm)")
-        validate(self)
 
 
 class Evaluate(Stage):

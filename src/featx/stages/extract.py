@@ -16,7 +16,6 @@ import os
 import signal
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -31,60 +30,19 @@ from featx.backbones.features import receptive_fields
 from featx.device import release_free_host_memory
 from featx.digest import file_digest
 from featx.errors import FeatxError, ImageDecodeError, InputError, NonFiniteError
-from featx.params import SEED, Interval, Options, param, validate
 from featx.errors import OutputExistsError
 from featx.datasets import open_dataset
 from featx.images import ImageSource, ViewSpec, decode, normalize_pixels, open_source
 from featx.images import render_pyramid
-from featx.encoding import EncodeConfig, ShardEncoder, described, encoding_plan
+from featx.encoding import ShardEncoder, described, encoding_plan
 from featx.encoding import signature as encoding_signature
 from featx.io import EXTRACTION_KEYS, ActivationWriter, load_pca, require_fit, shard_name
 from featx.stages import Output, Stage
+from featx.configs import MAX_BATCH, ExtractConfig  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
-DTYPES = {"float16": torch.float16, "float32": torch.float32}
-# CNN inputs in one forward pass at most: a larger --batch-size is clamped, so memory stays
-# bounded by a few batches of decoded views and their activations
-MAX_BATCH = 1024
-
-
-@dataclass(frozen=True)
-class ExtractConfig:
-    """Settings of one extraction; ``batch_size`` counts CNN inputs (views), not images; a
-    pyramid counts as the inputs of the backbone's size its pixels make up.
-
-    ``layers`` None reads the backbone's default (its cross-layer pair); ``project`` is a PCA
-    applied to the pyramid's dense vectors before they are stored; ``sample`` extracts a
-    stratified, seeded (``seed``) sample of that many images (:meth:`ImageSource.sample`).
-    ``encode``: the fused pass -- each shard's activations are encoded in memory as
-    ``featx encode`` with these settings would encode them, and encoding shards are written
-    instead of activation shards (the same numbers as the two steps; disk: encodings only).
-    """
-
-    backbone: str = "alexnet"
-    layers: Sequence[str] | None = None
-    views: Sequence[str] = ("whole",)
-    weights: str = "imagenet"
-    input_size: int | None = param(None, Interval(int, 32), optional=True)
-    batch_size: int = param(64, Interval(int, 1))
-    device: str = "auto"
-    workers: int | None = param(None, Interval(int, 0), optional=True)
-    shard_size: int = param(1000, Interval(int, 1))
-    dtype: str = param("float16", Options(tuple(DTYPES)))
-    seed: int = param(0, SEED)
-    skip_bad: bool = False
-    overwrite: bool = False
-    command: str = ""
-    project: str | None = None
-    sample: int | None = param(None, Interval(int, 1), optional=True)
-    encode: EncodeConfig | None = None
-
-    def __post_init__(self) -> None:
-        validate(self)
-        if self.batch_size > MAX_BATCH:
-            log.warning("--batch-size %d is above the %d CNN inputs a forward pass takes at "
-                        "most (to bound memory); using %d", self.batch_size, MAX_BATCH, MAX_BATCH)
+DTYPES = {"float16": torch.float16, "float32": torch.float32}  # featx.configs.EXTRACT_DTYPES
 
 
 def image_source(images: Sequence[str] | None = None, *, dataset: str | None = None,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -13,35 +12,14 @@ import torch
 from featx import dist
 from featx.digest import file_digest
 from featx.encoders import LocalSpec
-from featx.errors import InputError
-from featx.params import SEED, Interval, param, validate
 from featx.fit import GaussianMixture
 from featx.io import EXTRACTION_KEYS, check_projection, load_pca, require_fit
 from featx.io import save_gmm, shard_paths
 from featx.sampling import activation_header, sample_local_features
+from featx.configs import FitGMMConfig  # noqa: F401 (re-exported)
 from featx.stages import FILE, Output, Stage
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class FitGMMConfig:
-    pca: str = ""
-    components: int = param(256, Interval(int, 1))
-    per_image: int = param(100, Interval(int, 1))
-    max_iter: int = param(100, Interval(int, 1))
-    tol: float = param(1e-3, Interval(float, 0))
-    n_init: int = param(1, Interval(int, 1))
-    var_floor: float = param(1e-4, Interval(float, 0, closed="right"))
-    seed: int = param(0, SEED)
-    device: str = "auto"
-    overwrite: bool = False
-    command: str = ""
-
-    def __post_init__(self) -> None:
-        if not self.pca:
-            raise InputError("fit-gmm needs --pca (a PCA from featx fit-pca)")
-        validate(self)
 
 
 class FitGMM(Stage):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,45 +14,14 @@ import torch
 from featx import dist
 from featx.digest import file_digest
 from featx.errors import InputError
-from featx.params import SEED, Interval, param, validate
 from featx.fit import fit_guidance
 from featx.io import EXTRACTION_KEYS, check_projection, load_pca, require_fit
 from featx.io import read_header, save_guidance, shard_paths
 from featx.sampling import activation_header, region_features
+from featx.configs import FitGuidanceConfig  # noqa: F401 (re-exported)
 from featx.stages import FILE, Output, Stage
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class FitGuidanceConfig:
-    """``layer`` None: the shards' one pyramid layer; ``scales`` None: every pyramid scale;
-    ``pca`` projects shards stored unprojected (a pyramid PCA from fit-pca)."""
-
-    pca: str | None = None
-    layer: str | None = None
-    scales: Sequence[int] | None = None
-    channels: int = param(64, Interval(int, 1))
-    kernel: int = param(1, Interval(int, 1))
-    epochs: int = param(30, Interval(int, 0))
-    batch_size: int = param(32, Interval(int, 1))
-    lr: float = param(1e-2, Interval(float, 0, closed="right"))
-    weight_decay: float = param(1e-4, Interval(float, 0))
-    holdout: float = param(0.2, Interval(float, 0, 1, closed="left"))
-    patience: int = param(5, Interval(int, 1))
-    seed: int = param(0, SEED)
-    device: str = "auto"
-    overwrite: bool = False
-    command: str = ""
-
-    def __post_init__(self) -> None:
-        validate(self)
-        if self.kernel % 2 == 0:
-            raise InputError(f"--kernel must be odd (1, 3, ...), got {self.kernel}")
-        if self.scales is not None and (not self.scales or min(self.scales) < 0):
-            raise InputError("--scales takes pyramid scale indices 0, 1, ...")
-        if self.scales is not None and len(set(self.scales)) != len(self.scales):
-            raise InputError(f"--scales must be distinct, got {','.join(map(str, self.scales))}")
 
 
 class FitGuidance(Stage):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -14,36 +13,13 @@ from featx import dist
 from featx.backbones import get_backbone
 from featx.encoders import LocalSpec
 from featx.errors import InputError
-from featx.params import SEED, Interval, param, validate
 from featx.fit import PCA
 from featx.io import read_header, save_pca, shard_paths
 from featx.sampling import activation_header, sample_local_features
+from featx.configs import FitPCAConfig  # noqa: F401 (re-exported)
 from featx.stages import FILE, Output, Stage
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class FitPCAConfig:
-    """``layer`` None: the backbone's cross-layer local layer (conv4, stage6, ...), as extract
-    and encode default to the pair; ``local`` None takes the backbone's default for the layer
-    (:meth:`featx.backbones.Backbone.default_local`)."""
-
-    layer: str | None = None
-    view: str = "whole"
-    local: str | None = None
-    dim: int = param(500, Interval(int, 1))
-    per_image: int = param(100, Interval(int, 1))
-    whiten: bool = False
-    seed: int = param(0, SEED)
-    device: str = "auto"
-    overwrite: bool = False
-    command: str = ""
-
-    def __post_init__(self) -> None:
-        validate(self)
-        if self.local is not None:
-            LocalSpec.parse(self.local)
 
 
 class FitPCA(Stage):

@@ -12,7 +12,6 @@ same order, with the same labels and backbone.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -20,19 +19,9 @@ import numpy as np
 
 from featx import interrupt
 from featx.errors import InputError, ProvenanceError
-from featx.params import Options, param, validate
 from featx.io import EXTRACTION_KEYS, EncodingShard, EncodingWriter, read_header, shard_paths
+from featx.configs import JoinConfig  # noqa: F401 (re-exported)
 from featx.stages import Output, Stage
-
-
-@dataclass(frozen=True)
-class JoinConfig:
-    dtype: str = param("float32", Options(("float32", "float16")))
-    overwrite: bool = False
-    command: str = ""
-
-    def __post_init__(self) -> None:
-        validate(self)
 
 
 class Join(Stage):

@@ -18,7 +18,6 @@ import logging
 import os
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -32,55 +31,17 @@ from featx.digest import file_digest
 from featx.encoders import CrossLayerGrid, LocalSpec, guidance_maps, guide_at, score_contributions
 from featx.encoders import gmm_params, project_subarrays, vectors_as_map
 from featx.errors import InputError, ProvenanceError
-from featx.params import Interval, Options, param, validate
 from featx.io import EXTRACTION_KEYS, load_gmm, load_guidance, load_pca, load_svm
 from featx.io import check_guidance_scales, pyramid_pca, read_header, require_fit, save_maps, shard_paths
 from featx.io.shards import ActivationShard
 from featx.windows import accumulate, cell_boxes, patch_fisher_scores, patch_window, window_boxes
 from featx.stages import Output, Stage
+from featx.configs import MapsConfig  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
 FISHER_SINGLE = ("fisher", "mpp", "nfk")  # methods whose one-vector encoding is the improved FV
 _PHOTO_SIDE = 384  # the longest side a photo is drawn at
-
-
-@dataclass(frozen=True)
-class MapsConfig:
-    model: str | None = None
-    gmm: str | None = None
-    pca: str | None = None
-    guidance: str | None = None
-    layer: str | None = None
-    channels: Sequence[int] | None = None
-    classes: Sequence[str] | None = None
-    top: int = param(3, Interval(int, 1))
-    images: str | None = None
-    limit: int | None = param(None, Interval(int, 1), optional=True)
-    resolution: int = param(64, Interval(int, 4))
-    # confidence maps: each pixel the mean of the scores of the windows covering it, or their
-    # sum (Yoo et al. §4.5: "accumulate all the weights of local activations")
-    reduce: str = param("mean", Options(("sum", "mean")))
-    device: str = "auto"
-    overwrite: bool = False
-    command: str = ""
-
-    def __post_init__(self) -> None:
-        validate(self)
-        if self.model and not (self.gmm or self.pca or self.guidance):
-            raise InputError("maps --model needs --gmm (confidence maps of a Fisher-family "
-                             "SVM), --pca (cross-layer) or --guidance (scheme 2)")
-        if not self.model and not (self.layer or self.guidance):
-            raise InputError("maps needs --model (with --gmm, --pca or --guidance) or --layer "
-                             "/ --guidance for channel overlays")
-        if self.model and self.layer:
-            raise InputError("--layer draws channel overlays; it does not go with --model")
-
-    @property
-    def kind(self) -> str:
-        if self.model:
-            return "confidence" if self.gmm else "contribution"
-        return "channels"
 
 
 class Maps(Stage):
@@ -131,11 +92,12 @@ class Maps(Stage):
                     for i in rows:
                         interrupt.check()
                         photo = _photo(files[i], shard.ids[i])
-                        names, maps, title = p.painter(shard, i, photo.shape[:2])
+                        names, maps, title, label = p.painter(shard, i, photo.shape[:2])
                         stem = _safe(os.path.splitext(shard.ids[i])[0])
                         png = folder.path / f"{len(ids):05d}-{stem}.png"
                         plots.overlays(photo, list(zip(names, maps)), png, title=title,
-                                       diverging=cfg.kind == "contribution")
+                                       signed=cfg.kind != "channels"
+                                       or any(float(m.min()) < 0 for m in maps), label=label)
                         raw[f"map_{len(ids):05d}"] = np.stack(maps).astype(np.float32)
                         ids.append(shard.ids[i])
                         panels.append(names)
@@ -217,7 +179,8 @@ def _svm(cfg: MapsConfig, methods: Sequence[str], digest_key: str, model_file: s
 
 
 def _painter(cfg: MapsConfig, head: dict, device: torch.device):
-    """A function (shard, row, photo shape) -> (panel names, maps, title) for cfg's kind."""
+    """A function (shard, row, photo shape) -> (panel names, maps, title, the maps' units)
+    for cfg's kind."""
     fits = {k: head[k] for k in EXTRACTION_KEYS}
     if cfg.kind == "confidence":
         gmm, gattrs = load_gmm(cfg.gmm, device)
@@ -243,9 +206,10 @@ def _painter(cfg: MapsConfig, head: dict, device: torch.device):
             chosen = _pick(conf.mean((0, 1)), names, cfg)
             how = "mean patch score" if cfg.reduce == "mean" else \
                 "patch scores accumulated, Yoo §4.5"
-            return ([f"{names[c]} (patch score {s[:, c].min():.2f}..{s[:, c].max():.2f})"
-                     for c in chosen], [conf[..., c] for c in chosen],
-                    f"{shard.ids[i]}: confidence ({how})")
+            unit = ("SVM score, mean of the patches on a pixel" if cfg.reduce == "mean" else
+                    "SVM score, sum of the patches on a pixel")
+            return ([names[c] for c in chosen], [conf[..., c] for c in chosen],
+                    f"{shard.ids[i]}: confidence ({how})", unit)
 
         return confidence
 
@@ -354,7 +318,8 @@ def _contribution_panels(c: np.ndarray, rest: np.ndarray, biases: np.ndarray, bo
     return ([f"{names[k]} (SVM score {decision[k]:.3g})\n= regions {c[:, k].sum():.2g} + "
              f"interaction {rest[k]:.2g} + bias {biases[k]:.2g}" for k in chosen],
             [maps[..., j] for j in range(len(chosen))],
-            f"{image_id}: leave-one-out shares of the SVM score")
+            f"{image_id}: leave-one-out shares of the SVM score",
+            "share of the SVM score (mean on a pixel)")
 
 
 def _channel_panels(a: np.ndarray, shape, image_id: str, what: str, cfg: MapsConfig):
@@ -372,7 +337,7 @@ def _channel_panels(a: np.ndarray, shape, image_id: str, what: str, cfg: MapsCon
     grid = _grid(shape, cfg.resolution)
     maps = accumulate(boxes, a.reshape(a.shape[0], -1).T[:, chosen], grid)
     return ([f"{what} channel {c}" for c in chosen], [maps[..., j] for j in range(len(chosen))],
-            f"{image_id}: {what} channels")
+            f"{image_id}: {what} channels", f"{what} activation")
 
 
 def _guidance(cfg: MapsConfig, head: dict, device: torch.device):

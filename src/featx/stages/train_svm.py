@@ -3,49 +3,19 @@
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from featx import svm
-from featx.errors import InputError
-from featx.params import SEED, Interval, Options, param, validate
 from featx.io import save_svm, shard_paths
 from featx.io.shards import EncodingSet
 from featx.io.provenance import ENCODING_KEYS
 from featx.stages import FILE, Output, Stage
+from featx.configs import AUTO_C, SOLVERS, TrainSVMConfig  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
-AUTO_C = svm.AUTO_C  # the grid ``--C auto`` chooses from
-# dual: libsvm on the n x n Gram matrix (hinge loss; exact, fast for small n); primal:
-# Newton on the squared hinge, streamed from the shards (memory independent of n, torchrun);
-# auto: the dual where its Gram matrix and a class's copy of it fit in --memory
-SOLVERS = ("auto", "dual", "primal")
-
-
-@dataclass(frozen=True)
-class TrainSVMConfig:
-    """``c``: one C, or several to choose from by ``folds``-fold cross-validation on the
-    training split (``svm.AUTO_C`` for ``--C auto``)."""
-
-    c: tuple[float, ...] = (1.0,)
-    folds: int = param(5, Interval(int, 2))
-    include_difficult: bool = False
-    seed: int = param(0, SEED)
-    device: str = "auto"
-    overwrite: bool = False
-    command: str = ""
-    memory_gb: float = param(2.0, Interval(float, 0, closed="right"), flag="--memory")
-    solver: str = param("auto", Options(SOLVERS))
-
-    def __post_init__(self) -> None:
-        validate(self)
-        if not self.c or not all(isinstance(c, (int, float)) and math.isfinite(c) and c > 0
-                                 for c in self.c):
-            raise InputError(f"--C must be finite numbers > 0, got {self.c}")
 
 
 class TrainSVM(Stage):

@@ -1,0 +1,327 @@
+"""Every stage's settings, and the names of featx's registries, without torch.
+
+A stage's config is a frozen dataclass whose fields are the stage's settings with their
+defaults and constraints (:mod:`featx.params`); it checks itself when made, before any file is
+read. They live here, apart from the stages that run them, so that the command line can build
+its options -- and answer ``--help``, ``--version``, ``featx layers`` and shell completion --
+without importing torch (seconds, and most of a gigabyte): the checks that need the registries
+import them when a config is made. Each stage module re-exports its config.
+
+The registries' names (curated backbones, encode methods, datasets) are stated here for the
+same reason; the registries check themselves against them when they load
+(:func:`featx.backbones.backbone`, :func:`featx.methods.method`, :data:`featx.datasets.DATASETS`)
+so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from featx.errors import InputError
+from featx.params import SEED, Interval, Options, param, validate
+
+log = logging.getLogger(__name__)
+
+# --- the registries' names ---------------------------------------------------------------
+
+# curated backbones, in the order `featx layers` lists them: (input size, description)
+BACKBONES: dict[str, tuple[int, str]] = {
+    "alexnet": (227, "torchvision AlexNet (one-weird-trick variant; conv4 has 256 channels)"),
+    "alexnet_caffe": (227, "Caffe AlexNet as in the papers (conv4 has 384 channels); "
+                           "--weights PATH only"),
+    "vgg16": (224, "torchvision VGG-16"),
+    "resnet50": (224, "torchvision ResNet-50 (stage outputs)"),
+    "efficientnet_lite0": (224, "EfficientNet-Lite0 (timm); ImageNet weights ship with pip "
+                                "(works offline)"),
+}
+FAMILIES = ("torchvision", "timm")  # torchvision:NAME / timm:NAME
+METHODS = ("cross-layer", "cross-layer-guided", "max", "sum-sqrt", "spp", "crops", "centre",
+           "jitter", "global", "fisher", "vlad", "mpp", "nfk", "csf", "mpp-sp")
+DATASETS = ("voc07", "mit67", "cub200", "flowers102", "h3d", "folder")
+
+# --- extract ------------------------------------------------------------------------------
+
+EXTRACT_DTYPES = ("float16", "float32")
+# CNN inputs in one forward pass at most: a larger --batch-size is clamped, so memory stays
+# bounded by a few batches of decoded views and their activations
+MAX_BATCH = 1024
+
+# --- encode -------------------------------------------------------------------------------
+
+# sign: sign(P) read back at unit L2 norm ({-1, 0, 1} / sqrt(nonzeros), featx's choice, so an
+# SVM's C means what it means for the other encodings); sign-raw: sign(P) as Liu et al. §4.3.3
+# define it, read back as {-1, 0, 1}. Both store the same 2-bit codes.
+QUANTIZE = ("none", "sign", "sign-raw")
+DTYPES = ("float32", "float16")
+
+
+@dataclass(frozen=True)
+class EncodeConfig:
+    """Settings of one encoding, validated when made (before any file is read).
+
+    ``layers``: (local t, guide t+1), default the PCA's layer and the backbone's guidance
+    layer for it; ``fc_layer`` (global, jitter): default fc7, else pool. ``guidance`` (a
+    guidance.h5 of fit-guidance) makes ``cross-layer`` scheme 2: ``cross-layer-guided``.
+    """
+
+    methods: Sequence[str] = ("cross-layer",)
+    views: Sequence[str] = ("whole",)
+    pca: str | None = None
+    gmm: str | None = None
+    guidance: str | None = None
+    layers: Sequence[str] | None = None
+    fc_layer: str | None = None
+    power_norm: bool | None = None  # None: each method's own (featx.methods)
+    l2: bool = True
+    quantize: str = param("none", Options(QUANTIZE))
+    dtype: str = param("float32", Options(DTYPES))
+    device: str = "auto"
+    overwrite: bool = False
+    command: str = ""
+
+    @property
+    def method_names(self) -> tuple[str, ...]:
+        """The methods run: with ``guidance``, cross-layer pooling is scheme 2."""
+        swap = {"cross-layer": "cross-layer-guided"} if self.guidance else {}
+        return tuple(swap.get(n, n) for n in self.methods)
+
+    def __post_init__(self) -> None:
+        from featx.io import MODEL_KINDS
+        from featx.methods import GRID_VIEWS, get_methods
+
+        methods = get_methods(self.method_names)
+        if any(m.view is None for m in methods):
+            bad = [v for v in self.views if v not in GRID_VIEWS] or ([] if self.views else [""])
+            if bad:
+                raise InputError(f"unknown view {bad[0]!r}; valid: {', '.join(GRID_VIEWS)}")
+        needs = set().union(*(m.needs for m in methods))
+        for kind in MODEL_KINDS.values():  # every model a method needs, passed
+            if kind.name in needs and not getattr(self, kind.name):
+                users = ", ".join(m.name for m in methods if kind.name in m.needs)
+                raise InputError(kind.needed_by(users))
+        if self.fc_layer and not any("fc" in m.reads for m in methods):
+            raise InputError("--fc-layer applies to the fc methods (global, jitter, centre, "
+                             "crops); none of them is run")
+        if self.guidance and "guidance" not in needs:
+            raise InputError("--guidance applies to --method cross-layer (scheme 2)")
+        validate(self)
+        if self.layers is not None and len(self.layers) != 2:
+            raise InputError("--layers takes two layers: LOCAL,GUIDE (t and t+1)")
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    """Settings of one extraction; ``batch_size`` counts CNN inputs (views), not images; a
+    pyramid counts as the inputs of the backbone's size its pixels make up.
+
+    ``layers`` None reads the backbone's default (its cross-layer pair); ``project`` is a PCA
+    applied to the pyramid's dense vectors before they are stored; ``sample`` extracts a
+    stratified, seeded (``seed``) sample of that many images (:meth:`ImageSource.sample`).
+    ``encode``: the fused pass -- each shard's activations are encoded in memory as
+    ``featx encode`` with these settings would encode them, and encoding shards are written
+    instead of activation shards (the same numbers as the two steps; disk: encodings only).
+    """
+
+    backbone: str = "alexnet"
+    layers: Sequence[str] | None = None
+    views: Sequence[str] = ("whole",)
+    weights: str = "imagenet"
+    input_size: int | None = param(None, Interval(int, 32), optional=True)
+    batch_size: int = param(64, Interval(int, 1))
+    device: str = "auto"
+    workers: int | None = param(None, Interval(int, 0), optional=True)
+    shard_size: int = param(1000, Interval(int, 1))
+    dtype: str = param("float16", Options(EXTRACT_DTYPES))
+    seed: int = param(0, SEED)
+    skip_bad: bool = False
+    overwrite: bool = False
+    command: str = ""
+    project: str | None = None
+    sample: int | None = param(None, Interval(int, 1), optional=True)
+    encode: EncodeConfig | None = None
+
+    def __post_init__(self) -> None:
+        validate(self)
+        if self.batch_size > MAX_BATCH:
+            log.warning("--batch-size %d is above the %d CNN inputs a forward pass takes at "
+                        "most (to bound memory); using %d", self.batch_size, MAX_BATCH, MAX_BATCH)
+
+
+@dataclass(frozen=True)
+class JoinConfig:
+    dtype: str = param("float32", Options(DTYPES))
+    overwrite: bool = False
+    command: str = ""
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+
+# --- fit ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FitPCAConfig:
+    """``layer`` None: the backbone's cross-layer local layer (conv4, stage6, ...), as extract
+    and encode default to the pair; ``local`` None takes the backbone's default for the layer
+    (:meth:`featx.backbones.Backbone.default_local`)."""
+
+    layer: str | None = None
+    view: str = "whole"
+    local: str | None = None
+    dim: int = param(500, Interval(int, 1))
+    per_image: int = param(100, Interval(int, 1))
+    whiten: bool = False
+    seed: int = param(0, SEED)
+    device: str = "auto"
+    overwrite: bool = False
+    command: str = ""
+
+    def __post_init__(self) -> None:
+        validate(self)
+        if self.local is not None:
+            from featx.encoders import LocalSpec
+
+            LocalSpec.parse(self.local)
+
+
+@dataclass(frozen=True)
+class FitGMMConfig:
+    pca: str = ""
+    components: int = param(256, Interval(int, 1))
+    per_image: int = param(100, Interval(int, 1))
+    max_iter: int = param(100, Interval(int, 1))
+    tol: float = param(1e-3, Interval(float, 0))
+    n_init: int = param(1, Interval(int, 1))
+    var_floor: float = param(1e-4, Interval(float, 0, closed="right"))
+    seed: int = param(0, SEED)
+    device: str = "auto"
+    overwrite: bool = False
+    command: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.pca:
+            raise InputError("fit-gmm needs --pca (a PCA from featx fit-pca)")
+        validate(self)
+
+
+@dataclass(frozen=True)
+class FitGuidanceConfig:
+    """``layer`` None: the shards' one pyramid layer; ``scales`` None: every pyramid scale;
+    ``pca`` projects shards stored unprojected (a pyramid PCA from fit-pca)."""
+
+    pca: str | None = None
+    layer: str | None = None
+    scales: Sequence[int] | None = None
+    channels: int = param(64, Interval(int, 1))
+    kernel: int = param(1, Interval(int, 1))
+    epochs: int = param(30, Interval(int, 0))
+    batch_size: int = param(32, Interval(int, 1))
+    lr: float = param(1e-2, Interval(float, 0, closed="right"))
+    weight_decay: float = param(1e-4, Interval(float, 0))
+    holdout: float = param(0.2, Interval(float, 0, 1, closed="left"))
+    patience: int = param(5, Interval(int, 1))
+    seed: int = param(0, SEED)
+    device: str = "auto"
+    overwrite: bool = False
+    command: str = ""
+
+    def __post_init__(self) -> None:
+        validate(self)
+        if self.kernel % 2 == 0:
+            raise InputError(f"--kernel must be odd (1, 3, ...), got {self.kernel}")
+        if self.scales is not None and (not self.scales or min(self.scales) < 0):
+            raise InputError("--scales takes pyramid scale indices 0, 1, ...")
+        if self.scales is not None and len(set(self.scales)) != len(self.scales):
+            raise InputError(f"--scales must be distinct, got {','.join(map(str, self.scales))}")
+
+
+# --- classify -----------------------------------------------------------------------------
+
+AUTO_C = (0.01, 0.1, 1.0, 10.0, 100.0)  # --C auto: the grid cross-validation chooses from
+# dual: libsvm on the n x n Gram matrix (hinge loss; exact, fast for small n); primal:
+# Newton on the squared hinge, streamed from the shards (memory independent of n, torchrun);
+# auto: the dual where its Gram matrix and a class's copy of it fit in --memory
+SOLVERS = ("auto", "dual", "primal")
+
+
+@dataclass(frozen=True)
+class TrainSVMConfig:
+    """``c``: one C, or several to choose from by ``folds``-fold cross-validation on the
+    training split (:data:`AUTO_C` for ``--C auto``)."""
+
+    c: tuple[float, ...] = (1.0,)
+    folds: int = param(5, Interval(int, 2))
+    include_difficult: bool = False
+    seed: int = param(0, SEED)
+    device: str = "auto"
+    overwrite: bool = False
+    command: str = ""
+    memory_gb: float = param(2.0, Interval(float, 0, closed="right"), flag="--memory")
+    solver: str = param("auto", Options(SOLVERS))
+
+    def __post_init__(self) -> None:
+        validate(self)
+        if not self.c or not all(isinstance(c, (int, float)) and math.isfinite(c) and c > 0
+                                 for c in self.c):
+            raise InputError(f"--C must be finite numbers > 0, got {self.c}")
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """``dataset`` picks the benchmark's metric (voc07: 11-point AP); None: from the labels.
+    ``plots``: a folder for the PR curves / confusion matrix (their paths are written too)."""
+
+    model: str = ""
+    dataset: str | None = param(None, Options(DATASETS), optional=True)
+    memory_gb: float = param(2.0, Interval(float, 0, closed="right"), flag="--memory")
+    plots: str | None = None
+    overwrite: bool = False
+    command: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.model:
+            raise InputError("evaluate needs --model (an SVM from featx train-svm)")
+        validate(self)
+
+
+# --- maps ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class MapsConfig:
+    model: str | None = None
+    gmm: str | None = None
+    pca: str | None = None
+    guidance: str | None = None
+    layer: str | None = None
+    channels: Sequence[int] | None = None
+    classes: Sequence[str] | None = None
+    top: int = param(3, Interval(int, 1))
+    images: str | None = None
+    limit: int | None = param(None, Interval(int, 1), optional=True)
+    resolution: int = param(64, Interval(int, 4))
+    # confidence maps: each pixel the mean of the scores of the windows covering it, or their
+    # sum (Yoo et al. §4.5: "accumulate all the weights of local activations")
+    reduce: str = param("mean", Options(("sum", "mean")))
+    device: str = "auto"
+    overwrite: bool = False
+    command: str = ""
+
+    def __post_init__(self) -> None:
+        validate(self)
+        if self.model and not (self.gmm or self.pca or self.guidance):
+            raise InputError("maps --model needs --gmm (confidence maps of a Fisher-family "
+                             "SVM), --pca (cross-layer) or --guidance (scheme 2)")
+        if not self.model and not (self.layer or self.guidance):
+            raise InputError("maps needs --model (with --gmm, --pca or --guidance) or --layer "
+                             "/ --guidance for channel overlays")
+        if self.model and self.layer:
+            raise InputError("--layer draws channel overlays; it does not go with --model")
+
+    @property
+    def kind(self) -> str:
+        if self.model:
+            return "confidence" if self.gmm else "contribution"
+        return "channels"
