@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test test-fast reproduce data demo bench bench-real bench-scale bench-spread clean
+.PHONY: install test test-fast reproduce data demo bench bench-real bench-scale bench-spread bench-guidance clean
 
 install: $(STAMP)
 
@@ -49,9 +49,14 @@ bench-scale: install
 	$(PY) benchmarks/reproduce_scale.py --images $(or $(IMAGES),60)
 	$(PY) benchmarks/scale_out.py
 
-# the reproduction's numbers under portable kernels and on one thread (docs/reproduce.md)
+# the reproduction again under portable kernels and on one thread: each row's spread in the
+# report (docs/reproduce.md, "Across CPUs"); about 3x make reproduce
 bench-spread: install
-	$(PY) benchmarks/spread.py --configs default,capped,1-thread
+	$(VENV)/bin/featx reproduce --spread $(ARGS)
+
+# how far scheme 2's trained guidance moves when one rounding changes (docs/reproduce.md)
+bench-guidance: install
+	$(PY) benchmarks/guidance_stability.py
 
 clean:
 	rm -rf work .pytest_cache

@@ -18,14 +18,20 @@ DOC = REPO / "docs" / "reproduce.md"
 SOURCE = re.compile(r"\(([\w.-]+)\)")
 
 
-def printout_rows(path: Path) -> dict[str, str]:
-    """Row name -> top-1 as printed: a benchmark printout's table, or a report's tables."""
+def printout_rows(path: Path, column: str = "ours") -> dict[str, str]:
+    """Row name -> top-1 as printed: a benchmark printout's table, or a report's tables
+    (``column``: ours, or another column of the report's tables, e.g. spread)."""
     rows = {}
-    for line in path.read_text().splitlines():
+    head: list[str] = []
+    lines = path.read_text().splitlines()
+    for i, line in enumerate(lines):
         if path.suffix == ".md":
             cells = [c.strip() for c in line.strip().strip("|").split("|")]
-            if len(cells) >= 2 and re.fullmatch(r"\d+\.\d+", cells[1]):
-                rows.setdefault(cells[0], cells[1])
+            if i + 1 < len(lines) and lines[i + 1].startswith("|---"):
+                head = cells  # each table's own header
+            elif head[:2] == ["row", "ours"] and column in head and len(cells) == len(head) \
+                    and re.fullmatch(r"\d+\.\d+", cells[1]):
+                rows.setdefault(cells[0], cells[head.index(column)])
         else:
             m = re.match(r"^(\S.*?)\s{2,}(\d+\.\d)\s", line)
             if m:
@@ -66,7 +72,7 @@ def test_the_doc_quotes_real_photo_numbers_from_committed_printouts():
                 continue
             source = source_file(m.group(1))
             assert source.is_file(), f"{h!r} names {source}, which is not committed"
-            rows = printout_rows(source)
+            rows = printout_rows(source, "spread" if h.startswith("spread") else "ours")
             for cells in body:
                 value = cells[col]
                 if value in ("", "—"):
@@ -105,3 +111,35 @@ def test_backbones_doc_quotes_the_committed_top1_printout():
     assert f"| timm's own transform and network (peer) | {peer} | — |" in doc
     assert f"| featx before issue 23 (ImageNet mean/std, bilinear) | {wrong} | {wrong_differ} |" \
         in doc
+
+
+def test_the_reports_reason_for_scheme_2_quotes_the_committed_printout():
+    """featx.reproduce.spread.WHY says how far the guidance moves; the number is the
+    printout's (benchmarks/guidance_stability.py)."""
+    from featx.reproduce.spread import WHY
+
+    lines = (REPO / "reports" / "benchmarks" / "guidance-stability.txt").read_text().splitlines()
+    assert lines[0].startswith("# made by: python benchmarks/guidance_stability.py")
+    figure = next(ln for ln in lines if ln.startswith("figure: guidance_moved_1_thread"))
+    moved = figure.split("=")[1].split()[0]
+    assert f"{moved}% away" in WHY["Scheme 2 (trained guidance)"]
+
+
+def test_the_plan_against_the_time_taken_is_the_committed_reports():
+    """docs/reproduce.md quotes the offline report's fc phase, planned and taken, and how
+    close the other phases came: both from reports/flowers-demo.md's table."""
+    doc = " ".join(DOC.read_text().split())
+    m = re.search(r"fc (\d+\.\d) min planned, (\d+\.\d) taken; the others within (\d+)%", doc)
+    assert m, "docs/reproduce.md no longer quotes the plan's accuracy"
+    report = (REPO / "reports" / "flowers-demo.md").read_text()
+    assert f"| fc | {m[1]} min | {m[2]} min |" in report
+
+    def seconds(cell: str) -> float:
+        value, unit = cell.split()
+        return float(value) * {"s": 1, "min": 60, "h": 3600}[unit]
+
+    rows = [line.strip("|").split("|") for line in report.splitlines()
+            if re.match(r"\| (cl|pyr)\w* \| ", line)]
+    assert rows
+    for _, planned, took in rows:
+        assert abs(seconds(planned) / seconds(took) - 1) <= int(m[3]) / 100, (planned, took)

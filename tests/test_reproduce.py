@@ -99,7 +99,7 @@ def test_incomplete_benchmark_is_named_and_refused_before_any_work(reproduce, tm
 @pytest.mark.reliability
 def test_run_refuses_to_start_without_the_disk_of_its_plan(reproduce, tmp_path, monkeypatch):
     _voc(tmp_path / "data")
-    monkeypatch.setattr(reproduce.run, "_calibrate", lambda rep, phase: {
+    monkeypatch.setattr(reproduce.run, "_calibrate", lambda rep, phase, extra: {
         "seconds": 1.0, "bytes": 5e9, "vectors": 10, "rss": 1e9})
     free = type("Usage", (), {"free": int(2e9)})()
     monkeypatch.setattr(reproduce.shutil, "disk_usage", lambda path: free)
@@ -186,3 +186,116 @@ def test_a_report_without_published_numbers_has_ours_only_and_its_own_notes(repr
     assert "one weird trick" not in off and "227·√2^i with fc7" not in off
     assert "3 scales growing by √2" in off and "receptive-field centre" in off
     assert "| row | ours | paper |" in texts["voc07"] and "one weird trick" in texts["voc07"]
+
+
+def test_the_spread_column_says_how_far_each_row_moved(reproduce, tmp_path):
+    """Issue 30.1: with spreads, each row's table cell is max - min over the runs (its range
+    when it moved), and the note names the rows that moved by more than one test image;
+    without, no column and the report says it was not measured."""
+    offline = reproduce.offline_setup(REPO / "data" / "flowers-demo")
+    rep = reproduce.Reproduction(offline, tmp_path / "work")
+    results = {r.name: {"metrics": {"metric": "accuracy", "top1": 0.9, "n_images": 100},
+                        "dim": 1, "C": 1.0} for r in rep.rows.values()}
+    spread = {r: {"min": 90.0, "max": 90.0} for r in results}
+    spread["MPP"] = {"min": 88.0, "max": 90.0}
+    spread["NFK"] = {"min": 89.0, "max": 90.0}
+    text = reproduce.write_report(rep, results, tmp_path / "r", "plan", spread=spread,
+                                  spread_configs=["capped"]).read_text()
+    assert "| row | ours | spread | dims | C | normalisation |" in text
+    assert "| MPP | 90.00 | 2.00 (88.00–90.00) | 1 |" in text
+    assert "| NFK | 90.00 | 1.00 (89.00–90.00) | 1 |" in text
+    assert "| CL-45 | 90.00 | 0 | 1 |" in text
+    assert "ONEDNN_MAX_CPU_ISA=SSE41" in text
+    assert "rows that moved by more than one: MPP (not explained yet)." in text
+    plain = reproduce.write_report(rep, results, tmp_path / "r", "plan").read_text()
+    assert "| spread |" not in plain and "not measured in this run" in plain
+
+
+def _photos(root: Path) -> Path:
+    """A tiny offline folder: train/ and test/ with two classes of generated photos."""
+    from tests.conftest import class_folders
+
+    for split, n in (("train", 4), ("test", 2)):
+        class_folders(root / split, ("daisy", "tulips"), n, (80, 64), name=split + "{i}.png")
+    return root
+
+
+@pytest.mark.slow
+def test_spread_reruns_the_run_under_each_configuration(reproduce, tmp_path):
+    """Issue 30.1, wired end to end: --spread reruns the same rows in a child process under
+    the configuration, in <work>/spread-NAME, and the report's spread cell is what the two
+    runs' rows say."""
+    import json
+
+    (tmp_path / "empty").mkdir()
+    res = _featx_reproduce(tmp_path / "empty", tmp_path, "--offline", str(_photos(tmp_path / "p")),
+                           "--weights", "none", "--input-size", "64", "--only", "CNN-Global",
+                           "--spread", "1-thread")
+    assert res.exit_code == 0, res.output
+    mine = next((tmp_path / "w").glob("flowers-demo-*/rows/cnn-global.json"))
+    theirs = tmp_path / "w" / "spread-1-thread" / mine.parent.parent.name / "rows" / mine.name
+    assert theirs.is_file()
+    a, b = (100 * json.loads(p.read_text())["metrics"]["top1"] for p in (mine, theirs))
+    cell = "0" if a == b else f"{abs(a - b):.2f} ({min(a, b):.2f}–{max(a, b):.2f})"
+    assert f"| CNN-Global | {a:.2f} | {cell} |" in (tmp_path / "r" / "flowers-demo.md").read_text()
+    assert "OMP_NUM_THREADS=1" in (tmp_path / "r" / "flowers-demo.md").read_text()
+
+
+@pytest.mark.reliability
+def test_a_failed_spread_rerun_is_one_error_with_its_log(reproduce, tmp_path, monkeypatch):
+    """A rerun that fails is named with its exit code, its last line and its log; the main
+    run's rows stay (a rerun of the command resumes)."""
+    from featx.reproduce import spread
+
+    monkeypatch.setitem(spread.CONFIGS, "1-thread", {"PYTHONHOME": str(tmp_path / "nowhere")})
+    (tmp_path / "empty").mkdir()
+    res = _featx_reproduce(tmp_path / "empty", tmp_path, "--offline", str(_photos(tmp_path / "p")),
+                           "--weights", "none", "--input-size", "64", "--only", "CNN-Global",
+                           "--spread", "1-thread")
+    assert res.exit_code == 1
+    line = res.stderr.strip().splitlines()[-1]
+    assert line.startswith("Error: the --spread rerun under 1-thread") and "spread-1-thread.log" in line
+    assert next((tmp_path / "w").glob("flowers-demo-*/rows/cnn-global.json")).is_file()
+    assert not (tmp_path / "r" / "flowers-demo.md").exists()
+
+
+@pytest.mark.reliability
+def test_an_unknown_spread_configuration_is_refused_before_any_work(reproduce, tmp_path):
+    (tmp_path / "empty").mkdir()
+    res = _featx_reproduce(tmp_path / "empty", tmp_path, "--spread", "capped,avx9000")
+    assert res.exit_code == 1 and "Error: unknown --spread configuration(s) avx9000" in res.stderr
+    assert not (tmp_path / "w").exists()
+
+
+def test_a_resumed_run_reports_the_time_of_all_the_work_and_each_phase_planned_and_taken(
+        reproduce, tmp_path):
+    """Issue 28.7: the time table sums every run that made the work folder's rows (a resumed
+    run added to, not replaced), and each phase's planned extraction stands beside what it
+    took; durations below an hour in minutes, not 0.00 h."""
+    setup = reproduce.offline_setup(REPO / "data" / "flowers-demo")
+    rep = reproduce.Reproduction(setup, tmp_path / "work")
+    rep.run.times, rep.run.phases = {"extract": 200.0, "encode": 4.0}, {"fc": 150.0}
+    rep.record_times()
+    again = reproduce.Reproduction(setup, tmp_path / "work")  # a resumed run
+    again.run.times, again.run.phases = {"extract": 40.0}, {"pyr1": 40.0}
+    again.record_times()
+    assert again.times == {"stages": {"extract": 240.0, "encode": 4.0},
+                           "phases": {"fc": 150.0, "pyr1": 40.0}}
+    assert again.run.times == {} and again.run.phases == {}
+    results = {r.name: {"metrics": {"metric": "accuracy", "top1": 0.9, "n_images": 100},
+                        "dim": 1, "C": 1.0} for r in again.rows.values()}
+    text = reproduce.write_report(again, results, tmp_path / "r", "plan", plan_rows=[
+        {"phase": "fc", "seconds": 180.0}, {"phase": "cl45", "seconds": 5400.0},
+        {"phase": "pyr1", "seconds": 30.0}]).read_text()
+    assert "| extract | 240.0 |" in text and "| total | 244.0 |" in text
+    assert "| fc | 3.0 min | 2.5 min |" in text and "| cl45 | 1.50 h | — |" in text
+    assert "| pyr1 | 30 s | 40 s |" in text
+
+
+def test_a_bare_spread_runs_every_configuration():
+    """`featx reproduce --spread` without a value means every configuration there is."""
+    from featx.cli.reproduce import reproduce as command
+    from featx.reproduce.spread import CONFIGS
+
+    option = next(p for p in command.params if p.name == "spread")
+    assert option.flag_value.split(",") == list(CONFIGS)

@@ -106,7 +106,7 @@ EXPLICIT = {
     ("reproduce", "--work"): "{file}", ("reproduce", "--reports"): "{file}",
     ("reproduce", "--backbone"): "nope", ("reproduce", "--weights"): "/nonexistent.pt",
     ("reproduce", "--input-size"): "31", ("reproduce", "--scales"): "0",
-    ("reproduce", "--only"): "nope",
+    ("reproduce", "--only"): "nope", ("reproduce", "--spread"): "avx9000",
 }
 # options needing others to mean anything: what goes with them
 WITH = {("extract", "--root"): ["--dataset", "folder"],

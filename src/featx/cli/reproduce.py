@@ -32,10 +32,16 @@ from featx.cli.options import bars, emit
 @click.option("--input-size", type=click.IntRange(32))
 @click.option("--scales", type=click.IntRange(1), help="Scales of the pyramids.")
 @click.option("--only", help="Comma-separated rows (and what they need), e.g. CL-45C,MPP.")
+@click.option("--spread", is_flag=False, flag_value="capped,1-thread", default=None,  # all of
+              # featx.reproduce.spread.CONFIGS (not imported here: it loads torch)
+              metavar="[CONFIGS]",
+              help="Run the whole reproduction again under other kernel paths and thread "
+                   "counts (capped, 1-thread; bare --spread: both) and print each row's "
+                   "spread beside its number.")
 @click.option("--plan", "plan_only", is_flag=True, help="Print the plan and stop.")
 @click.pass_context
 def reproduce(ctx, data, work, reports, offline, backbone, weights, input_size, scales, only,
-              plan_only):
+              spread, plan_only):
     """Reproduce the papers' tables on every benchmark under --data: one report each, the
     published numbers beside ours (docs/reproduce.md). Prints each report's path."""
     from featx.reproduce import reproduce as run
@@ -43,7 +49,7 @@ def reproduce(ctx, data, work, reports, offline, backbone, weights, input_size, 
     quiet = ctx.obj["quiet"]
     paths = run(data, work, reports, offline=offline,
                 only={x.strip() for x in only.split(",")} if only else None,
-                plan_only=plan_only, backbone=backbone, weights=weights, input_size=input_size,
+                plan_only=plan_only, spread=spread, backbone=backbone, weights=weights, input_size=input_size,
                 scales=scales, bars=lambda: bars("img"),
                 on_plan=lambda text: None if quiet else click.echo(text, err=True))
     for path in paths:

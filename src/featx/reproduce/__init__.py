@@ -1,7 +1,7 @@
 """Reproduce the papers' tables: the whole featx chain for every benchmark found, one report each.
 
     featx reproduce [--data DIR] [--work DIR] [--reports DIR] [--plan] [--backbone NAME]
-        [--weights W] [--input-size N] [--scales S] [--only ROW[,ROW]]
+        [--weights W] [--input-size N] [--scales S] [--only ROW[,ROW]] [--spread CONFIGS]
     featx.reproduce.reproduce(data=..., work=..., reports=...)        # the same from Python
 
 Looks under ``data`` for VOCdevkit/VOC2007, mit67, CUB_200_2011, flowers102 and h3d
@@ -25,6 +25,7 @@ Python API in this process; a rerun resumes (finished rows are kept in
 - :mod:`featx.reproduce.rows`: the settings (:class:`Setup`) and the rows;
 - :mod:`featx.reproduce.run`: the run (:class:`Reproduction`), the plan;
 - :mod:`featx.reproduce.report`: the report, from the template ``report.md``;
+- :mod:`featx.reproduce.spread`: the reruns under other kernel paths and thread counts;
 - :mod:`featx.reproduce.published`: the papers' numbers, each with its table.
 """
 
@@ -42,6 +43,9 @@ from featx.reproduce.report import write_report
 from featx.reproduce.rows import OFFLINE_PAIRS, PHASES, Row, Setup, backbone_defaults
 from featx.reproduce.rows import benchmarks, offline_setup, rows_of, slug
 from featx.reproduce.run import GB, Reproduction, Runner, plan, print_plan
+from featx.reproduce.spread import parse as parse_spread
+from featx.reproduce.spread import rerun as spread_rerun
+from featx.reproduce.spread import values as spread_values
 
 log = logging.getLogger(__name__)
 
@@ -76,19 +80,24 @@ def reproduce(data: str | Path, work: str | Path, reports: str | Path, *,
               offline: str | Path | None = None, only: set[str] | None = None,
               plan_only: bool = False, backbone: str | None = None, weights: str | None = None,
               input_size: int | None = None, scales: int | None = None,
+              spread: str | list[str] | None = None,
               bars: Callable[[], Any] | None = None,
               on_plan: Callable[[str], None] | None = None) -> list[Path]:
     """Run every setup found under ``data`` and write its report into ``reports``; the report
     paths. ``offline``: the photos of the offline run (default ``data/flowers-demo``).
-    ``only``: these rows and what they need. ``bars``: progress bars per stage (see
+    ``only``: these rows and what they need. ``spread``: configurations of
+    :mod:`featx.reproduce.spread` (``"capped,1-thread"``) under which the whole run is done
+    again, each row's spread printed beside its number. ``bars``: progress bars per stage (see
     :class:`Runner`). ``on_plan`` hears each setup's plan text (the CLI prints it on stderr).
     """
     data, work, reports = Path(data).resolve(), Path(work), Path(reports)
+    configs = parse_spread(spread)
     for what, folder in (("work", work), ("reports", reports)):
         if folder.exists() and not folder.is_dir():  # before any work, not at its first write
             raise OutputError(f"--{what} {folder} is a file; name a folder")
-    written = []
-    for setup in setups(data, Path(offline or OFFLINE_PHOTOS).resolve(),
+    offline = Path(offline or OFFLINE_PHOTOS).resolve()
+    done = []
+    for setup in setups(data, offline,
                         backbone=backbone, weights=weights, input_size=input_size,
                         scales=scales):
         rep = Reproduction(setup, work, only, maps_dir=reports / f"{setup.name}-maps",
@@ -108,6 +117,17 @@ def reproduce(data: str | Path, work: str | Path, reports: str | Path, *,
             raise OutputError(f"{setup.name} needs about {peak / GB:.1f} GB of disk in {rep.w} "
                               f"at its peak; {free / GB:.1f} GB are free. Free space or pass "
                               "--work DIR on a larger disk.")
-        results = rep.go()
-        written.append(write_report(rep, results, reports, text))
-    return written
+        done.append((rep, rep.go(), text, rows))
+    argv = ["--data", str(data), "--offline", str(offline),
+            *(["--only", ",".join(sorted(only))] if only else []),
+            *(arg for flag, v in (("--backbone", backbone), ("--weights", weights),
+                                  ("--input-size", input_size), ("--scales", scales))
+              if v is not None for arg in (flag, str(v)))]
+    for name in configs if done else []:
+        log.info("--spread: the whole run again under %s, in %s (log %s)", name,
+                 work / f"spread-{name}", work / f"spread-{name}.log")
+        spread_rerun(name, argv, work)
+    return [write_report(rep, results, reports, text,
+                         spread=spread_values(results, rep, work, configs) if configs else None,
+                         spread_configs=configs, plan_rows=rows)
+            for rep, results, text, rows in done]

@@ -14,6 +14,7 @@ from featx.datasets import VOC_CLASSES
 from featx.encoders.fisher import region_indices
 from featx.images import ViewSpec
 from featx.reproduce import published
+from featx.reproduce.run import duration
 
 TEMPLATE = Path(__file__).with_name("report.md")
 
@@ -57,15 +58,51 @@ def _samples(rep) -> str:
                                 f"{s.gmm_vectors:,} pyramid vectors a GMM")
 
 
-OURS_HEADER = "| row | ours | dims | C | normalisation |\n|---|---:|---:|---:|---|"
+def _header(paper: bool, spread: bool) -> list[str]:
+    """A table's header lines: row, ours, [spread], [paper, delta, reference], dims, C,
+    normalisation."""
+    cells = ["row", "ours", *(["spread"] if spread else []),
+             *(["paper", "delta", "reference"] if paper else []), "dims", "C", "normalisation"]
+    right = {"ours", "spread", "paper", "delta", "dims", "C"}
+    return ["| " + " | ".join(cells) + " |",
+            "|" + "|".join("---:" if c in right else "---" for c in cells) + "|"]
 
 
-def _row(name: str, result: dict, paper: str | None = None) -> str:
-    """A table row: ours, the paper's cells when given (paper | delta | reference), then dims,
-    C and normalisation."""
-    cells = [name, f"{ours(result):.2f}", *([paper] if paper else []), f"{result['dim']:,}",
-             f"{result['C']:g}", result.get("normalisation", "?")]
+def spread_cell(spread: dict) -> str:
+    """A row's spread: max - min in points, with the range when it is not 0."""
+    lo, hi = spread["min"], spread["max"]
+    return "0" if hi == lo else f"{hi - lo:.2f} ({lo:.2f}–{hi:.2f})"
+
+
+def _row(name: str, result: dict, paper: str | None = None, spread: dict | None = None) -> str:
+    """A table row: ours, its spread when measured, the paper's cells when given (paper |
+    delta | reference), then dims, C and normalisation."""
+    cells = [name, f"{ours(result):.2f}", *([spread_cell(spread)] if spread else []),
+             *([paper] if paper else []), f"{result['dim']:,}", f"{result['C']:g}",
+             result.get("normalisation", "?")]
     return "| " + " | ".join(cells) + " |"
+
+
+def _spread_note(results: dict, spread: dict | None, configs: list[str]) -> str:
+    """The paragraph that says what the spread column is, and which rows move by more than
+    one test image (single-label data: one image is 100 / n points)."""
+    from featx.reproduce.spread import WHY, describe
+
+    if spread is None:
+        return ("Spread across CPUs: not measured in this run (`featx reproduce --spread`, "
+                "docs/reproduce.md).\n\n")
+    text = ("Column spread: the most the row's number moved (max - min, in points) between "
+            f"this run and the same run again under {describe(configs)} -- the kernels "
+            "another CPU picks and another thread count (docs/reproduce.md).")
+    first = next(iter(results.values()))["metrics"]
+    if first.get("metric") == "accuracy":
+        image = 100 / first["n_images"]
+        over = [r for r, v in spread.items() if v["max"] - v["min"] > image + 1e-9]
+        text += f" One test image is {image:.2f} points; " + (
+            "no row moved by more than one." if not over else
+            "rows that moved by more than one: " + "; ".join(
+                f"{r} ({WHY.get(r, 'not explained yet')})" for r in over) + ".")
+    return text + "\n\n"
 
 
 def _backbone_notes(s) -> str:
@@ -91,11 +128,19 @@ def _backbone_notes(s) -> str:
     return "".join(f"- {n}\n" for n in notes)
 
 
-def write_report(rep, results: dict[str, dict], reports: Path, plan_text: str) -> Path:
-    """``reports/<setup>.md`` from the template, for the rows in ``results``."""
+def write_report(rep, results: dict[str, dict], reports: Path, plan_text: str,
+                 spread: dict[str, dict] | None = None, spread_configs: list[str] = (),
+                 plan_rows: list[dict] = ()) -> Path:
+    """``reports/<setup>.md`` from the template, for the rows in ``results``; ``spread``:
+    {row: {"min", "max", ...}} from :func:`featx.reproduce.spread.values`, a column when
+    given."""
     s = rep.s
     reports.mkdir(parents=True, exist_ok=True)
     multi = "mAP" in next(iter(results.values()))["metrics"]
+
+    def sp(row: str) -> dict | None:
+        return spread[row] if spread is not None else None
+
     tables, shown = [], set()
     for tid, (title, trows) in published.TABLES.items():
         rows = [(row, cells.get(s.dataset)) for row, cells in trows.items() if row in results]
@@ -103,24 +148,22 @@ def write_report(rep, results: dict[str, dict], reports: Path, plan_text: str) -
             continue
         shown.update(row for row, _ in rows)
         if any(pub for _, pub in rows):
-            tables += [f"## {title}", "",
-                       "| row | ours | paper | delta | reference | dims | C | normalisation |",
-                       "|---|---:|---:|---:|---|---:|---:|---|"]
+            tables += [f"## {title}", "", *_header(True, spread is not None)]
             for row, pub in rows:
                 o = ours(results[row])
                 paper = (f"{pub[0]:.2f} | {o - pub[0]:+.2f} | {pub[1]}" if pub
                          else "— | — | not published")
-                tables.append(_row(row, results[row], paper))
+                tables.append(_row(row, results[row], paper, sp(row)))
             if tid in published.NOTES and published.NOTES[tid][0] == s.dataset:
                 tables += ["", published.NOTES[tid][1]]
         else:  # nothing published for this dataset: ours only
-            tables += [f"## {title}", "", OURS_HEADER,
-                       *(_row(row, results[row]) for row, _ in rows)]
+            tables += [f"## {title}", "", *_header(False, spread is not None),
+                       *(_row(row, results[row], spread=sp(row)) for row, _ in rows)]
         tables.append("")
     other = [r for r in results if r not in shown]
     if other:
-        tables += ["## Other rows (no published number)", "", OURS_HEADER,
-                   *(_row(r, results[r]) for r in other), ""]
+        tables += ["## Other rows (no published number)", "", *_header(False, spread is not None),
+                   *(_row(r, results[r], spread=sp(r)) for r in other), ""]
     if s.dataset == "voc07":
         tables += ["## Yoo et al. Table 5: VOC07 per-class AP", "",
                    "| row | " + " | ".join(VOC_CLASSES) + " | mAP |",
@@ -143,10 +186,16 @@ def write_report(rep, results: dict[str, dict], reports: Path, plan_text: str) -
             f"{s.pyramid_layers[0]} vector has its receptive field centred there "
             "(featx.backbones.features.receptive_field), so the row adds nothing to MPP but its "
             "middle region, which is MPP's vectors again.")
-    times = [f"| {k} | {v:.1f} |" for k, v in rep.run.times.items()]
-    times.append(f"| total | {sum(rep.run.times.values()):.1f} |")
+    recorded = rep.times
+    stages, phases = recorded.get("stages", {}), recorded.get("phases", {})
+    times = [f"| {k} | {v:.1f} |" for k, v in stages.items()]
+    times.append(f"| total | {sum(stages.values()):.1f} |")
+    phase_times = [f"| {r['phase']} | {duration(r['seconds'])} | "
+                   f"{duration(phases[r['phase']]) if r['phase'] in phases else '—'} |"
+                   for r in plan_rows]
     text = Template(TEMPLATE.read_text()).substitute(
-        backbone_notes=_backbone_notes(s), name=s.name, note_block=f"> {s.note}\n\n" if s.note else "", backbone=s.backbone,
+        backbone_notes=_backbone_notes(s),
+        spread_note=_spread_note(results, spread, list(spread_configs)), name=s.name, note_block=f"> {s.note}\n\n" if s.note else "", backbone=s.backbone,
         weights=s.weights, input_size=s.input_size or "the backbone default",
         pairs=", ".join(f"{k}: {a}->{b}" for k, (a, b) in s.pairs.items()), cl_dim=s.cl_dim,
         blocks=s.blocks.replace("x", "×"), pyramid_layers=", ".join(s.pyramid_layers),
@@ -158,7 +207,7 @@ def write_report(rep, results: dict[str, dict], reports: Path, plan_text: str) -
         guidance_channels=s.guidance_channels,
         guidance_scales=min(s.guidance_scales, s.scales), guidance_epochs=s.guidance_epochs,
         this_run="".join(line + "\n" for line in this_run), plan=plan_text,
-        times="\n".join(times))
+        times="\n".join(times), phase_times="\n".join(phase_times))
     path = reports / f"{s.name}.md"
     path.write_text(text)
     return path

@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -27,6 +28,10 @@ from featx.reproduce.rows import PHASES, Row, Setup, rows_of, slug
 log = logging.getLogger(__name__)
 
 GB = 1e9
+# a phase's extraction time is calibrated on enough images (beyond one that pays the
+# start-up) for about this many CNN forwards: with 2 images (issue 28.7) the start-up's own
+# jitter (a second or so) could halve, double or zero a phase's estimate
+CALIBRATION_FORWARDS = 96
 
 
 class Runner:
@@ -37,7 +42,8 @@ class Runner:
     def __init__(self, bars: Callable[[], Any] | None = None, trace: str | None = None):
         self.bars = bars or (lambda: nullcontext(None))
         self.trace = trace or os.environ.get("FEATX_REPRODUCE_TRACE") or None
-        self.times: dict[str, float] = {}
+        self.times: dict[str, float] = {}  # seconds a stage, this process
+        self.phases: dict[str, float] = {}  # extraction seconds a phase (acts-/sample-PHASE)
 
     def __call__(self, stage: str, *args: Any, **kwargs: Any) -> Any:
         out = kwargs.get("out", args[-1] if args else "")  # every call passes its output last
@@ -52,7 +58,11 @@ class Runner:
                                                                 **kwargs)
         except FeatxError as exc:
             raise type(exc)(f"featx {stage} failed: {exc}") from None
-        self.times[stage] = self.times.get(stage, 0.0) + time.perf_counter() - t
+        took = time.perf_counter() - t
+        self.times[stage] = self.times.get(stage, 0.0) + took
+        phase = re.match(r"(?:acts|sample)-([a-z0-9]+)", Path(str(out)).name)
+        if stage == "extract" and phase:
+            self.phases[phase[1]] = self.phases.get(phase[1], 0.0) + took
         return [str(p) for p in result] if isinstance(result, list) else result
 
 
@@ -90,6 +100,24 @@ class Reproduction:
             self.w.mkdir(parents=True, exist_ok=True)
             (self.w / f"{kind}.json").write_text(json.dumps({**known, key: value}, indent=1)
                                                  + "\n")
+
+    def record_times(self) -> None:
+        """Add this process's stage and per-phase extraction seconds to the work folder's
+        (``times.json``), so that a resumed run's report gives the time of all the work that
+        made its rows, not of the part it did."""
+        known = self._recorded("times")
+        for kind, now in (("stages", self.run.times), ("phases", self.run.phases)):
+            total = dict(known.get(kind, {}))
+            for k, v in now.items():
+                total[k] = total.get(k, 0.0) + v
+            self._record("times", kind, total)
+        self.run.times, self.run.phases = {}, {}
+
+    @property
+    def times(self) -> dict:
+        """{"stages": {stage: seconds}, "phases": {phase: extraction seconds}} of the work
+        that made this folder's rows (:meth:`record_times`)."""
+        return self._recorded("times")
 
     @property
     def deviations(self) -> list[str]:
@@ -328,7 +356,9 @@ class Reproduction:
             if not self.done(r):
                 log.info("== row %s", r.name)
                 self.evaluate(r, cache)
+                self.record_times()  # after each row: an interrupted run keeps its times
             self.cleanup(cache)
+        self.record_times()
         for r in self.rows.values():
             results[r.name] = json.loads(self.result_path(self.source(r)).read_text())
         return results
@@ -374,7 +404,11 @@ def plan(rep: Reproduction, calibrate: bool = True) -> list[dict]:
     for phase in phases:
         views = [ViewSpec.parse(v) for v in rep.extraction(phase)["views"].split(",")]
         row = {"phase": phase, "images": images}
-        cal = _calibrate(rep, phase) if calibrate else None
+        before = (dict(rep.run.times), dict(rep.run.phases))
+        per_image = s.scales if phase.startswith("pyr") else sum(v.count() for v in views)
+        extra = min(max(2, math.ceil(CALIBRATION_FORWARDS / per_image)), n[s.train] - 1)
+        cal = _calibrate(rep, phase, extra) if calibrate and extra > 0 else None
+        rep.run.times, rep.run.phases = before  # the plan's own extractions are not the run's
         if phase.startswith("pyr"):
             vectors = cal["vectors"] if cal else 0
             row["forwards"] = images * s.scales + min(s.pyramid_sample, n[s.train]) * s.scales
@@ -407,26 +441,37 @@ def plan(rep: Reproduction, calibrate: bool = True) -> list[dict]:
     return out
 
 
-def _calibrate(rep: Reproduction, phase: str) -> dict:
+def _calibrate(rep: Reproduction, phase: str, extra: int) -> dict:
     """Seconds, stored bytes and pyramid vectors per image of ``phase``'s extraction, from
-    extracting 1 and then 3 images (the difference cancels model loading); peak RSS."""
+    extracting 1 and then 1 + ``extra`` images (the difference cancels model loading and
+    start-up); peak RSS."""
     import resource
 
     s = rep.s
     rep.w.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=rep.w) as tmp:
         got = []
-        for k in (1, 3):
+        for k in (1, 1 + extra):
             t = time.perf_counter()
             paths = rep.run("extract", None, Path(tmp) / f"c{k}", **rep.base,
                             **rep.extraction(phase), split=s.train, sample=k)
             got.append((time.perf_counter() - t, sum(os.path.getsize(p) for p in paths),
                         read_header(paths[0])))
-    (t1, b1, _), (t3, b3, head) = got
+    (t1, b1, _), (tn, bn, head) = got
     vectors = sum(list(d.values())[0][0] for d in head.get("pyramid_shapes", [])) or 0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return {"seconds": max(t3 - t1, 0.0) / 2, "bytes": max(b3 - b1, 0) / 2, "vectors": vectors,
-            "rss": rss}
+    return {"seconds": max(tn - t1, 0.0) / extra, "bytes": max(bn - b1, 0) / extra,
+            "vectors": vectors, "rss": rss, "images": 1 + extra}
+
+
+def duration(seconds: float) -> str:
+    """Seconds below a minute, minutes below an hour, else hours: a plan's 3 minutes is not
+    0.00 h."""
+    if not math.isfinite(seconds):
+        return "?"
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 3600 else f"{seconds / 3600:.2f} h"
 
 
 def _shown(path: Path) -> str:
@@ -441,15 +486,17 @@ def _shown(path: Path) -> str:
 def print_plan(rep: Reproduction, rows: list[dict]) -> tuple[float, str]:
     lines = [f"Plan for {rep.s.name} (work folder {_shown(rep.w)}):",
              f"  {'phase':<6} {'images':>7} {'CNN forwards':>13} {'disk GB':>8} {'RAM GB':>7} "
-             f"{'extract h':>9}"]
+             f"{'extract':>9}"]
     for r in rows:
         lines.append(f"  {r['phase']:<6} {r['images']:>7,} {r['forwards']:>13,} "
-                     f"{r['disk'] / GB:>8.2f} {r['ram'] / GB:>7.2f} {r['seconds'] / 3600:>9.2f}")
+                     f"{r['disk'] / GB:>8.2f} {r['ram'] / GB:>7.2f} "
+                     f"{duration(r['seconds']):>9}")
     peak_disk = max(r["disk"] for r in rows)
     lines.append(f"  peak disk {peak_disk / GB:.2f} GB, peak RAM "
                  f"{max(r['ram'] for r in rows) / GB:.2f} GB, extraction "
-                 f"{sum(r['seconds'] for r in rows) / 3600:.2f} h on this machine (calibrated on "
-                 "3 images a phase; fits, encodings and SVMs come on top)")
+                 f"{duration(sum(r['seconds'] for r in rows))} on this machine (calibrated on "
+                 f"about {CALIBRATION_FORWARDS} CNN forwards a phase; fits, encodings and SVMs "
+                 "come on top)")
     return peak_disk, "\n".join(lines)
 
 
