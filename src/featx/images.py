@@ -379,7 +379,9 @@ class ViewSpec:
         return crops if self.kind == "centre" else torch.cat([crops, crops.flip(2)])
 
     def crop_corners(self, size: int, jitter_size: int) -> list[tuple[int, int]]:
-        """(top, left) of the unmirrored crops of ``size`` in the ``jitter_size`` square:
+        """(top, left) of the unmirrored crops of ``size`` in the ``jitter_size`` square (each
+        then mirrored as it is, as Caffe's oversample; torchvision's TenCrop crops the mirrored
+        image instead, its centre crop a pixel over -- docs/architecture.md):
         jitter (AP10): the four corners and the centre; centre (Yoo's Alex-FC7): the centre;
         crops:N (AP50 for N = 5): an N x N grid of evenly spaced offsets, row by row."""
         o = jitter_size - size

@@ -20,7 +20,8 @@ import numpy as np
 
 def precision_recall(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Recall and precision after each ranked image of one class (labels 0 left out), the
-    points both APs are computed from."""
+    points both APs are computed from. (Not scikit-learn's precision_recall_curve: it merges
+    tied scores into one point and has no 'difficult' label; docs/architecture.md.)"""
     keep = labels != 0
     s, y = scores[keep], labels[keep] > 0
     order = np.argsort(-s, kind="stable")

@@ -73,7 +73,10 @@ class ActivationExtractor(nn.Module):
     makes anyway.
 
     Outputs are read with forward hooks on the modules the aliases name, and the forward pass
-    stops once the last of them has run, so layers past it cost nothing.
+    stops once the last of them has run, so layers past it cost nothing. (As fast as
+    torchvision's create_feature_extractor and timm's forward_intermediates, with the same
+    numbers, and one mechanism for every family, the meta device included; timm's reaches only
+    its feature levels: benchmarks/libraries.py, docs/architecture.md.)
     """
 
     def __init__(self, model: nn.Module, bb: Backbone, layers: list[str],

@@ -6,6 +6,10 @@ BatchNorm whose input is exactly the output of a convolution, and the only modul
 it. Then w' = w * gamma / sqrt(var + eps) per output channel, b' = (b - mean) * gamma /
 sqrt(var + eps) + beta, and the BatchNorm is replaced by what follows it inside it (timm's
 ``BatchNormAct2d`` keeps its activation) or by an identity.
+
+Not ``torch.nn.utils.fusion.fuse_conv_bn_weights`` for the arithmetic: it differs by rounding
+(1.7e-7 of a layer's weights, benchmarks/libraries.py) and would move every committed
+activation's low bits; finding the pairs, which torch does not do, is most of this module.
 """
 
 from __future__ import annotations

@@ -65,6 +65,8 @@ def require_space(folder: Path, needed: int, kept: int) -> None:
 
 @contextmanager
 def _lock(path: Path, command: str) -> Iterator[None]:
+    # not filelock.FileLock (the same flock): ours writes the holder's pid, host and command
+    # into the lock file, so that a refused run is told who holds the output
     try:
         fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
     except OSError as exc:
