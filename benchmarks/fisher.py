@@ -22,6 +22,7 @@ measured against VLFeat's formulas in float64 (posteriors below 1e-6 dropped, as
 The limit: the E-step GEMM ([x, x^2] (N, 2D) times (2D, K)) is the one step no encoder can skip;
 it is timed alone, by the route featx takes (``featx.linalg.addmm``: oneDNN on the CPU) and by
 ``torch.addmm`` (MKL), and their rates are compared with a large square GEMM's by each route.
+Then featx's encoder is timed step by step on one image (what stops it nearing the GEMM).
 """
 
 from __future__ import annotations
@@ -167,6 +168,9 @@ def run(args) -> None:
         slowest = max(t for _, t, _ in rows[1:]) / b
         print(f"  featx = {slowest / gemm:.2f}x the E-step GEMM alone ({1000 * gemm:.2f} ms); "
               f"max |featx - VLFeat float64| = {err:.1e}")
+        print("  featx, one image, step by step (each timed alone, best of 20), ms:")
+        for name, t in steps(xs[0], p, 20):
+            print(f"    {name:<44}{1000 * t:>8.2f}")
         loaded = f"_beside_{args.busy}_busy" if args.busy else ""
         figures.append((f"fisher_vs_skimage_{regime}{loaded}", f"{sk / b / slowest:.1f}x",
                         "1x" if args.busy else f"{GOALS[regime]:g}x"))
@@ -174,6 +178,47 @@ def run(args) -> None:
     print()
     for name, value, goal in figures:
         print(f"figure: {name} = {value} (goal {goal})")
+
+
+def steps(x: torch.Tensor, params, repeat: int) -> list[tuple[str, float]]:
+    """featx's fisher_vector on one image, step by step as it runs them (one block: N <
+    BLOCK_ROWS), each step timed alone on its real inputs: best seconds."""
+    from featx.encoders.fisher import _KEEP_ABOVE, _block_moments, normalize
+    from featx.encoders.gaussian import augment, density_params
+
+    means, variances, priors = params
+    bias, weights = density_params(means, variances, priors.log())
+    xx = augment(x)
+    logp = addmm(bias, xx, weights)
+    g = logp.softmax(1)
+    keep = g > _KEEP_ABOVE
+    sparse = int(keep.sum()) <= 0.05 * g.numel()
+    s0, s12 = _block_moments(g.clone(), xx, 1, None)
+    d, n = x.shape[1], x.shape[0]
+
+    def combine():
+        a, b = s0.double().view(1, -1, 1), s12.double().view(1, -1, 2 * d)
+        s1, s2 = b[..., :d], b[..., d:]
+        mu, var, pi = means.double(), variances.double(), priors.double()
+        u = (s1 - mu * a) / (var.sqrt() * n * pi.sqrt()[:, None])
+        v = ((s2 - 2 * mu * s1 + mu * mu * a) / var - a) / (n * (2 * pi).sqrt()[:, None])
+        return normalize(torch.cat([u.flatten(1), v.flatten(1)], 1).to(torch.float32))
+
+    parts = [
+        ("GMM constants (density_params)", lambda: density_params(means, variances,
+                                                                  priors.log())),
+        ("[x, x^2] (augment)", lambda: augment(x)),
+        ("E-step GEMM (addmm)", lambda: addmm(bias, xx, weights)),
+        ("softmax (exp of N x K)", lambda: logp.softmax(1)),
+        ("posteriors kept (g > 1e-6, count)", lambda: int((g > _KEEP_ABOVE).sum())),
+        (f"moments ({'sparse' if sparse else 'dense'}: _block_moments)",
+         lambda: _block_moments(g.clone(), xx, 1, sparse)),
+        ("  of which: the kept pairs' indices (nonzero)",
+         lambda: (g > _KEEP_ABOVE).nonzero(as_tuple=True)),
+        ("  of which: copy of g (the timing's)", lambda: g.clone()),
+        ("combine in float64, sqrt, L2", combine),
+    ]
+    return [(name, best_of(fn, repeat)[0]) for name, fn in parts]
 
 
 def _kept(x: torch.Tensor, params) -> float:
