@@ -69,7 +69,8 @@ def main() -> None:
                     "encodes (1000: one shard of featx extract's default size)")
     args = ap.parse_args()
     b = args.batch
-    # the peer in a plain process (glibc's default allocator), as a user's own forward runs
+    # the peer in a plain process (glibc's default allocator), as a user's own forward runs;
+    # like for like: the same float32 batch of b images and the same threads as the encoding
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as plain:
         fwd = plain.submit(forward_rate, b).result()
     keep_host_memory()  # as the command line does

@@ -77,6 +77,8 @@ def truncated(backbone: str, layers: list[str], batch: int, channels_last: bool)
 def bare_forward(backbone: str, layers: list[str], n: int, batch: int, channels_last: bool,
                  repeats: int = 2) -> float:
     """Images/s of the truncated torchvision forward on one pre-normalised batch."""
+    # like for like: the same float32 network, batch size, threads and layers as featx's
+    # forward; only the decoding, the copies and the writes, featx's own work, are left out
     net, x = truncated(backbone, layers, batch, channels_last)
     best = 0.0
     with torch.inference_mode():

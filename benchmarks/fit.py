@@ -71,6 +71,8 @@ def main() -> None:
         train, held = x[:n], x[n:]
         rows = []
         for seed in seeds:
+            # like for like: the same float32 rows (scikit-learn's mixture keeps float32), the
+            # same threads, K, seed and one fit a call; each to its own convergence (tol 1e-3)
             sk, t_sk = timed(lambda: SkGMM(k, covariance_type="diag", random_state=seed).fit(train))
             fx, t_fx = timed(lambda: GaussianMixture(n_components=k, random_state=seed, device=device).fit(train))
             rows.append((t_sk, t_fx, sk.score(held), fx.score(held), sk.n_iter_, fx.n_iter_))
@@ -102,6 +104,8 @@ def main() -> None:
     print(f"{'N x D -> k':<22}{'sklearn s':>10}{'featx s':>9}{'speed-up':>9}{'max rel dEV':>13}")
     for n, d, k in pca_sizes:
         x = correlated(n, d, min(d, 2 * k))
+        # like for like: the same float32 rows (covariance_eigh computes in float32 too), the
+        # same threads and components
         sk, t_sk = timed(lambda: SkPCA(k, svd_solver="covariance_eigh").fit(x))
         fx, t_fx = timed(lambda: PCA(n_components=k, device=device).fit(x))
         rel = np.abs(fx.explained_variance_.cpu().numpy() / sk.explained_variance_ - 1).max()
