@@ -36,20 +36,10 @@ from scipy.special import logsumexp
 from sklearn.mixture import GaussianMixture as SkGMM
 
 from featx.device import keep_host_memory, wait_politely_when_busy
+from timing import best_of
 
 REGIMES = {"peaked": 0.45, "diffuse": 0.2}  # scale of the component means
 GOALS = {"peaked": 3.0, "diffuse": 2.0}
-
-
-def best_of(fn, repeat: int) -> tuple[float, float]:
-    """(best, worst) seconds of ``repeat`` calls after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times), max(times)
 
 
 def mixture(k: int, d: int, scale: float, rng) -> tuple[np.ndarray, ...]:

@@ -25,21 +25,10 @@ import hashlib
 import os
 import sys
 import tempfile
-import time
 
 import numpy as np
 import torch
-
-
-def best(fn, repeat: int) -> tuple[float, float]:
-    """(best, worst) seconds of ``repeat`` calls after one warm-up."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times), max(times)
+from timing import best_of
 
 
 def digests(repeat: int) -> None:
@@ -48,14 +37,14 @@ def digests(repeat: int) -> None:
     with tempfile.NamedTemporaryFile(delete=False) as fh:
         fh.write(np.random.default_rng(0).bytes(256 << 20))
     try:
-        ours, lo_hi = file_digest(fh.name), best(lambda: file_digest(fh.name), repeat)
+        ours, lo_hi = file_digest(fh.name), best_of(lambda: file_digest(fh.name), repeat)
         print(f"1. digest of 256 MiB: featx {lo_hi[0] * 1e3:.0f} ms (worst {lo_hi[1] * 1e3:.0f})",
               end="")
         if sys.version_info >= (3, 11):
             def lib():
                 with open(fh.name, "rb") as f:
                     return hashlib.file_digest(f, "sha256").hexdigest()[:16]
-            t = best(lib, repeat)
+            t = best_of(lib, repeat)
             print(f", hashlib.file_digest {t[0] * 1e3:.0f} ms (worst {t[1] * 1e3:.0f}); "
                   f"equal: {lib() == ours}")
         else:
@@ -132,7 +121,7 @@ def extractors(repeat: int) -> None:
         with torch.inference_mode():
             a, b = ours(x), run_lib()
             equal = all(torch.equal(a[k], b[k]) for k in layers)
-            t_ours, t_lib = best(lambda: ours(x), repeat), best(run_lib, repeat)
+            t_ours, t_lib = best_of(lambda: ours(x), repeat), best_of(run_lib, repeat)
         print(f"3. {name} {'+'.join(layers)}, batch 32, {torch.get_num_threads()} threads: featx "
               f"{t_ours[0] * 1e3:.0f} ms (worst {t_ours[1] * 1e3:.0f}), {peer} "
               f"{t_lib[0] * 1e3:.0f} ms (worst {t_lib[1] * 1e3:.0f}); equal: {equal}")
