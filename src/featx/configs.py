@@ -7,10 +7,10 @@ its options -- and answer ``--help``, ``--version``, ``featx layers`` and shell 
 without importing torch (seconds, and most of a gigabyte): the checks that need the registries
 import them when a config is made. Each stage module re-exports its config.
 
-The registries' names (curated backbones, encode methods, datasets) are stated here for the
-same reason; the registries check themselves against them when they load
-(:func:`featx.backbones.backbone`, :func:`featx.methods.method`, :data:`featx.datasets.DATASETS`)
-so the two cannot drift apart.
+The registries' names (curated backbones, encode methods, datasets, model families) are
+stated here for the same reason. They cannot drift apart from the registries: the backbone
+registry takes the curated descriptions from here, :mod:`featx.datasets` refuses to load when
+its names differ, and ``tests/test_architecture.py`` checks all four against their registries.
 """
 
 from __future__ import annotations

@@ -195,7 +195,8 @@ def write_report(rep, results: dict[str, dict], reports: Path, plan_text: str,
                    for r in plan_rows]
     text = Template(TEMPLATE.read_text()).substitute(
         backbone_notes=_backbone_notes(s),
-        spread_note=_spread_note(results, spread, list(spread_configs)), name=s.name, note_block=f"> {s.note}\n\n" if s.note else "", backbone=s.backbone,
+        spread_note=_spread_note(results, spread, list(spread_configs)), name=s.name,
+        note_block=f"> {s.note}\n\n" if s.note else "", backbone=s.backbone,
         weights=s.weights, input_size=s.input_size or "the backbone default",
         pairs=", ".join(f"{k}: {a}->{b}" for k, (a, b) in s.pairs.items()), cl_dim=s.cl_dim,
         blocks=s.blocks.replace("x", "×"), pyramid_layers=", ".join(s.pyramid_layers),

@@ -461,7 +461,7 @@ def _calibrate(rep: Reproduction, phase: str, extra: int) -> dict:
     vectors = sum(list(d.values())[0][0] for d in head.get("pyramid_shapes", [])) or 0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return {"seconds": max(tn - t1, 0.0) / extra, "bytes": max(bn - b1, 0) / extra,
-            "vectors": vectors, "rss": rss, "images": 1 + extra}
+            "vectors": vectors, "rss": rss}
 
 
 def duration(seconds: float) -> str:
