@@ -15,6 +15,7 @@ from featx.encoders.fisher import region_indices
 from featx.images import ViewSpec
 from featx.reproduce import published
 from featx.reproduce.run import duration
+from featx.reproduce.spread import WHY, describe
 
 TEMPLATE = Path(__file__).with_name("report.md")
 
@@ -86,8 +87,6 @@ def _row(name: str, result: dict, paper: str | None = None, spread: dict | None 
 def _spread_note(results: dict, spread: dict | None, configs: list[str]) -> str:
     """The paragraph that says what the spread column is, and which rows move by more than
     one test image (single-label data: one image is 100 / n points)."""
-    from featx.reproduce.spread import WHY, describe
-
     if spread is None:
         return ("Spread across CPUs: not measured in this run (`featx reproduce --spread`, "
                 "docs/reproduce.md).\n\n")

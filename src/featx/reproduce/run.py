@@ -420,7 +420,6 @@ def plan(rep: Reproduction, calibrate: bool = True) -> list[dict]:
                              (cal["rss"] if cal else 0))
             kept += 2 * s.components * s.fv_dim * 2 * images
         else:
-            per_image = sum(v.count() for v in views)
             row["forwards"] = images * per_image
             acts = images * (cal["bytes"] if cal else 0)
             enc = 0.0
