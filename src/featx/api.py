@@ -36,7 +36,8 @@ def _parameter(match: re.Match) -> str:
     if flag.startswith("no-"):
         return f"{flag[3:].replace('-', '_')}=False"
     name = _RENAMED.get(flag, flag.replace("-", "_"))
-    return f"{name}=True" if name in _FLAGS else name
+    said_of = match.string[match.end():].startswith(" must be")  # the value, not the switch
+    return f"{name}=True" if name in _FLAGS and not said_of else name
 
 
 @contextmanager
@@ -194,23 +195,43 @@ def join(parts: Sequence[str | Path], out: str | Path, *, progress: Callable | N
 
 def train_svm(encodings: Paths, out: str | Path, *, C: float | Sequence[float] | str = 1.0,
               progress: Callable | None = None, **settings: Any) -> Path | None:
-    """One-vs-rest linear SVMs on encoding shards, saved to ``out``. ``C``: one value, several
-    to choose from by cross-validation, or ``"auto"``. ``settings``: folds, include_difficult,
-    solver (auto, dual, primal), memory_gb, seed, device, overwrite."""
-    from featx.svm import AUTO_C
-
-    c = AUTO_C if C == "auto" else (float(C),) if isinstance(C, (int, float)) else \
-        tuple(float(x) for x in C)
+    """Linear classifiers on encoding shards, saved to ``out``: one-vs-rest SVMs, or logistic
+    regression. ``C``: one value, several to choose from by cross-validation, or ``"auto"``.
+    ``settings``: folds, include_difficult, solver (auto, dual, primal), loss (hinge,
+    logistic), multiclass (ovr, multinomial), calibrate, standardize, memory_gb, seed,
+    device, overwrite."""
+    c = _c_grid(C)
     path = _one("train_svm", "TrainSVMConfig", "train_svm", _list(encodings), out,
                   {"c": c, **settings}, progress, _list(encodings))
     return path
+
+
+def _c_grid(C: Any) -> tuple[float, ...]:
+    """``train_svm``'s ``C`` as the config takes it, type-strict: ``"auto"``, a real number
+    (not a bool, not a string: ``"55"`` is not 55), or a list or tuple of them."""
+    import numbers
+
+    from featx.configs import AUTO_C
+    from featx.errors import InputError
+
+    def real(x: Any) -> bool:
+        return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+    if isinstance(C, str) and C == "auto":
+        return AUTO_C
+    if real(C):
+        return (float(C),)
+    if isinstance(C, (list, tuple)) and C and all(real(x) for x in C):
+        return tuple(float(x) for x in C)
+    raise InputError(f"C must be a number > 0, a list of them, or 'auto'; got {C!r}")
 
 
 def evaluate(encodings: Paths, model: str | Path, out: str | Path | None = None, *,
              progress: Callable | None = None, **settings: Any) -> dict[str, Any]:
     """The metrics of encoding shards under an SVM model (VOC07 11-point AP for multi-label
     data, accuracies for single-label), also written to ``out`` as JSON when given.
-    ``settings``: dataset, memory_gb, plots (a folder), overwrite."""
+    ``settings``: dataset, memory_gb, plots (a folder), scores (a CSV of every image's
+    scores), overwrite."""
     from featx.stages.evaluate import Evaluate, EvaluateConfig
 
     with _parameter_names():

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from featx.errors import InputError
-from featx.params import SEED, Interval, Options, param, validate
+from featx.params import SEED, Flag, Interval, Options, param, validate
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +74,12 @@ class EncodeConfig:
     guidance: str | None = None
     layers: Sequence[str] | None = None
     fc_layer: str | None = None
-    power_norm: bool | None = None  # None: each method's own (featx.methods)
-    l2: bool = True
+    power_norm: bool | None = param(None, Flag(), optional=True)  # None: each method's own
+    l2: bool = param(True, Flag())
     quantize: str = param("none", Options(QUANTIZE))
     dtype: str = param("float32", Options(DTYPES))
     device: str = "auto"
-    overwrite: bool = False
+    overwrite: bool = param(False, Flag())
     command: str = ""
 
     @property
@@ -136,8 +136,8 @@ class ExtractConfig:
     shard_size: int = param(1000, Interval(int, 1))
     dtype: str = param("float16", Options(EXTRACT_DTYPES))
     seed: int = param(0, SEED)
-    skip_bad: bool = False
-    overwrite: bool = False
+    skip_bad: bool = param(False, Flag())
+    overwrite: bool = param(False, Flag())
     command: str = ""
     project: str | None = None
     sample: int | None = param(None, Interval(int, 1), optional=True)
@@ -153,7 +153,7 @@ class ExtractConfig:
 @dataclass(frozen=True)
 class JoinConfig:
     dtype: str = param("float32", Options(DTYPES))
-    overwrite: bool = False
+    overwrite: bool = param(False, Flag())
     command: str = ""
 
     def __post_init__(self) -> None:
@@ -173,10 +173,10 @@ class FitPCAConfig:
     local: str | None = None
     dim: int = param(500, Interval(int, 1))
     per_image: int = param(100, Interval(int, 1))
-    whiten: bool = False
+    whiten: bool = param(False, Flag())
     seed: int = param(0, SEED)
     device: str = "auto"
-    overwrite: bool = False
+    overwrite: bool = param(False, Flag())
     command: str = ""
 
     def __post_init__(self) -> None:
@@ -198,7 +198,7 @@ class FitGMMConfig:
     var_floor: float = param(1e-4, Interval(float, 0, closed="right"))
     seed: int = param(0, SEED)
     device: str = "auto"
-    overwrite: bool = False
+    overwrite: bool = param(False, Flag())
     command: str = ""
 
     def __post_init__(self) -> None:
@@ -225,7 +225,7 @@ class FitGuidanceConfig:
     patience: int = param(5, Interval(int, 1))
     seed: int = param(0, SEED)
     device: str = "auto"
-    overwrite: bool = False
+    overwrite: bool = param(False, Flag())
     command: str = ""
 
     def __post_init__(self) -> None:
@@ -245,40 +245,59 @@ AUTO_C = (0.01, 0.1, 1.0, 10.0, 100.0)  # --C auto: the grid cross-validation ch
 # Newton on the squared hinge, streamed from the shards (memory independent of n, torchrun);
 # auto: the dual where its Gram matrix and a class's copy of it fit in --memory
 SOLVERS = ("auto", "dual", "primal")
+CLASSIFIER_LOSSES = ("hinge", "logistic")  # hinge: the dual's hinge, the primal's squared hinge
+MULTICLASS = ("ovr", "multinomial")
 
 
 @dataclass(frozen=True)
 class TrainSVMConfig:
     """``c``: one C, or several to choose from by ``folds``-fold cross-validation on the
-    training split (:data:`AUTO_C` for ``--C auto``)."""
+    training split (:data:`AUTO_C` for ``--C auto``). ``loss``: ``hinge`` (SVMs: the dual's
+    hinge, the primal's squared hinge) or ``logistic`` (Newton's method; probabilities),
+    ``multiclass`` ``ovr`` or ``multinomial`` (logistic, single-label); ``calibrate``: Platt
+    scaling of a hinge model on its cross-validation folds' held-out scores;
+    ``standardize``: each encoding dimension to zero mean, unit variance on the training
+    split (folded into the stored weights)."""
 
     c: tuple[float, ...] = (1.0,)
     folds: int = param(5, Interval(int, 2))
-    include_difficult: bool = False
+    include_difficult: bool = param(False, Flag())
     seed: int = param(0, SEED)
     device: str = "auto"
-    overwrite: bool = False
+    overwrite: bool = param(False, Flag())
     command: str = ""
     memory_gb: float = param(2.0, Interval(float, 0, closed="right"), flag="--memory")
     solver: str = param("auto", Options(SOLVERS))
+    loss: str = param("hinge", Options(CLASSIFIER_LOSSES))
+    multiclass: str = param("ovr", Options(MULTICLASS))
+    calibrate: bool = param(False, Flag())
+    standardize: bool = param(False, Flag())
 
     def __post_init__(self) -> None:
         validate(self)
         if not self.c or not all(isinstance(c, (int, float)) and math.isfinite(c) and c > 0
                                  for c in self.c):
             raise InputError(f"--C must be finite numbers > 0, got {self.c}")
+        if self.multiclass == "multinomial" and self.loss != "logistic":
+            raise InputError("--multiclass multinomial needs --loss logistic (an SVM is one "
+                             "class against the rest)")
+        if self.calibrate and self.loss == "logistic":
+            raise InputError("--calibrate is for the hinge loss: a logistic model's "
+                             "probabilities are its own")
 
 
 @dataclass(frozen=True)
 class EvaluateConfig:
     """``dataset`` picks the benchmark's metric (voc07: 11-point AP); None: from the labels.
-    ``plots``: a folder for the PR curves / confusion matrix (their paths are written too)."""
+    ``plots``: a folder for the PR curves / confusion matrix (their paths are written too);
+    ``scores``: a CSV of every image's scores (and probabilities, when the model has them)."""
 
     model: str = ""
     dataset: str | None = param(None, Options(DATASETS), optional=True)
     memory_gb: float = param(2.0, Interval(float, 0, closed="right"), flag="--memory")
     plots: str | None = None
-    overwrite: bool = False
+    scores: str | None = None
+    overwrite: bool = param(False, Flag())
     command: str = ""
 
     def __post_init__(self) -> None:
@@ -306,7 +325,7 @@ class MapsConfig:
     # sum (Yoo et al. §4.5: "accumulate all the weights of local activations")
     reduce: str = param("mean", Options(("sum", "mean")))
     device: str = "auto"
-    overwrite: bool = False
+    overwrite: bool = param(False, Flag())
     command: str = ""
 
     def __post_init__(self) -> None:

@@ -186,7 +186,9 @@ def _csv(path: Path, split: str) -> ImageSource:
         raise InputError(f"{path} is one CSV of path,label rows with no split column; --split "
                          f"{split} cannot pick rows from it: give each split its own CSV and "
                          "no --split")
-    with path.open(newline="") as fh:
+    # utf-8-sig: a spreadsheet's CSV starts with a byte-order mark, which would otherwise
+    # make its header's "path" the invisible "\ufeffpath", read as an image and its label a class
+    with path.open(newline="", encoding="utf-8-sig") as fh:
         rows = [r for r in csv.reader(fh) if r and not r[0].startswith("#")]
     if rows and rows[0][0].strip().lower() == "path":
         rows = rows[1:]

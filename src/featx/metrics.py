@@ -101,3 +101,40 @@ def confusion(predicted, truth, num_classes: int) -> np.ndarray:
     m = np.zeros((num_classes, num_classes), np.int64)
     np.add.at(m, (np.asarray(truth), np.asarray(predicted)), 1)
     return m
+
+
+# the smallest probability a log-loss takes the log of (scikit-learn's log_loss clips to the
+# dtype's eps likewise): a confident mistake costs -log(1e-15) = 34.5, not infinity
+PROB_FLOOR = 1e-15
+
+
+def _truth(prob: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(targets in {0, 1}, weights in {0, 1}) of (N, C) probabilities: one-hot single-label
+    labels, or multi-label ones in {1, -1, 0} with 0 (difficult) left out."""
+    labels = np.asarray(labels)
+    if labels.ndim == 2:
+        return (labels > 0).astype(float), (labels != 0).astype(float)
+    return np.eye(prob.shape[1])[labels], np.ones_like(prob)
+
+
+def log_loss(prob, labels) -> float:
+    """Mean negative log-likelihood of the true labels: -mean_i log p_i[y_i] for single-label
+    (N,) labels; for multi-label (N, C) labels in {1, -1, 0}, the mean binary log-loss over
+    the (image, class) pairs that are not 0."""
+    prob = np.clip(np.asarray(prob, float), PROB_FLOOR, 1 - PROB_FLOOR)
+    t, w = _truth(prob, labels)
+    if np.asarray(labels).ndim == 2:
+        per = -(t * np.log(prob) + (1 - t) * np.log(1 - prob))
+        return float((w * per).sum() / max(w.sum(), 1))
+    return float(-(t * np.log(prob)).sum(1).mean())
+
+
+def brier(prob, labels) -> float:
+    """Brier score: mean_i sum_c (p_ic - t_ic)^2 for single-label labels (0 perfect, 2 the
+    worst); for multi-label labels the mean (p - t)^2 over the pairs that are not 0."""
+    prob = np.asarray(prob, float)
+    t, w = _truth(prob, labels)
+    sq = w * (prob - t) ** 2
+    if np.asarray(labels).ndim == 2:
+        return float(sq.sum() / max(w.sum(), 1))
+    return float(sq.sum(1).mean())

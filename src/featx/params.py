@@ -85,11 +85,25 @@ class Options:
         return ["nope"]
 
 
+@dataclass(frozen=True)
+class Flag:
+    """True or False, and nothing else: ``"no"`` is not False, 1 is not True."""
+
+    def ok(self, value: Any) -> bool:
+        return isinstance(value, bool)
+
+    def describe(self) -> str:
+        return "True or False"
+
+    def invalid(self) -> list[Any]:
+        return ["no", 1]
+
+
 # a seed: what numpy's and scikit-learn's random states take
 SEED = Interval(int, 0, 2**32 - 1)
 
 
-def param(default: Any, constraint: Interval | Options, *, flag: str | None = None,
+def param(default: Any, constraint: Interval | Options | Flag, *, flag: str | None = None,
           optional: bool = False) -> Any:
     """A config field with its constraint; ``flag`` is its command-line option (default:
     ``--`` and the name with ``-`` for ``_``); ``optional``: None is allowed too."""

@@ -53,8 +53,8 @@ def test_chain_through_the_cli(cli, tmp_path, alexnet_weights):
 
     attrs = load_svm(auto)[2]
     assert attrs["C_grid"] == list(AUTO_C) and attrs["C"] in AUTO_C and attrs["folds"] == 3
-    scores = dict((a, b) for a, b in attrs["cv_scores"])
-    assert scores[attrs["C"]] == max(scores.values())
+    scores = {a: b for a, b, _ in attrs["cv_scores"]}  # C, held-out score, held-out loss
+    assert scores[attrs["C"]] >= max(scores.values()) - 1 / attrs["n_train"] - 1e-12
     res = cli("train-svm", tmp_path / "enc-train", "--C", "1,-2", "-o", tmp_path / "x.h5",
               ok=False)
     assert res.exit_code == 2 and "every C must be a finite number > 0" in res.stderr

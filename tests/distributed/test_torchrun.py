@@ -164,6 +164,16 @@ def test_evaluate_gathers_every_score(chain):
     assert one["top1"] == two["top1"] and one["class_accuracy"] == two["class_accuracy"]
 
 
+def test_evaluate_from_the_cli_under_torchrun_prints_one_json(chain, tmp_path):
+    """Issue 36.1: the last step of docs/scale.md's recipe -- rank 1 read the metrics it does
+    not hold (a TypeError, rc 1), and -q printed the JSON and then `null`."""
+    enc, model = chain["enc"][1], chain["primal"][1]
+    res = torchrun("evaluate", enc, "--model", model)
+    assert res.returncode == 0, res.stderr[-3000:]
+    metrics = json.loads(res.stdout)  # one JSON document, nothing after it
+    assert metrics["top1"] == json.loads(chain["metrics"][1].read_text())["top1"]
+
+
 def test_two_nodes_rendezvous_and_fit_the_same_pca(chain, tmp_path):
     acts = chain["acts"][1]
     out = tmp_path / "pca.h5"

@@ -70,22 +70,26 @@ def test_cross_validation_picks_the_c_that_is_clearly_right():
     x = (np.r_[pos, neg] + rng.normal(size=(2 * n, 2)) * 0.01).astype(np.float32)
     y = np.r_[np.zeros(n, int), np.ones(n, int)]
     k = gram(x, __import__("torch").device("cpu"))
-    c, cv = choose_c(k, y, 2, (1e-4, 1e3), folds=4)
-    assert c == 1e3 and cv[1e3] == 1.0 and cv[1e-4] < 0.8
+    c, cv, _ = choose_c(k, y, 2, (1e-4, 1e3), folds=4)
+    assert c == 1e3 and cv[1e3][0] == 1.0 and cv[1e-4][0] < 0.8
     # multi-label labels in {1, -1}: scored by mean 11-point AP
-    c, cv = choose_c(k, np.where(np.eye(2, dtype=int)[y] == 1, 1, -1), 2, (1e-4, 1e3), folds=4)
-    assert c == 1e3 and cv[1e3] == 1.0 and cv[1e-4] < 0.8
+    c, cv, _ = choose_c(k, np.where(np.eye(2, dtype=int)[y] == 1, 1, -1), 2, (1e-4, 1e3),
+                        folds=4)
+    assert c == 1e3 and cv[1e3][0] == 1.0 and cv[1e-4][0] < 0.8
 
 
-def test_ties_go_to_the_smaller_c():
+def test_full_ties_go_to_the_smaller_c():
+    """Separated by far more than the margin: every C finds the same hard-margin SVM (no
+    bound binds), so score and held-out loss are equal; the smaller C is taken."""
     from featx.svm import choose_c
 
     rng = np.random.default_rng(4)
     y = np.repeat(np.arange(2), 10)
     x = (np.eye(2)[y] * 50 + rng.normal(size=(20, 2)) * 0.01).astype(np.float32)
     k = gram(x, __import__("torch").device("cpu"))
-    c, cv = choose_c(k, y, 2, (10.0, 1.0, 100.0), folds=2)
-    assert cv == {10.0: 1.0, 1.0: 1.0, 100.0: 1.0} and c == 1.0
+    c, cv, _ = choose_c(k, y, 2, (10.0, 1.0, 100.0), folds=2)
+    assert {v[0] for v in cv.values()} == {1.0} and len({v[1] for v in cv.values()}) == 1
+    assert c == 1.0
 
 
 def _blocks(x, rows):
@@ -174,15 +178,15 @@ def test_primal_reaches_the_optimum_the_dual_finds(c, multilabel):
 
 
 def test_primal_cross_validation_uses_the_dual_folds():
-    from featx.svm import choose_c_primal, cv_splits, fit_primal, targets
+    from featx.svm import choose, choose_c_primal, cv_splits, fit_primal, targets
 
     rng = np.random.default_rng(4)
     labels = rng.integers(0, 2, 60)
     x = (rng.normal(size=(60, 20)) + 1.5 * labels[:, None]).astype(np.float32)
-    c, cv = choose_c_primal(lambda y, s, c: _problem(x, y, s, c), labels, np.arange(60), 2,
-                            (0.001, 1.0), folds=3)
+    c, cv, held = choose_c_primal(lambda y, s, c: _problem(x, y, s, c), labels, np.arange(60),
+                                  2, (0.001, 1.0), folds=3)
     # the same by hand: each fold's held-out rows scored by a model trained without them
-    expect = {}
+    expect, decisions = {}, {}
     for cc in (0.001, 1.0):
         decision = np.zeros((60, 2))
         for train, val in cv_splits(labels, 3, 0):
@@ -191,7 +195,10 @@ def test_primal_cross_validation_uses_the_dual_folds():
             w, b, _ = fit_primal(_problem(x, y, s, cc))
             decision[val] = scores(x[val], w, b)
         expect[cc] = float((decision.argmax(1) == labels).mean())
-    assert cv == pytest.approx(expect) and c == max(expect, key=lambda k: (expect[k], -k))
+        decisions[cc] = decision
+    assert {k: v[0] for k, v in cv.items()} == pytest.approx(expect)
+    assert c == choose(decisions, labels, "squared hinge")[0]
+    np.testing.assert_allclose(held, decisions[c], rtol=1e-5, atol=1e-6)
 
 
 def test_primal_needs_both_labels_per_class():

@@ -355,6 +355,29 @@ def test_a_csv_row_with_an_empty_label_is_refused_by_line(tmp_path, cli):
     _one_line_error(res, "'b.png'", "needs path,label")
 
 
+@pytest.mark.parametrize("skip_bad", [False, True])
+def test_a_csv_with_a_byte_order_mark_and_a_header_reads_its_header_as_one(tmp_path, skip_bad):
+    """Issue 36.10: a spreadsheet's CSV (UTF-8 with a BOM, a `path,label` header) gave a
+    phantom class `label` with --skip-bad (its header row an image `\ufeffpath`, skipped as
+    bad) and, without, an error naming the invisible `\ufeffpath`."""
+    from PIL import Image
+
+    from featx.datasets import open_dataset
+
+    for name in ("a.png", "b.png"):
+        Image.new("RGB", (64, 48)).save(tmp_path / name)
+    (tmp_path / "set.csv").write_bytes("path,label\na.png,cat\nb.png,dog\n".encode("utf-8-sig"))
+    source = open_dataset("folder", str(tmp_path / "set.csv"), "")
+    assert source.classes == ["cat", "dog"] and [r.id for r in source.records] == ["a.png", "b.png"]
+    import featx
+
+    acts = featx.extract(None, tmp_path / "acts", dataset="folder", root=tmp_path / "set.csv",
+                         weights="none", workers=0, skip_bad=skip_bad)
+    from featx.io import read_header
+
+    assert read_header(acts[0])["classes"] == ["cat", "dog"]
+
+
 def test_files_that_are_not_images_by_name_are_counted(tmp_path, caplog):
     """Issue 26 (weak): a .heic was silently ignored."""
     import logging

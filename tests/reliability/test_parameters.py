@@ -100,6 +100,7 @@ EXPLICIT = {
     ("encode", "--fc-layer"): "nope", ("encode", "--device"): "nope",
     ("train-svm", "--C"): "0", ("train-svm", "--device"): "nope",
     ("evaluate", "--json"): "{dir}", ("evaluate", "--plots"): "{file}",
+    ("evaluate", "--scores"): "{dir}",
     ("maps", "--layer"): "nope", ("maps", "--channels"): "a", ("maps", "--classes"): "nope",
     ("maps", "--device"): "nope",
     ("layers", "--input-size"): "31",

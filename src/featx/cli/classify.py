@@ -50,14 +50,30 @@ memory_opt = click.option(
               help="dual: libsvm on the n x n Gram matrix (hinge loss); primal: Newton on the "
                    "squared hinge, memory independent of n, shared by torchrun ranks; auto: "
                    "dual where 16 n^2 bytes fit in --memory.")
+@click.option("--loss", default=TrainSVMConfig.loss, show_default=True,
+              type=constraint_type(TrainSVMConfig, "loss"),
+              help="hinge: linear SVMs (the dual's hinge, the primal's squared hinge); "
+                   "logistic: logistic regression by the primal solver, with probabilities.")
+@click.option("--multiclass", default=TrainSVMConfig.multiclass, show_default=True,
+              type=constraint_type(TrainSVMConfig, "multiclass"),
+              help="ovr: each class against the rest; multinomial: one softmax over the "
+                   "classes (--loss logistic, single-label).")
+@click.option("--calibrate", is_flag=True,
+              help="Probabilities for an SVM: Platt scaling fitted on the cross-validation "
+                   "folds' held-out scores.")
+@click.option("--standardize", is_flag=True,
+              help="Scale each encoding dimension to zero mean and unit variance on the "
+                   "training split (stored in the model, applied when it scores).")
 @memory_opt
 @device_opt
 @overwrite_opt
-def train_svm(inputs, out, c, folds, include_difficult, solver, memory, device, overwrite):
+def train_svm(inputs, out, c, folds, include_difficult, solver, loss, multiclass, calibrate,
+              standardize, memory, device, overwrite):
     """Train one-vs-rest linear SVMs on encoding shards INPUTS (or - for stdin)."""
     cfg = TrainSVMConfig(c=c, folds=folds, include_difficult=include_difficult, device=device,
                          overwrite=overwrite, command=command_line(), memory_gb=memory,
-                         solver=solver)
+                         solver=solver, loss=loss, multiclass=multiclass, calibrate=calibrate,
+                         standardize=standardize)
     from featx.stages import train_svm as train_stage  # torch: only when it runs
 
     with bars("class") as progress:
@@ -79,10 +95,15 @@ def train_svm(inputs, out, c, folds, include_difficult, solver, memory, device, 
               help="Draw a precision-recall curve per class (multi-label) or the confusion "
                    "matrix (single-label) into this folder; the metrics go to "
                    "DIR/metrics.json unless --json; every path is printed on stdout.")
+@click.option("--scores", "scores_path", type=click.Path(dir_okay=False),
+              help="Write every image's id, true label(s) and each class's score (and "
+                   "probability, where the model has them) to this CSV; stdout then carries "
+                   "paths only (--json FILE for the metrics).")
 @memory_opt
 @overwrite_opt
 @click.pass_context
-def evaluate(ctx, inputs, model_path, dataset, json_path, plots_dir, memory, overwrite):
+def evaluate(ctx, inputs, model_path, dataset, json_path, plots_dir, scores_path, memory,
+             overwrite):
     """Score encoding shards INPUTS with an SVM model and report the metrics."""
     if plots_dir and not json_path:  # stdout carries paths only
         json_path = str(Path(plots_dir) / "metrics.json")
@@ -90,11 +111,13 @@ def evaluate(ctx, inputs, model_path, dataset, json_path, plots_dir, memory, ove
 
     stage = evaluate_stage.Evaluate(EvaluateConfig(
         model=model_path, dataset=dataset, memory_gb=memory, plots=plots_dir,
-        overwrite=overwrite, command=command_line()))
+        scores=scores_path, overwrite=overwrite, command=command_line()))
     stage.run(inputs, json_path, on_written=emit)
+    if stage.result is None:  # a torchrun rank other than 0: rank 0 holds the metrics
+        return
     if not ctx.obj["quiet"]:
         stderr.print(result_table(stage.result))
-    if not json_path:
+    if not json_path and not scores_path:  # a written file's path is what stdout carries
         click.echo(json.dumps(stage.result, indent=2))
 
 
@@ -116,6 +139,9 @@ def result_table(result: dict) -> Table:
             table.add_row(name, _pct(a))
         table.add_row("[bold]mean class accuracy", f"[bold]{100 * result['mean_class_accuracy']:.2f}")
         table.add_row("[bold]top-1 accuracy", f"[bold]{100 * result['top1']:.2f}")
+    if "log_loss" in result:
+        table.add_row(f"log-loss ({result['probability']})", f"{result['log_loss']:.4f}")
+        table.add_row("Brier score", f"{result['brier']:.4f}")
     return table
 
 

@@ -54,10 +54,10 @@ def _save(path: str | Path, kind: str, arrays: Mapping[str, Any], attrs: Mapping
     return path
 
 
-def _load(path: str | Path, kind: str, names: tuple[str, ...]
+def _load(path: str | Path, kind: str, names: tuple[str, ...], optional: tuple[str, ...] = ()
           ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Arrays ``names`` and the attributes of a model file, refusing files of another kind,
-    corrupt ones, and ones that lack an array."""
+    """Arrays ``names`` (and those of ``optional`` the file has) and the attributes of a
+    model file, refusing files of another kind, corrupt ones, and ones that lack an array."""
     try:
         with h5py.File(path, "r") as f:
             attrs = read_attrs(f)
@@ -74,7 +74,7 @@ def _load(path: str | Path, kind: str, names: tuple[str, ...]
             missing = [n for n in names if n not in f]
             if missing:
                 raise InputError(f"{path} is not a complete {kind} model: it has no {missing[0]}")
-            arrays = {name: f[name][()] for name in names}
+            arrays = {name: f[name][()] for name in (*names, *optional) if name in f}
     except OSError as exc:
         raise InputError(f"cannot read model file {path} (corrupt or not HDF5): {exc}") from None
     bad = [n for n, a in arrays.items() if a.dtype.kind == "f" and not np.isfinite(a).all()]
@@ -127,14 +127,37 @@ def load_gmm(path, device: torch.device | str = "cpu") -> tuple[GaussianMixture,
     return gmm, attrs
 
 
-def save_svm(path, weights: np.ndarray, biases: np.ndarray, attrs: Mapping[str, Any]) -> Path:
-    return _save(path, "svm", {"weights": weights, "biases": biases}, attrs)
+# what an SVM file may hold beside its weights: Platt scaling (C, 2) and the standardisation
+# its weights fold in (dim,) each (train-svm --calibrate, --standardize)
+SVM_EXTRAS = ("platt", "standardize_mean", "standardize_scale")
+
+
+def save_svm(path, weights: np.ndarray, biases: np.ndarray, attrs: Mapping[str, Any],
+             extras: Mapping[str, np.ndarray] | None = None) -> Path:
+    unknown = set(extras or {}) - set(SVM_EXTRAS)
+    assert not unknown, unknown
+    return _save(path, "svm", {"weights": weights, "biases": biases, **(extras or {})}, attrs)
 
 
 def load_svm(path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Weights (C, dim), biases (C,) and attributes of an SVM model file."""
     arrays, attrs = _load(path, "svm", ("weights", "biases"))
     return arrays["weights"], arrays["biases"], attrs
+
+
+def load_svm_extras(path) -> dict[str, np.ndarray]:
+    """The arrays of :data:`SVM_EXTRAS` an SVM file holds (its calibration, its
+    standardisation), checked against its weights' shape."""
+    arrays, attrs = _load(path, "svm", ("weights", "biases"), SVM_EXTRAS)
+    num, dim = arrays["weights"].shape
+    want = {"platt": (num, 2), "standardize_mean": (dim,), "standardize_scale": (dim,)}
+    for name in SVM_EXTRAS:
+        if name in arrays and arrays[name].shape != want[name]:
+            raise InputError(f"{path} holds {name} of shape {arrays[name].shape}, not "
+                             f"{want[name]}; train it again")
+    if attrs.get("probability") == "platt" and "platt" not in arrays:
+        raise InputError(f"{path} is not a complete svm model: it has no platt")
+    return {name: arrays[name] for name in SVM_EXTRAS if name in arrays}
 
 
 def save_guidance(path, guidance: Guidance, attrs: Mapping[str, Any]) -> Path:

@@ -217,3 +217,21 @@ def save_json(path: str | Path, obj: Any) -> Path:
         tmp.unlink(missing_ok=True)
         raise OutputError(f"cannot write {path}: {exc.strerror}") from None
     return path
+
+
+def save_csv(path: str | Path, header: list[str], rows: list[list]) -> Path:
+    """Write a CSV (a header, then ``rows``) to ``path`` atomically, as :func:`save_json`."""
+    import csv
+
+    path = Path(path)
+    tmp = path.with_name(path.name + TMP_SUFFIX)
+    try:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(header)
+            writer.writerows(rows)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"cannot write {path}: {exc.strerror}") from None
+    return path

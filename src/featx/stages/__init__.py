@@ -136,6 +136,18 @@ class Output:
         with output_folder(folder, overwrite=False, command=self.stage.cfg.command) as held:
             yield held.path
 
+    @contextmanager
+    def hold_file(self, path: str | Path, inputs: Iterable[str | Path]) -> Iterator[Path]:
+        """A second output file (evaluate's --scores), held like a model file: never one of
+        ``inputs``, refused if it exists (without ``overwrite``), its folder created and
+        checked writable, locked for the run."""
+        from featx.io import model_output
+
+        refuse_overlap(path, inputs)
+        with model_output(path, overwrite=self.stage.cfg.overwrite,
+                          command=self.stage.cfg.command) as held:
+            yield held
+
 
 class Stage:
     """One stage: a config, a plan, a work; :meth:`run` is the driver (see the module doc).

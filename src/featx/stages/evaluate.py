@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from featx import metrics, plots, svm
 from featx.dist import SINGLE, Group
 from featx.errors import InputError, ProvenanceError
 from featx.digest import file_digest
-from featx.io import load_svm, require_fit, save_json, shard_paths
+from featx.io import load_svm, load_svm_extras, require_fit, save_csv, save_json, shard_paths
 from featx.io.shards import EncodingSet
 from featx.io.provenance import ENCODING_KEYS
 from featx.configs import EvaluateConfig  # noqa: F401 (re-exported)
@@ -51,26 +52,39 @@ class Evaluate(Stage):
             log.warning("these encodings are of split %r, the split %s was trained on: the "
                         "metrics say how well it fits, not how well it generalises",
                         attrs["split"], cfg.model)
+        mattrs = {**mattrs, **load_svm_extras(cfg.model)}
         return enc, weights, biases, mattrs
 
     def inputs_of(self, plan) -> list[Path]:
         return [*plan[0].paths, Path(self.cfg.model)]
 
     def work(self, plan, out: Output) -> Iterator[Path]:
+        with ExitStack() as stack:  # --scores held (checked, locked) before any scoring
+            held = stack.enter_context(out.hold_file(self.cfg.scores, self.inputs_of(plan))) \
+                if self.cfg.scores and self.group.leader else None
+            yield from self._work(plan, out, held)
+
+    def _work(self, plan, out: Output, scores_file: Path | None) -> Iterator[Path]:
         cfg, (enc, weights, biases, mattrs) = self.cfg, plan
         scores = scores_of(enc, weights, biases, cfg.memory_gb, self.group)
         if not self.group.leader:
             self.result = None
             return  # rank 0 has every score: the metrics are its
-        result = metrics_of(enc, scores, mattrs, cfg)
+        prob = probabilities_of(scores, mattrs)
+        result = metrics_of(enc, scores, mattrs, cfg, prob)
         self.result = result
         result["provenance"] = out.provenance(model_sha256=file_digest(cfg.model),
                                               shards=[str(p) for p in enc.paths])
         paths = []
+        if scores_file is not None:  # one row an image: id, label(s), every class's score
+            paths.append(save_csv(scores_file, *score_rows(enc, scores, prob,
+                                                           result["classes"])))
+            result["scores"] = str(scores_file)
         if cfg.plots:  # drawn first, so the metrics list them (class by class)
             with out.hold_folder(cfg.plots) as folder:
-                paths = draw(result, scores, enc.labels, folder)
-            result["plots"] = [str(p) for p in paths]
+                drawn = draw(result, scores, enc.labels, folder)
+            result["plots"] = [str(p) for p in drawn]
+            paths += drawn
         if out.path is not None:
             yield save_json(out.path, result)
         yield from paths
@@ -97,9 +111,41 @@ def scores_of(enc: EncodingSet, weights, biases, memory_gb: float, group: Group 
     return every
 
 
-def metrics_of(enc: EncodingSet, s: np.ndarray, mattrs: dict, cfg: EvaluateConfig
-               ) -> dict[str, Any]:
-    """The metrics of the scores ``s`` of ``enc`` under the model, JSON-ready."""
+def probabilities_of(scores: np.ndarray, mattrs: dict) -> np.ndarray | None:
+    """The class probabilities of the model's scores (featx.svm.probabilities), or None when
+    the model carries none (an SVM trained without --calibrate)."""
+    kind = mattrs.get("probability") or ""
+    if not kind:
+        return None
+    return svm.probabilities(scores, kind, bool(mattrs.get("multilabel")), mattrs.get("platt"))
+
+
+def score_rows(enc: EncodingSet, scores: np.ndarray, prob: np.ndarray | None,
+               classes: list[str]) -> tuple[list[str], list[list]]:
+    """The header and rows of ``--scores``: id, the true label(s) (a multi-label image's
+    positive classes joined by ';', its difficult ones after a '?'), each class's decision
+    value, and each class's probability when the model has them."""
+    labels = enc.labels
+    header = ["id", "label", *(f"score:{c}" for c in classes)]
+    if prob is not None:
+        header += [f"p:{c}" for c in classes]
+    rows = []
+    for i, image in enumerate(enc.ids):
+        if labels.ndim == 2:
+            truth = ";".join(c for c, v in zip(classes, labels[i]) if v > 0)
+            hard = ";".join(c for c, v in zip(classes, labels[i]) if v == 0)
+            truth += f"?{hard}" if hard else ""
+        else:
+            truth = classes[int(labels[i])]
+        rows.append([image, truth, *(f"{v:.9g}" for v in scores[i]),
+                     *((f"{v:.9g}" for v in prob[i]) if prob is not None else ())])
+    return header, rows
+
+
+def metrics_of(enc: EncodingSet, s: np.ndarray, mattrs: dict, cfg: EvaluateConfig,
+               prob: np.ndarray | None = None) -> dict[str, Any]:
+    """The metrics of the scores ``s`` of ``enc`` under the model, JSON-ready; with the
+    model's probabilities ``prob``, their log-loss and Brier score too."""
     ids, labels, attrs = enc.ids, enc.labels, enc.attrs
     classes = mattrs["classes"] or [str(i) for i in range(s.shape[1])]
     result = {"model": str(cfg.model), "split": attrs.get("split", ""), "n_images": len(ids),
@@ -122,6 +168,10 @@ def metrics_of(enc: EncodingSet, s: np.ndarray, mattrs: dict, cfg: EvaluateConfi
         result.update({"metric": "accuracy", "top1": top1,
                        "mean_class_accuracy": float(np.nanmean(per_class)),
                        "class_accuracy": _nulls(per_class)})
+    if prob is not None:
+        result.update({"probability": mattrs["probability"],
+                       "log_loss": metrics.log_loss(prob, labels),
+                       "brier": metrics.brier(prob, labels)})
     return result
 
 

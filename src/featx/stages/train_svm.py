@@ -6,8 +6,13 @@ import logging
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
 
 from featx import svm
+from featx.dist import SINGLE
+from featx.errors import InputError
 from featx.io import save_svm, shard_paths
 from featx.io.shards import EncodingSet
 from featx.io.provenance import ENCODING_KEYS
@@ -16,6 +21,23 @@ from featx.configs import AUTO_C, SOLVERS, TrainSVMConfig  # noqa: F401 (re-expo
 
 log = logging.getLogger(__name__)
 
+# how --C auto (or a list) chooses, as the model records it
+C_RULE = ("the best held-out score (top-1 accuracy; mean 11-point AP for multi-label); among "
+          "the Cs within one held-out image (1/n) of it, the lowest mean held-out loss of the "
+          "model's own loss; then the smaller C")
+
+
+class Fit(NamedTuple):
+    """What a solver trained: the weights and biases that score raw encodings, C, the
+    cross-validation table {C: (score, held-out loss)}, Platt's (C, 2) and the
+    standardisation (mean, scale) where asked for."""
+
+    weights: np.ndarray
+    biases: np.ndarray
+    c: float
+    cv: dict
+    calibration: np.ndarray | None
+    standardization: tuple | None
 
 
 class TrainSVM(Stage):
@@ -26,7 +48,11 @@ class TrainSVM(Stage):
     name, output, polls, distributed = "train-svm", FILE, False, True
 
     def plan(self, inputs: Sequence[str]) -> EncodingSet:
-        return EncodingSet(shard_paths(inputs), ENCODING_KEYS)
+        enc = EncodingSet(shard_paths(inputs), ENCODING_KEYS)
+        if self.cfg.multiclass == "multinomial" and enc.labels.ndim == 2:
+            raise InputError("--multiclass multinomial needs single-label encodings; these "
+                             "are multi-label (one-vs-rest: --multiclass ovr)")
+        return enc
 
     def inputs_of(self, enc: EncodingSet) -> list[Path]:
         return list(enc.paths)
@@ -50,74 +76,140 @@ class TrainSVM(Stage):
                         "work among the %d ranks", self.world)
         train = self._dual if solver == "dual" else self._primal
         t = time.perf_counter()
-        weights, biases, c, cv = train(enc, num, out)
-        log.info("trained %d one-vs-rest SVMs (%s solver) on %d x %d encodings in %.1f s", num,
-                 solver, len(enc), enc.dim, time.perf_counter() - t)
+        fit = train(enc, num, out)
+        log.info("trained %d %s on %d x %d encodings in %.1f s", num,
+                 "one-vs-rest classifiers" if self.loss(solver) != "multinomial" else
+                 "classes' multinomial logistic regression", len(enc), enc.dim,
+                 time.perf_counter() - t)
         if not self.group.leader:
             return
-        yield save_svm(out.path, weights, biases, out.provenance(
+        arrays = {}
+        if fit.calibration is not None:
+            arrays["platt"] = fit.calibration
+        if fit.standardization is not None:
+            arrays["standardize_mean"], arrays["standardize_scale"] = fit.standardization
+        yield save_svm(out.path, fit.weights, fit.biases, out.provenance(
             **{k: attrs.get(k) for k in ENCODING_KEYS}, classes=classes,
-            multilabel=labels.ndim == 2, C=c, C_grid=list(cfg.c),
-            cv_scores=[[a, b] for a, b in cv.items()], folds=cfg.folds,
-            include_difficult=cfg.include_difficult, solver=solver,
-            loss="hinge" if solver == "dual" else "squared hinge",
-            n_train=len(enc.ids), train_split=attrs.get("split", "")))
+            multilabel=labels.ndim == 2, C=fit.c, C_grid=list(cfg.c),
+            cv_scores=[[c, score, loss] for c, (score, loss) in fit.cv.items()],
+            C_rule=C_RULE if fit.cv else "", folds=cfg.folds,
+            include_difficult=cfg.include_difficult, solver=solver, loss=self.loss(solver),
+            multiclass=cfg.multiclass, probability=self.probability(solver),
+            standardize=cfg.standardize, n_train=len(enc.ids),
+            train_split=attrs.get("split", "")), arrays)
 
-    def _chosen(self, c: float, cv: dict[float, float]) -> None:
-        log.info("C = %g chosen by %d-fold cross-validation (%s)", c, self.cfg.folds,
-                 ", ".join(f"C={a:g}: {b:.4f}" for a, b in cv.items()))
-        if len(set(cv.values())) == 1:
-            log.warning("every C of the grid scored %.4f in cross-validation: nothing to "
-                        "choose by; C = %g, the smallest (more training images, or one "
-                        "--C, decide it)", next(iter(cv.values())), c)
+    def loss(self, solver: str) -> str:
+        """The loss trained, by its name in :data:`featx.svm.LOSSES`."""
+        if self.cfg.loss == "hinge":
+            return "hinge" if solver == "dual" else "squared hinge"
+        return "multinomial" if self.cfg.multiclass == "multinomial" else "logistic"
 
-    def _dual(self, enc: EncodingSet, num: int, out: Output):
+    def probability(self, solver: str) -> str:
+        """How the model's scores become probabilities ("" when they do not)."""
+        return {"multinomial": "softmax", "logistic": "sigmoid"}.get(
+            self.loss(solver), "platt" if self.cfg.calibrate else "")
+
+    def _chosen(self, c: float, cv: dict[float, tuple[float, float]], loss: str) -> None:
+        log.info("C = %g chosen by %d-fold cross-validation (held-out score, %s loss: %s)",
+                 c, self.cfg.folds, loss, ", ".join(f"C={a:g}: {s:.4f}, {v:.4f}"
+                                                    for a, (s, v) in cv.items()))
+        if len({s for s, _ in cv.values()}) == 1:
+            log.warning("every C of the grid scored %.4f in cross-validation: C = %g by the "
+                        "held-out %s loss", next(iter(cv.values()))[0], c, loss)
+
+    def _prepare(self, blocks, enc: EncodingSet, group):
+        """The rows to train on: standardised when ``--standardize`` (the moments of the
+        training rows of every rank)."""
+        if not self.cfg.standardize:
+            return blocks, None
+        mean, scale = svm.moments(blocks, enc.dim, group)
+        return svm.standardized(blocks, mean, scale), (mean, scale)
+
+    def _finish(self, weights, biases, c, cv, held, labels, standardization) -> Fit:
+        calibration = None
+        if self.cfg.calibrate:
+            calibration = svm.platt(held, labels, self.cfg.include_difficult)
+        if standardization is not None:
+            weights, biases = svm.fold_standardization(weights, biases, *standardization)
+        return Fit(weights, biases, c, cv, calibration, standardization)
+
+    def _dual(self, enc: EncodingSet, num: int, out: Output) -> Fit:
         cfg, device, labels = self.cfg, self.device, enc.labels
         rows = enc.block_rows(int(cfg.memory_gb * 2**30))
-        blocks = lambda: enc.blocks(rows)  # noqa: E731
+        blocks, standardization = self._prepare(lambda: enc.blocks(rows), enc, SINGLE)
         t = time.perf_counter()
         kernel = svm.gram_blocks(blocks, len(enc), device)  # serves cross-validation and training
         log.info("Gram matrix of %d x %d encodings in %.1f s (%d row block%s)", len(enc),
                  enc.dim, time.perf_counter() - t, -(-len(enc) // rows),
                  "s" if rows < len(enc) else "")
-        c, cv = cfg.c[0], {}
-        if len(cfg.c) > 1:
-            c, cv = svm.choose_c(kernel, labels, num, cfg.c, cfg.folds, cfg.include_difficult,
-                                 cfg.seed)
-            self._chosen(c, cv)
+        if cfg.loss == "logistic":  # Newton in the rows' span, on the same Gram matrix
+            loss = self.loss("dual")
+            return self._newton(lambda y, s, c: svm.KernelProblem(kernel, y, s, c, loss), loss,
+                                enc, np.arange(len(enc)), num, SINGLE, out, blocks,
+                                standardization)
+        c, cv, held = self._choose(lambda grid: svm.choose_c(
+            kernel, labels, num, grid, cfg.folds, cfg.include_difficult, cfg.seed), "hinge")
         advance = out.start("train-svm", num)
         coefs, biases = svm.fit_dual(kernel, labels, num, c, cfg.include_difficult,
                                      progress=lambda: advance(1))
-        return svm.primal(coefs, blocks), biases, c, cv
+        return self._finish(svm.primal(coefs, blocks), biases, c, cv, held, labels,
+                            standardization)
 
-    def _primal(self, enc: EncodingSet, num: int, out: Output):
+    def _choose(self, cross_validate, loss: str):
+        """C, the cross-validation table and the chosen C's held-out decision values: from
+        ``cross_validate(grid)`` when there is a grid to choose from or a calibration to fit
+        (on one C's folds), else the one C."""
+        cfg = self.cfg
+        if len(cfg.c) == 1 and not cfg.calibrate:
+            return cfg.c[0], {}, None
+        c, table, held = cross_validate(cfg.c)
+        if len(cfg.c) == 1:
+            return c, {}, held
+        self._chosen(c, table, loss)
+        return c, table, held
+
+    def _primal(self, enc: EncodingSet, num: int, out: Output) -> Fit:
         cfg, group = self.cfg, self.group
         mine = list(range(group.rank, len(enc.paths), group.world))
         places = enc.places(mine)
         budget = int(cfg.memory_gb * 2**30)
         rows = enc.block_rows(budget)
         if len(places) * enc.dim * 4 <= budget // 2:  # this rank's rows fit: read them once
-            held = list(enc.blocks(rows, mine))
-            blocks = lambda: iter(held)  # noqa: E731
+            held_rows = list(enc.blocks(rows, mine))
+            blocks = lambda: iter(held_rows)  # noqa: E731
         else:  # streamed from the shards on every pass
             blocks = lambda: enc.blocks(rows, mine)  # noqa: E731
+        blocks, standardization = self._prepare(blocks, enc, group)
+        if standardization is not None and len(places) * enc.dim * 4 <= budget // 2:
+            standardized_rows = list(blocks())  # standardised once, not on every pass
+            blocks = lambda: iter(standardized_rows)  # noqa: E731
+        loss = self.loss("primal")
 
         def problem(y, s, c):
-            return svm.PrimalProblem(blocks, y, s, enc.dim, c, self.device, group)
+            return svm.PrimalProblem(blocks, y, s, enc.dim, c, self.device, group, loss)
 
-        c, cv = cfg.c[0], {}
-        if len(cfg.c) > 1:
-            c, cv = svm.choose_c_primal(problem, enc.labels, places, num, cfg.c, cfg.folds,
-                                        cfg.include_difficult, cfg.seed, group)
-            self._chosen(c, cv)
+        return self._newton(problem, loss, enc, places, num, group, out, None, standardization)
+
+    def _newton(self, problem, name: str, enc: EncodingSet, places, num: int, group,
+                out: Output, span_of, standardization) -> Fit:
+        """C chosen and the model fitted by :func:`featx.svm.fit_primal` on ``problem(y, s,
+        c)`` of loss ``name`` (this rank's rows ``places``); ``span_of``: the rows whose span
+        the weights are coefficients in (a :class:`featx.svm.KernelProblem`), else None."""
+        cfg = self.cfg
+        c, cv, held = self._choose(lambda grid: svm.choose_c_primal(
+            problem, enc.labels, places, num, grid, cfg.folds, cfg.include_difficult,
+            cfg.seed, group, name), name)
         y, s = svm.targets(enc.labels, num, cfg.include_difficult)
         svm.check_both_labels(y, s)
         advance = out.start("train-svm", None)
         weights, biases, info = svm.fit_primal(problem(y[places], s[places], c))
         advance(note=f"{info['newton']} Newton steps, {info['cg']} CG steps")
-        log.info("primal solver: %d Newton steps, %d CG steps, %d passes over the rows",
-                 info["newton"], info["cg"], info["passes"])
-        return weights, biases, c, cv
+        log.info("Newton's method (%s loss): %d Newton steps, %d CG steps, %d passes over the "
+                 "%s", name, info["newton"], info["cg"], info["passes"],
+                 "rows" if span_of is None else "Gram matrix")
+        if span_of is not None:
+            weights = svm.primal(weights.astype(np.float64), span_of)
+        return self._finish(weights, biases, c, cv, held, enc.labels, standardization)
 
 
 def run(inputs: Sequence[str], out: str | Path, cfg: TrainSVMConfig = TrainSVMConfig(),
