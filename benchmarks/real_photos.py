@@ -1,23 +1,32 @@
-"""Every featx representation on real labelled photos, against the linear probe a user would
-write instead.
+"""Every featx representation on real labelled photos, under each classifier, against the
+linear probe a user would write instead.
 
-    python benchmarks/real_photos.py [--data DIR] [--work DIR] [--input-size N] [--cl-dim D]
-        [--only ROW,...] [--backbone efficientnet_lite0]
+    python benchmarks/real_photos.py [--sets flowers,imagenette] [--data DIR] [--work DIR]
+        [--classifiers hinge,logistic,logistic+std,hinge+std] [--C auto|C,C,...]
+        [--input-size N] [--cl-dim D] [--only ROW,...] [--backbone efficientnet_lite0]
 
-``--data`` is a folder of ``train/<class>/`` and ``test/<class>/`` photos (default: the
-flower_photos dev set, ``../shared/data/flowers/dev``: 5 classes, 60 train + 40 test photos a
-class, CC BY 2.0). featx: every row ``make reproduce`` computes offline (global/pool, jitter,
+The sets (each a folder of ``train/<class>/`` and ``test/<class>/`` photos; ``--data DIR`` for
+another): ``flowers``, the flower_photos dev set (``../shared/data/flowers/dev``: 5 classes,
+60 train + 40 test photos a class, CC BY 2.0: classes the backbone was not trained on), and
+``imagenette``, ``../shared/data/imagenette-dev`` (10 of ImageNet's own classes: 30 ImageNet
+train photos a class, which the backbone saw, and 15 validation photos a class to test on,
+which it did not; ImageNet's terms: measured here, never shipped). A set that is absent is
+said and skipped. featx: every row ``make reproduce`` computes offline (global/pool, jitter,
 centre, crops, CL on both candidate pairs with their F/C variants, direct max/sum-sqrt, SPP,
 sign-quantised, MPP/NFK/CSF/MPP + SP over the head pyramid, scheme 2, the CL + fc joins), run
-by the reproduction's own machinery (featx.reproduce's offline setup, pointed at
-``--data``), each row's SVM C by 5-fold cross-validation on the training photos.
+by the reproduction's own machinery (featx.reproduce's offline setup, pointed at the set),
+and each row's encodings trained with every classifier of ``--classifiers`` (train-svm's
+settings: ``hinge`` the default SVM, ``logistic`` = ``--loss logistic --multiclass
+multinomial``, ``+std`` = ``--standardize``), C by 5-fold cross-validation on the training
+photos (``--C``: the grid of every classifier; default each loss's ``--C auto``).
 
 The peer (written here, as a user would): the backbone's pooled features (timm's network with
 the shipped weights, fed by timm's own evaluation transform of its ``pretrained_cfg``),
 standardised, scikit-learn LogisticRegression with C by 5-fold cross-validation over
-10^-4..10^2. Same photos, same threads, float32 features. Prints the table and ``figure:``
-lines: ``featx_global_minus_probe`` (goal within ±0.5 points: the same features) and
-``best_featx_minus_probe`` (goal ≥ +1 point).
+10^-4..10^2. Same photos, same threads, float32 features. Prints a table a set (each row's
+top-1 under each classifier, its difference to the probe, its C) and ``figure:`` lines for the
+first classifier: ``featx_global_minus_probe`` (goal within ±0.5 points: the same features)
+and ``best_featx_minus_probe`` (goal ≥ +1 point).
 """
 
 from __future__ import annotations

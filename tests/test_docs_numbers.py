@@ -1,10 +1,12 @@
-"""Every number docs/reproduce.md quotes from a real-photo measurement equals the committed
-printout or report it comes from (issue 23; the rule that a doc quotes only checked numbers).
+"""Every number docs/reproduce.md and docs/classify.md quote from a real-photo measurement
+equals the committed printout or report it comes from (issue 23; the rule that a doc quotes
+only checked numbers).
 
 A quoting table names its source in each column header, in parentheses: ``(dev-224)`` is the
 benchmark printout ``reports/real-photos/dev-224.txt`` (``python benchmarks/real_photos.py``),
 ``(flowers-demo.md)`` the offline report ``reports/flowers-demo.md``. Each cell of such a
-column is the top-1 of its row there."""
+column is the top-1 of its row there; in a printout of several classifiers a column headed by
+a classifier's name (``logistic+std (classifiers-flowers)``) is that classifier's top-1."""
 
 from __future__ import annotations
 
@@ -15,7 +17,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 DOC = REPO / "docs" / "reproduce.md"
+DOCS = [DOC, REPO / "docs" / "classify.md"]
 SOURCE = re.compile(r"\(([\w.-]+)\)")
+CLASSIFIERS = ("hinge", "logistic", "logistic+std", "hinge+std")  # benchmarks/real_photos.py
 
 
 def printout_rows(path: Path, column: str = "ours") -> dict[str, str]:
@@ -32,9 +36,15 @@ def printout_rows(path: Path, column: str = "ours") -> dict[str, str]:
             elif head[:2] == ["row", "ours"] and column in head and len(cells) == len(head) \
                     and re.fullmatch(r"\d+\.\d+", cells[1]):
                 rows.setdefault(cells[0], cells[head.index(column)])
+        elif line.startswith("row "):
+            head = line.split()  # a printout of several classifiers: row, each name, dims
         else:
             m = re.match(r"^(\S.*?)\s{2,}(\d+\.\d)\s", line)
-            if m:
+            if m and column in head[1:]:  # that classifier's "top-1 (difference) C"
+                cells = re.findall(r"(\d+\.\d) \(\s*[+-]\d+\.\d\)", line[len(m.group(1)):])
+                # the probe's line has one top-1 and no difference to itself
+                rows[m.group(1).strip()] = cells[head.index(column) - 1] if cells else m.group(2)
+            elif m:
                 rows[m.group(1).strip()] = m.group(2)
     return rows
 
@@ -61,9 +71,10 @@ def quoting_tables(text: str):
         yield head, body
 
 
-def test_the_doc_quotes_real_photo_numbers_from_committed_printouts():
-    tables = list(quoting_tables(DOC.read_text()))
-    assert tables, "docs/reproduce.md quotes no real-photo measurement"
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_the_doc_quotes_real_photo_numbers_from_committed_printouts(doc):
+    tables = list(quoting_tables(doc.read_text()))
+    assert tables, f"docs/{doc.name} quotes no real-photo measurement"
     checked = 0
     for head, body in tables:
         for col, h in enumerate(head):
@@ -72,14 +83,16 @@ def test_the_doc_quotes_real_photo_numbers_from_committed_printouts():
                 continue
             source = source_file(m.group(1))
             assert source.is_file(), f"{h!r} names {source}, which is not committed"
-            rows = printout_rows(source, "spread" if h.startswith("spread") else "ours")
+            label = h.split("(")[0].strip()
+            rows = printout_rows(source, "spread" if h.startswith("spread") else
+                                 label if label in CLASSIFIERS else "ours")
             for cells in body:
                 value = cells[col]
                 if value in ("", "—"):
                     continue
                 assert cells[0] in rows, f"{cells[0]!r} is not in {source.name}"
                 assert value == rows[cells[0]], \
-                    f"docs/reproduce.md quotes {cells[0]} = {value} from {source.name}, " \
+                    f"docs/{doc.name} quotes {cells[0]} = {value} from {source.name}, " \
                     f"which says {rows[cells[0]]}"
                 checked += 1
     assert checked >= 10

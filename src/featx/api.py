@@ -206,19 +206,18 @@ def train_svm(encodings: Paths, out: str | Path, *, C: float | Sequence[float] |
     return path
 
 
-def _c_grid(C: Any) -> tuple[float, ...]:
+def _c_grid(C: Any) -> tuple[float, ...] | str:
     """``train_svm``'s ``C`` as the config takes it, type-strict: ``"auto"``, a real number
     (not a bool, not a string: ``"55"`` is not 55), or a list or tuple of them."""
     import numbers
 
-    from featx.configs import AUTO_C
     from featx.errors import InputError
 
     def real(x: Any) -> bool:
         return isinstance(x, numbers.Real) and not isinstance(x, bool)
 
     if isinstance(C, str) and C == "auto":
-        return AUTO_C
+        return "auto"
     if real(C):
         return (float(C),)
     if isinstance(C, (list, tuple)) and C and all(real(x) for x in C):

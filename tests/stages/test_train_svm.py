@@ -142,3 +142,16 @@ def test_standardize_trains_on_standardised_rows_and_folds_it_into_the_weights(l
         # the stored weights score the raw encodings as w scores the standardised ones
         np.testing.assert_allclose(svm.scores(x, weights, biases), svm.scores(xs, w, b),
                                    rtol=1e-4, atol=1e-4)
+
+
+def test_c_auto_is_the_losss_grid_recorded_in_the_model(labelled, tmp_path):
+    from featx.configs import AUTO_C, AUTO_C_LOGISTIC
+    from featx.stages import train_svm
+    from featx.stages.train_svm import TrainSVMConfig
+
+    for loss, grid in (("hinge", AUTO_C), ("logistic", AUTO_C_LOGISTIC)):
+        cfg = TrainSVMConfig(c="auto", folds=2, loss=loss, device="cpu")
+        assert cfg.grid() == grid
+        attrs = load_svm(train_svm.run(labelled.enc, tmp_path / f"{loss}.h5", cfg)[0])[2]
+        assert attrs["C_grid"] == list(grid) and [row[0] for row in attrs["cv_scores"]] == list(grid)
+    assert TrainSVMConfig(c=(0.5, 2.0), loss="logistic").grid() == (0.5, 2.0)

@@ -12,12 +12,12 @@ from rich.table import Table
 from featx.cli.options import bars, command_line, device_opt, emit, inputs_arg, out_opt
 from featx.cli.options import constraint_type, overwrite_opt
 from featx.cli.progress import stderr
-from featx.configs import AUTO_C, EvaluateConfig, TrainSVMConfig
+from featx.configs import AUTO_C, AUTO_C_LOGISTIC, EvaluateConfig, TrainSVMConfig
 
 
-def _parse_c(ctx, param, value: str) -> tuple[float, ...]:
+def _parse_c(ctx, param, value: str) -> tuple[float, ...] | str:
     if value.strip() == "auto":
-        return AUTO_C
+        return "auto"
     try:
         cs = tuple(float(v) for v in value.split(","))
     except ValueError:
@@ -38,7 +38,9 @@ memory_opt = click.option(
 @out_opt
 @click.option("--C", "c", default="1", show_default=True, callback=_parse_c,
               help="SVM regularisation constant; several (0.1,1,10) or 'auto' "
-                   f"({','.join(f'{c:g}' for c in AUTO_C)}) choose by cross-validation.")
+                   f"({','.join(f'{c:g}' for c in AUTO_C)}; --loss logistic: "
+                   f"{','.join(f'{c:g}' for c in AUTO_C_LOGISTIC)}) choose by "
+                   "cross-validation.")
 @click.option("--folds", default=TrainSVMConfig.folds, show_default=True,
               type=constraint_type(TrainSVMConfig, "folds"),
               help="Folds of the cross-validation that chooses C.")

@@ -17,7 +17,7 @@ from featx.io import save_svm, shard_paths
 from featx.io.shards import EncodingSet
 from featx.io.provenance import ENCODING_KEYS
 from featx.stages import FILE, Output, Stage
-from featx.configs import AUTO_C, SOLVERS, TrainSVMConfig  # noqa: F401 (re-exported)
+from featx.configs import AUTO_C, AUTO_C_LOGISTIC, SOLVERS, TrainSVMConfig  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class TrainSVM(Stage):
             arrays["standardize_mean"], arrays["standardize_scale"] = fit.standardization
         yield save_svm(out.path, fit.weights, fit.biases, out.provenance(
             **{k: attrs.get(k) for k in ENCODING_KEYS}, classes=classes,
-            multilabel=labels.ndim == 2, C=fit.c, C_grid=list(cfg.c),
+            multilabel=labels.ndim == 2, C=fit.c, C_grid=list(cfg.grid()),
             cv_scores=[[c, score, loss] for c, (score, loss) in fit.cv.items()],
             C_rule=C_RULE if fit.cv else "", folds=cfg.folds,
             include_difficult=cfg.include_difficult, solver=solver, loss=self.loss(solver),
@@ -160,10 +160,11 @@ class TrainSVM(Stage):
         ``cross_validate(grid)`` when there is a grid to choose from or a calibration to fit
         (on one C's folds), else the one C."""
         cfg = self.cfg
-        if len(cfg.c) == 1 and not cfg.calibrate:
-            return cfg.c[0], {}, None
-        c, table, held = cross_validate(cfg.c)
-        if len(cfg.c) == 1:
+        grid = cfg.grid()
+        if len(grid) == 1 and not cfg.calibrate:
+            return grid[0], {}, None
+        c, table, held = cross_validate(grid)
+        if len(grid) == 1:
             return c, {}, held
         self._chosen(c, table, loss)
         return c, table, held
