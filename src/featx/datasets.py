@@ -155,10 +155,18 @@ def h3d(root: str | Path, split: str = "train", crop: bool = False, **_) -> Imag
                        + (" (person-box crops)" if crop else ""))
 
 
+# folder names that are a dataset's splits, not its classes
+SPLIT_NAMES = ("test", "train", "trainval", "val", "validation")
+
+
 def folder(root: str | Path, split: str = "", **_) -> ImageSource:
     """Class sub-folders (under ``root/split`` when a split is given: refused when that folder
-    does not exist), or a CSV path,label[,label] (one split a file: no ``split``)."""
+    does not exist), or a CSV path,label[,label] (one split a file: no ``split``). Without a
+    split, a root whose folders look like splits (two or more of :data:`SPLIT_NAMES`, or
+    nothing else) is refused; ``split="none"`` reads them as classes all the same."""
     root = Path(root)
+    as_classes = split == "none"
+    split = "" if as_classes else split
     if root.is_file():
         return _csv(root, split)
     if not root.is_dir():
@@ -173,6 +181,10 @@ def folder(root: str | Path, split: str = "", **_) -> ImageSource:
     classes = sorted(p.name for p in base.iterdir() if p.is_dir())
     if not classes:
         raise InputError(f"{base} has no class sub-folders")
+    looks = [c for c in classes if c in SPLIT_NAMES]
+    if not split and not as_classes and (len(looks) >= 2 or looks == classes):
+        raise InputError(f"{root}'s folders look like splits ({', '.join(looks)}): pass "
+                         "--split NAME, or --split none to read them as classes")
     files = [(c, p) for c, name in enumerate(classes) for p in sorted((base / name).rglob("*"))
              if not p.is_dir()]
     records = [ImageRecord(p.relative_to(base).as_posix(), str(p), c) for c, p in files

@@ -355,6 +355,26 @@ def test_a_csv_row_with_an_empty_label_is_refused_by_line(tmp_path, cli):
     _one_line_error(res, "'b.png'", "needs path,label")
 
 
+def test_a_root_of_split_folders_without_split_is_refused(tmp_path, cli):
+    """Issue 38 (newcomer trap): --dataset folder --root R on R/train/<class>, R/test/<class>
+    without --split silently recorded the classes ["test", "train"]."""
+    from tests.conftest import class_folders
+
+    for split in ("train", "test"):
+        class_folders(tmp_path / "data" / split, ("cat", "dog"), 1, (64, 48))
+    res = cli("extract", "--dataset", "folder", "--root", tmp_path / "data", "--weights", "none",
+              "--workers", "0", "-o", tmp_path / "acts", ok=False)
+    _one_line_error(res, "look like splits (test, train)", "--split NAME", "--split none")
+    assert not (tmp_path / "acts").exists()
+    from featx.datasets import open_dataset
+
+    assert open_dataset("folder", str(tmp_path / "data"), "train").classes == ["cat", "dog"]
+    assert open_dataset("folder", str(tmp_path / "data"), "none").classes == ["test", "train"]
+    # a class that happens to be called "train" among others is a class (VOC has one)
+    class_folders(tmp_path / "vehicles", ("bus", "car", "train"), 1, (64, 48))
+    assert open_dataset("folder", str(tmp_path / "vehicles"), "").classes == ["bus", "car", "train"]
+
+
 @pytest.mark.parametrize("skip_bad", [False, True])
 def test_a_csv_with_a_byte_order_mark_and_a_header_reads_its_header_as_one(tmp_path, skip_bad):
     """Issue 36.10: a spreadsheet's CSV (UTF-8 with a BOM, a `path,label` header) gave a

@@ -17,7 +17,8 @@ D = ExtractConfig  # the defaults live in the config
 @click.option("--dataset", type=click.Choice(list(DATASETS)),
               help="Read a benchmark in its standard layout (with labels) instead of INPUTS.")
 @click.option("--root", type=click.Path(), help="The dataset's folder (or CSV for folder).")
-@click.option("--split", default="", help="The dataset's split: train, val, trainval, test.")
+@click.option("--split", default="", help="The dataset's split: train, val, trainval, test "
+              "(folder: the sub-folder; none: read split-named folders as classes).")
 @click.option("--sample", type=constraint_type(D, "sample"),
               help="Extract only a stratified sample of this many images (seeded by --seed): "
                    "e.g. the images a PCA is fitted on.")
