@@ -355,6 +355,15 @@ def test_a_csv_row_with_an_empty_label_is_refused_by_line(tmp_path, cli):
     _one_line_error(res, "'b.png'", "needs path,label")
 
 
+@pytest.mark.parametrize("stage", ["encode", "train-svm"])
+def test_an_empty_pipe_says_what_came_before_failed(chain, tmp_path, cli, stage):
+    """Issue 38 (a newcomer trap): a failed stage before a pipe left `Error: no shards found
+    in ` with an empty name."""
+    extra = ["--pca", chain / "pca.h5"] if stage == "encode" else []
+    res = cli(stage, "-", *extra, "-o", tmp_path / "o", input="", ok=False)
+    _one_line_error(res, "no shards given", "before the pipe fail")
+
+
 def test_a_root_of_split_folders_without_split_is_refused(tmp_path, cli):
     """Issue 38 (newcomer trap): --dataset folder --root R on R/train/<class>, R/test/<class>
     without --split silently recorded the classes ["test", "train"]."""

@@ -214,6 +214,9 @@ def shard_paths(inputs: Sequence[str | Path]) -> list[Path]:
             paths.append(p)
         else:
             raise InputError(f"shard input {str(item)!r} does not exist")
+    if not inputs:  # `-` read nothing: the stage before the pipe wrote no paths
+        raise InputError("no shards given: no paths as arguments or on stdin (did the command "
+                         "before the pipe fail?)")
     if not paths:
         raise InputError(f"no shards found in {', '.join(map(str, inputs))}")
     return paths
