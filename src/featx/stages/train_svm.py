@@ -175,15 +175,11 @@ class TrainSVM(Stage):
         places = enc.places(mine)
         budget = int(cfg.memory_gb * 2**30)
         rows = enc.block_rows(budget)
-        if len(places) * enc.dim * 4 <= budget // 2:  # this rank's rows fit: read them once
-            held_rows = list(enc.blocks(rows, mine))
+        # streamed from the shards on every pass (standardised on the way when asked) ...
+        blocks, standardization = self._prepare(lambda: enc.blocks(rows, mine), enc, group)
+        if len(places) * enc.dim * 4 <= budget // 2:  # ... unless this rank's rows fit:
+            held_rows = list(blocks())  # read (and standardised) once, one copy held
             blocks = lambda: iter(held_rows)  # noqa: E731
-        else:  # streamed from the shards on every pass
-            blocks = lambda: enc.blocks(rows, mine)  # noqa: E731
-        blocks, standardization = self._prepare(blocks, enc, group)
-        if standardization is not None and len(places) * enc.dim * 4 <= budget // 2:
-            standardized_rows = list(blocks())  # standardised once, not on every pass
-            blocks = lambda: iter(standardized_rows)  # noqa: E731
         loss = self.loss("primal")
 
         def problem(y, s, c):
