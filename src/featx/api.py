@@ -18,13 +18,14 @@ handler. See docs/api.md.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from featx.errors import FeatxError
+from featx.errors import FeatxError, InputError
 
 Paths = str | Path | Iterable[str | Path]
 _FLAGS = {"overwrite", "skip_bad", "whiten", "include_difficult", "crop_boxes"}
@@ -49,6 +50,89 @@ def _parameter_names():
         text = re.sub(r"(?<![\w-])--([A-Za-z][\w-]*)", _parameter, str(exc))
         text = re.sub(r"(?<![\w-])-o\b", "out", text).replace("INPUTS", "images")
         raise type(exc)(text) from None
+
+
+# --- each function's own arguments, type-strict (its ``**settings`` are the stage config's,
+# checked by featx.params when the config is made) --------------------------------------------
+
+def _is_path(x: Any) -> bool:
+    return isinstance(x, (str, os.PathLike)) and not isinstance(x, bytes) and str(x) != ""
+
+
+def _is_paths(x: Any) -> bool:
+    return _is_path(x) or (isinstance(x, (list, tuple)) and bool(x)
+                           and all(_is_path(p) for p in x))
+
+
+def _is_names(x: Any) -> bool:
+    return (isinstance(x, str) and bool(x.strip())) or (
+        isinstance(x, (list, tuple)) and bool(x) and all(isinstance(n, str) and n.strip()
+                                                         for n in x))
+
+
+class Rule(NamedTuple):
+    """What an argument takes: ``ok(value)``, said as ``what``; ``good`` a value it takes and
+    ``bad`` values it refuses (tests/reliability/test_parameters.py tries each)."""
+
+    ok: Callable[[Any], bool]
+    what: str
+    good: Any
+    bad: tuple
+
+
+_IMAGES = Rule(lambda x: x is None or _is_paths(x),
+               "a path (str or os.PathLike), a list of them, or None (with dataset=)", "p",
+               (b"p", 3, [], [b"p"]))
+_PATH = Rule(_is_path, "a path (str or os.PathLike)", "p", (b"p", 3, ""))
+_PATHS = Rule(_is_paths, "a path (str or os.PathLike) or a list of them", "p",
+              (b"p", 3, [], [b"p"]))
+_NAMES = Rule(_is_names, "a name, a comma-separated str of them, or a list of them",
+              "whole", (3, "", [3], ()))
+_TEXT = Rule(lambda x: isinstance(x, str) and bool(x.strip()), "a name (str)", "x", (3, ""))
+RULES: dict[str, Rule] = {
+    "images": _IMAGES, "out": _PATH, "activations": _PATHS, "encodings": _PATHS,
+    "parts": Rule(lambda x: isinstance(x, (list, tuple)) and all(_is_path(p) for p in x),
+                  "a list of encoding folders", ["a", "b"], ("ab", b"ab", [3])),
+    "model": _PATH, "path": _PATH, "pca": _PATH, "root": _PATH,
+    "dataset": _TEXT, "split": Rule(lambda x: isinstance(x, str), "a split name (str)", "",
+                                    (3, b"train")),
+    "crop_boxes": Rule(lambda x: isinstance(x, bool), "True or False", False, ("no", 1)),
+    "layers": _NAMES, "views": _NAMES, "method": _NAMES, "layer": _TEXT, "backbone": _TEXT,
+    "device": _TEXT,
+    "input_size": Rule(lambda x: isinstance(x, int) and not isinstance(x, bool) and x >= 32,
+                       "an integer >= 32", 64, ("64", 16, 64.0)),
+    "progress": Rule(callable, "a function (description, total) -> advance",
+                     lambda d, t: (lambda n=1, note=None: None), ("bars", 3)),
+    "C": Rule(lambda x: True, "checked by _c_grid", 1.0, ("55", "1,10", None, True, [])),
+}
+
+
+def _checked(fn: Callable) -> Callable:
+    """``fn`` with each of its own arguments checked against :data:`RULES` before any work
+    (None where its default is None); an error names the Python parameter."""
+    import functools
+    import inspect
+
+    sig = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            bound = sig.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise InputError(f"featx.{fn.__name__}: {exc}") from None
+        for name, value in bound.arguments.items():
+            p = sig.parameters[name]
+            if p.kind is p.VAR_KEYWORD:
+                continue
+            if value is None and p.default is None:
+                continue
+            rule = RULES[name]
+            if not rule.ok(value):
+                raise InputError(f"{name} must be {rule.what}, got {value!r}")
+        return fn(*args, **kwargs)
+
+    return call
 
 
 def _list(inputs: Paths) -> list[str]:
@@ -92,6 +176,7 @@ def _one(*args: Any) -> Path | None:
     return paths[0] if paths else None
 
 
+@_checked
 def image_source(images: Paths | None = None, *, dataset: str | None = None,
                  root: str | Path | None = None, split: str = "", crop_boxes: bool = False):
     """The images ``extract`` reads: folders, files and lists of paths, or a benchmark in its
@@ -105,6 +190,7 @@ def image_source(images: Paths | None = None, *, dataset: str | None = None,
                       crop_boxes=crop_boxes)
 
 
+@_checked
 def layers(backbone: str, input_size: int | None = None) -> dict[str, tuple[int, ...]]:
     """Every layer alias of ``backbone`` with its output shape (C, H, W) at ``input_size``
     (default: the backbone's), without loading weights."""
@@ -115,6 +201,7 @@ def layers(backbone: str, input_size: int | None = None) -> dict[str, tuple[int,
         return dict(layer_shapes(bb, input_size or bb.input_size))
 
 
+@_checked
 def extract(images: Paths | None, out: str | Path, *, dataset: str | None = None,
             root: str | Path | None = None, split: str = "", crop_boxes: bool = False,
             layers: str | Sequence[str] | None = None, views: str | Sequence[str] = "whole",
@@ -123,25 +210,56 @@ def extract(images: Paths | None, out: str | Path, *, dataset: str | None = None
     benchmark (``dataset``, ``root``, ``split``) into shards under ``out``.
     ``settings``: :class:`featx.stages.extract.ExtractConfig` (backbone, weights, input_size,
     batch_size, device, workers, shard_size, dtype, seed, skip_bad, overwrite, project,
-    sample); ``encode``: the fused pass, encoding shards instead of activations, with the
-    settings of :func:`encode` (a dict: method, views, pca, gmm, guidance, ...)."""
+    sample); ``encode``: the fused pass, encoding shards instead of activations, as
+    ``extract --encode``: the method(s), with ``encode_views``, ``pca``, ``gmm``,
+    ``guidance`` beside it -- or a dict of :func:`encode`'s settings (method, views, pca,
+    ...)."""
     source = image_source(images, dataset=dataset, root=root, split=split,
                           crop_boxes=crop_boxes)
     settings = {"layers": _split(layers), "views": _split(views), **settings}
-    if isinstance(settings.get("encode"), dict):
-        from featx.encoding import EncodeConfig
-
-        enc = dict(settings["encode"])
-        if "method" in enc:
-            enc["methods"] = _split(enc.pop("method"))
-        if "views" in enc:
-            enc["views"] = _split(enc["views"])
-        settings["encode"] = EncodeConfig(**_strings(enc))
+    with _parameter_names():
+        settings["encode"] = _fused(settings)
     return _run("extract", "ExtractConfig", "extract", source, out, settings, progress,
                 images if images is not None else {"dataset": dataset, "root": str(root),
                                                     "split": split})
 
 
+def _fused(settings: dict) -> Any:
+    """``extract``'s ``encode`` as the config takes it (None, or an EncodeConfig), the fused
+    pass's own settings taken out of ``settings`` as the command line takes them."""
+    from featx.encoding import EncodeConfig
+
+    own = {k: settings.pop(k) for k in ("encode_views", "pca", "gmm", "guidance")
+           if k in settings}
+    encode = settings.get("encode")
+    if encode is None or isinstance(encode, EncodeConfig):
+        if any(v is not None for v in own.values()):
+            raise InputError("encode_views, pca, gmm and guidance go with encode= (the fused "
+                             f"pass); got {', '.join(k for k, v in own.items() if v is not None)}"
+                             " without it")
+        return encode
+    if isinstance(encode, dict):
+        enc = dict(encode)
+        if "method" in enc:
+            enc["methods"] = _split(enc.pop("method"))
+        for k in ("views", "layers"):
+            if isinstance(enc.get(k), str):
+                enc[k] = _split(enc[k])
+        enc.update({k: v for k, v in own.items() if k != "encode_views"})
+        if own.get("encode_views") is not None:
+            enc["views"] = _split(own["encode_views"])
+        return EncodeConfig(**_strings(enc))
+    if not _is_names(encode):
+        raise InputError(f"encode must be method name(s) or a dict of encode's settings, "
+                         f"got {encode!r}")
+    views = _split(own.get("encode_views")) or tuple(
+        v for v in (settings.get("views") or ()) if not v.startswith("pyramid")) or ("whole",)
+    return EncodeConfig(methods=_split(encode), views=views,
+                        **_strings({k: own.get(k) for k in ("pca", "gmm", "guidance")}),
+                        device=settings.get("device", "auto"))
+
+
+@_checked
 def fit_pca(activations: Paths, out: str | Path, *, layer: str | None = None,
             progress: Callable | None = None, **settings: Any) -> Path | None:
     """A PCA of ``layer``'s local features sampled from activation shards, saved to ``out``.
@@ -151,6 +269,7 @@ def fit_pca(activations: Paths, out: str | Path, *, layer: str | None = None,
     return path
 
 
+@_checked
 def fit_gmm(activations: Paths, out: str | Path, *, pca: str | Path,
             progress: Callable | None = None, **settings: Any) -> Path | None:
     """A diagonal GMM of PCA-reduced local features (the Fisher vector's vocabulary).
@@ -161,6 +280,7 @@ def fit_gmm(activations: Paths, out: str | Path, *, pca: str | Path,
     return path
 
 
+@_checked
 def fit_guidance(activations: Paths, out: str | Path, *, progress: Callable | None = None,
                  **settings: Any) -> Path | None:
     """Scheme 2's trained guidance layer (Liu et al. 2016) on labelled pyramid activations.
@@ -171,6 +291,7 @@ def fit_guidance(activations: Paths, out: str | Path, *, progress: Callable | No
     return path
 
 
+@_checked
 def encode(activations: Paths, out: str | Path, *, method: str | Sequence[str] = "cross-layer",
            views: str | Sequence[str] = "whole", progress: Callable | None = None,
            **settings: Any) -> list[Path]:
@@ -185,6 +306,7 @@ def encode(activations: Paths, out: str | Path, *, method: str | Sequence[str] =
                 _list(activations))
 
 
+@_checked
 def join(parts: Sequence[str | Path], out: str | Path, *, progress: Callable | None = None,
          **settings: Any) -> list[Path]:
     """Encoding folders of the same images joined, each part at unit norm (CL + CNN-Global).
@@ -193,6 +315,7 @@ def join(parts: Sequence[str | Path], out: str | Path, *, progress: Callable | N
                 [str(p) for p in parts])
 
 
+@_checked
 def train_svm(encodings: Paths, out: str | Path, *, C: float | Sequence[float] | str = 1.0,
               progress: Callable | None = None, **settings: Any) -> Path | None:
     """Linear classifiers on encoding shards, saved to ``out``: one-vs-rest SVMs, or logistic
@@ -225,6 +348,7 @@ def _c_grid(C: Any) -> tuple[float, ...] | str:
     raise InputError(f"C must be a number > 0, a list of them, or 'auto'; got {C!r}")
 
 
+@_checked
 def evaluate(encodings: Paths, model: str | Path, out: str | Path | None = None, *,
              progress: Callable | None = None, **settings: Any) -> dict[str, Any]:
     """The metrics of encoding shards under an SVM model (VOC07 11-point AP for multi-label
@@ -243,6 +367,7 @@ def evaluate(encodings: Paths, model: str | Path, out: str | Path | None = None,
     return stage.result
 
 
+@_checked
 def maps(activations: Paths, out: str | Path, *, progress: Callable | None = None,
          **settings: Any) -> list[Path]:
     """Confidence, contribution or channel maps of activation shards' images under ``out``.
@@ -252,6 +377,7 @@ def maps(activations: Paths, out: str | Path, *, progress: Callable | None = Non
                 _list(activations))
 
 
+@_checked
 def load_encodings(encodings: Paths) -> tuple[list[str], Any, Any, dict[str, Any]]:
     """Encoding shards (or their folders) read into memory: ids, X (N, dim) float32, labels
     (N,) or (N, classes), and the attributes (provenance) the shards agree on; for
@@ -263,13 +389,15 @@ def load_encodings(encodings: Paths) -> tuple[list[str], Any, Any, dict[str, Any
         return load(shard_paths(_list(encodings)), ENCODING_KEYS)
 
 
+@_checked
 def load(path: str | Path, device: str = "cpu") -> tuple[Any, dict[str, Any]]:
     """A model file of any kind (PCA, GMM, guidance, SVM), as the object featx uses and its
     attributes (provenance): :data:`featx.io.MODEL_KINDS` knows how to read each."""
+    from featx.device import resolve_device
     from featx.io import load_model
 
     with _parameter_names():
-        return load_model(path, device)
+        return load_model(path, resolve_device(device))
 
 
 __all__ = ["encode", "evaluate", "extract", "fit_gmm", "fit_guidance", "fit_pca",

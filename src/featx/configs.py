@@ -16,12 +16,12 @@ its names differ, and ``tests/test_architecture.py`` checks all four against the
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from featx.errors import InputError
-from featx.params import SEED, Flag, Interval, Options, param, validate
+from featx.params import (SEED, Costs, File, Flag, Instance, Integers, Interval, Names, Options,
+                          Text, param, validate)
 
 log = logging.getLogger(__name__)
 
@@ -67,18 +67,18 @@ class EncodeConfig:
     guidance.h5 of fit-guidance) makes ``cross-layer`` scheme 2: ``cross-layer-guided``.
     """
 
-    methods: Sequence[str] = ("cross-layer",)
-    views: Sequence[str] = ("whole",)
-    pca: str | None = None
-    gmm: str | None = None
-    guidance: str | None = None
-    layers: Sequence[str] | None = None
-    fc_layer: str | None = None
+    methods: Sequence[str] = param(("cross-layer",), Names(), flag="--method")
+    views: Sequence[str] = param(("whole",), Names())
+    pca: str | None = param(None, File(), optional=True)
+    gmm: str | None = param(None, File(), optional=True)
+    guidance: str | None = param(None, File(), optional=True)
+    layers: Sequence[str] | None = param(None, Names(), optional=True)
+    fc_layer: str | None = param(None, Text(), optional=True)
     power_norm: bool | None = param(None, Flag(), optional=True)  # None: each method's own
     l2: bool = param(True, Flag())
     quantize: str = param("none", Options(QUANTIZE))
     dtype: str = param("float32", Options(DTYPES))
-    device: str = "auto"
+    device: str = param("auto", Text())
     overwrite: bool = param(False, Flag())
     command: str = ""
 
@@ -92,6 +92,7 @@ class EncodeConfig:
         from featx.io import MODEL_KINDS
         from featx.methods import GRID_VIEWS, get_methods
 
+        validate(self)  # types first: a str of methods is not iterated as letters
         methods = get_methods(self.method_names)
         if any(m.view is None for m in methods):
             bad = [v for v in self.views if v not in GRID_VIEWS] or ([] if self.views else [""])
@@ -107,7 +108,6 @@ class EncodeConfig:
                              "crops); none of them is run")
         if self.guidance and "guidance" not in needs:
             raise InputError("--guidance applies to --method cross-layer (scheme 2)")
-        validate(self)
         if self.layers is not None and len(self.layers) != 2:
             raise InputError("--layers takes two layers: LOCAL,GUIDE (t and t+1)")
 
@@ -125,13 +125,13 @@ class ExtractConfig:
     instead of activation shards (the same numbers as the two steps; disk: encodings only).
     """
 
-    backbone: str = "alexnet"
-    layers: Sequence[str] | None = None
-    views: Sequence[str] = ("whole",)
-    weights: str = "imagenet"
+    backbone: str = param("alexnet", Text())
+    layers: Sequence[str] | None = param(None, Names(), optional=True)
+    views: Sequence[str] = param(("whole",), Names())
+    weights: str = param("imagenet", Text())
     input_size: int | None = param(None, Interval(int, 32), optional=True)
     batch_size: int = param(64, Interval(int, 1))
-    device: str = "auto"
+    device: str = param("auto", Text())
     workers: int | None = param(None, Interval(int, 0), optional=True)
     shard_size: int = param(1000, Interval(int, 1))
     dtype: str = param("float16", Options(EXTRACT_DTYPES))
@@ -139,9 +139,9 @@ class ExtractConfig:
     skip_bad: bool = param(False, Flag())
     overwrite: bool = param(False, Flag())
     command: str = ""
-    project: str | None = None
+    project: str | None = param(None, File(), optional=True)
     sample: int | None = param(None, Interval(int, 1), optional=True)
-    encode: EncodeConfig | None = None
+    encode: EncodeConfig | None = param(None, Instance(EncodeConfig), optional=True)
 
     def __post_init__(self) -> None:
         validate(self)
@@ -168,14 +168,14 @@ class FitPCAConfig:
     and encode default to the pair; ``local`` None takes the backbone's default for the layer
     (:meth:`featx.backbones.Backbone.default_local`)."""
 
-    layer: str | None = None
-    view: str = "whole"
-    local: str | None = None
+    layer: str | None = param(None, Text(), optional=True)
+    view: str = param("whole", Text())
+    local: str | None = param(None, Text(), optional=True)
     dim: int = param(500, Interval(int, 1))
     per_image: int = param(100, Interval(int, 1))
     whiten: bool = param(False, Flag())
     seed: int = param(0, SEED)
-    device: str = "auto"
+    device: str = param("auto", Text())
     overwrite: bool = param(False, Flag())
     command: str = ""
 
@@ -189,7 +189,7 @@ class FitPCAConfig:
 
 @dataclass(frozen=True)
 class FitGMMConfig:
-    pca: str = ""
+    pca: str = param("", File())
     components: int = param(256, Interval(int, 1))
     per_image: int = param(100, Interval(int, 1))
     max_iter: int = param(100, Interval(int, 1))
@@ -197,7 +197,7 @@ class FitGMMConfig:
     n_init: int = param(1, Interval(int, 1))
     var_floor: float = param(1e-4, Interval(float, 0, closed="right"))
     seed: int = param(0, SEED)
-    device: str = "auto"
+    device: str = param("auto", Text())
     overwrite: bool = param(False, Flag())
     command: str = ""
 
@@ -212,9 +212,9 @@ class FitGuidanceConfig:
     """``layer`` None: the shards' one pyramid layer; ``scales`` None: every pyramid scale;
     ``pca`` projects shards stored unprojected (a pyramid PCA from fit-pca)."""
 
-    pca: str | None = None
-    layer: str | None = None
-    scales: Sequence[int] | None = None
+    pca: str | None = param(None, File(), optional=True)
+    layer: str | None = param(None, Text(), optional=True)
+    scales: Sequence[int] | None = param(None, Integers(0), optional=True)
     channels: int = param(64, Interval(int, 1))
     kernel: int = param(1, Interval(int, 1))
     epochs: int = param(30, Interval(int, 0))
@@ -224,7 +224,7 @@ class FitGuidanceConfig:
     holdout: float = param(0.2, Interval(float, 0, 1, closed="left"))
     patience: int = param(5, Interval(int, 1))
     seed: int = param(0, SEED)
-    device: str = "auto"
+    device: str = param("auto", Text())
     overwrite: bool = param(False, Flag())
     command: str = ""
 
@@ -264,11 +264,11 @@ class TrainSVMConfig:
     ``standardize``: each encoding dimension to zero mean, unit variance on the training
     split (folded into the stored weights)."""
 
-    c: tuple[float, ...] | str = (1.0,)
+    c: tuple[float, ...] | str = param((1.0,), Costs(), flag="--C")
     folds: int = param(5, Interval(int, 2))
     include_difficult: bool = param(False, Flag())
     seed: int = param(0, SEED)
-    device: str = "auto"
+    device: str = param("auto", Text())
     overwrite: bool = param(False, Flag())
     command: str = ""
     memory_gb: float = param(2.0, Interval(float, 0, closed="right"), flag="--memory")
@@ -280,10 +280,6 @@ class TrainSVMConfig:
 
     def __post_init__(self) -> None:
         validate(self)
-        if self.c != "auto" and not (
-                isinstance(self.c, tuple) and self.c and
-                all(isinstance(c, (int, float)) and math.isfinite(c) and c > 0 for c in self.c)):
-            raise InputError(f"--C must be finite numbers > 0 or auto, got {self.c}")
         if self.multiclass == "multinomial" and self.loss != "logistic":
             raise InputError("--multiclass multinomial needs --loss logistic (an SVM is one "
                              "class against the rest)")
@@ -304,11 +300,11 @@ class EvaluateConfig:
     ``plots``: a folder for the PR curves / confusion matrix (their paths are written too);
     ``scores``: a CSV of every image's scores (and probabilities, when the model has them)."""
 
-    model: str = ""
+    model: str = param("", File())
     dataset: str | None = param(None, Options(DATASETS), optional=True)
     memory_gb: float = param(2.0, Interval(float, 0, closed="right"), flag="--memory")
-    plots: str | None = None
-    scores: str | None = None
+    plots: str | None = param(None, File(), optional=True)
+    scores: str | None = param(None, File(), optional=True)
     overwrite: bool = param(False, Flag())
     command: str = ""
 
@@ -322,21 +318,21 @@ class EvaluateConfig:
 
 @dataclass(frozen=True)
 class MapsConfig:
-    model: str | None = None
-    gmm: str | None = None
-    pca: str | None = None
-    guidance: str | None = None
-    layer: str | None = None
-    channels: Sequence[int] | None = None
-    classes: Sequence[str] | None = None
+    model: str | None = param(None, File(), optional=True)
+    gmm: str | None = param(None, File(), optional=True)
+    pca: str | None = param(None, File(), optional=True)
+    guidance: str | None = param(None, File(), optional=True)
+    layer: str | None = param(None, Text(), optional=True)
+    channels: Sequence[int] | None = param(None, Integers(0), optional=True)
+    classes: Sequence[str] | None = param(None, Names(), optional=True)
     top: int = param(3, Interval(int, 1))
-    images: str | None = None
+    images: str | None = param(None, Text(), optional=True)
     limit: int | None = param(None, Interval(int, 1), optional=True)
     resolution: int = param(64, Interval(int, 4))
     # confidence maps: each pixel the mean of the scores of the windows covering it, or their
     # sum (Yoo et al. §4.5: "accumulate all the weights of local activations")
     reduce: str = param("mean", Options(("sum", "mean")))
-    device: str = "auto"
+    device: str = param("auto", Text())
     overwrite: bool = param(False, Flag())
     command: str = ""
 

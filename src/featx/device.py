@@ -23,7 +23,9 @@ def resolve_device(spec: str | torch.device = "auto") -> torch.device:
         return spec
     if spec == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+            from featx import environment
+
+            return torch.device("cuda", environment.get("LOCAL_RANK"))
         return torch.device("cpu")
     try:
         device = torch.device(spec)
@@ -59,7 +61,9 @@ def wait_politely_when_busy(cpus: int | None = None, others: float | None = None
     Returns whether it set it."""
     import sys
 
-    if "OMP_WAIT_POLICY" in os.environ or "torch" in sys.modules:
+    from featx import environment
+
+    if environment.is_set("OMP_WAIT_POLICY") or "torch" in sys.modules:
         return False
     if cpus is None:
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \

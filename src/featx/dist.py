@@ -16,7 +16,6 @@ name before any work, :meth:`Group.check_same`).
 from __future__ import annotations
 
 import datetime
-import os
 import pickle
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -26,14 +25,13 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from featx import errors
+from featx import environment, errors
 from featx.errors import DistributedError, FeatxError
 
 T = TypeVar("T")
 
 TIMEOUT_ENV = "FEATX_DIST_TIMEOUT"
 TRACE_ENV = "FEATX_DIST_TRACE"  # a file: each rank appends a JSON line per stage it ran
-DEFAULT_TIMEOUT = 1800.0
 
 
 class Group:
@@ -175,23 +173,13 @@ class TorchGroup(Group):
 
 
 def timeout_seconds() -> float:
-    raw = os.environ.get(TIMEOUT_ENV, "")
-    try:
-        value = float(raw) if raw else DEFAULT_TIMEOUT
-    except ValueError:
-        raise errors.InputError(f"{TIMEOUT_ENV}={raw!r} is not a number of seconds") from None
-    if not value > 0:
-        raise errors.InputError(f"{TIMEOUT_ENV}={raw!r} must be a positive number of seconds")
-    return value
+    """How long a rank waits for the others (``FEATX_DIST_TIMEOUT``, default 1800 s)."""
+    return environment.get(TIMEOUT_ENV)
 
 
 def world_size() -> int:
     """The number of processes torchrun (or srun) started (1 outside them)."""
-    raw = os.environ.get("WORLD_SIZE", "1")
-    try:
-        return int(raw)
-    except ValueError:
-        raise errors.InputError(f"WORLD_SIZE={raw!r} is not a number") from None
+    return environment.get("WORLD_SIZE")
 
 
 @contextmanager
@@ -208,7 +196,8 @@ def joined(device: torch.device) -> Iterator[Group]:
         raise DistributedError("this torch build has no torch.distributed; run one process")
     ours = not dist.is_initialized()
     if ours:
-        missing = [v for v in ("RANK", "MASTER_ADDR", "MASTER_PORT") if v not in os.environ]
+        missing = [v for v in ("RANK", "MASTER_ADDR", "MASTER_PORT")
+                   if environment.get(v) is None]
         if missing:
             raise DistributedError(f"WORLD_SIZE={world_size()} but {', '.join(missing)} unset: "
                                    "start featx with torchrun (or srun), which sets them all")
@@ -218,9 +207,9 @@ def joined(device: torch.device) -> Iterator[Group]:
                 backend, timeout=datetime.timedelta(seconds=timeout_seconds()),
                 device_id=device if device.type == "cuda" else None)
         except (RuntimeError, ValueError) as exc:
-            raise DistributedError(f"rank {os.environ.get('RANK')} could not join the other "
-                                   f"ranks at {os.environ['MASTER_ADDR']}:"
-                                   f"{os.environ['MASTER_PORT']} "
+            raise DistributedError(f"rank {environment.get('RANK')} could not join the other "
+                                   f"ranks at {environment.get('MASTER_ADDR')}:"
+                                   f"{environment.get('MASTER_PORT')} "
                                    f"({str(exc).strip().splitlines()[0] if str(exc) else exc!r})"
                                    ) from None
     try:
@@ -235,12 +224,17 @@ def trace(stage: str, group: Group, seconds: float) -> None:
     the file ``FEATX_DIST_TRACE`` names, if any (benchmarks/scale_out.py reads them)."""
     import json
 
-    path = os.environ.get(TRACE_ENV)
+    path = environment.get(TRACE_ENV)  # checked writable before the work (environment.check)
     if not path:
         return
-    with open(path, "a") as f:
-        f.write(json.dumps({"stage": stage, "rank": group.rank, "world": group.world,
-                            "seconds": round(seconds, 4), "sent_bytes": group.sent}) + "\n")
+    line = json.dumps({"stage": stage, "rank": group.rank, "world": group.world,
+                       "seconds": round(seconds, 4), "sent_bytes": group.sent})
+    try:
+        with open(path, "a") as f:
+            f.write(line + "\n")
+    except OSError as exc:
+        raise errors.OutputError(f"could not append to {TRACE_ENV}={path} ({exc.strerror}); "
+                                 "the stage's output is complete") from None
 
 
 def split(items: list[T], group: Group) -> list[T]:

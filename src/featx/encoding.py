@@ -173,8 +173,9 @@ def _context(cfg: EncodeConfig, methods: tuple[Method, ...], head: dict,
             why = (f"{bb.name} has no pair of feature maps with related grids (a transformer's "
                    "blocks give token sequences, not maps)") if bb.cross_layer is None else \
                 f"{local} is not the local layer of {bb.name}'s default pair {bb.cross_layer}"
-            raise InputError(f"no default guidance layer for {local}: {why}; pass "
-                             f"--layers {local},GUIDE with two map layers")
+            raise InputError(f"no default guidance layer for {local}: {why}; pass featx "
+                             f"encode --layers {local},GUIDE with two map layers (the fused "
+                             "extract --encode takes the backbone's default pair only)")
         shapes = head["layer_shapes"]
         for layer in (local, guide):
             if layer not in shapes:

@@ -50,10 +50,10 @@ class Interval:
         low = ">=" if self.closed in ("both", "left") else ">"
         high = "<=" if self.closed in ("both", "right") else "<"
         if self.low is not None and self.high is not None:
-            return f"{what} {low} {self.low:g} and {high} {self.high:g}"
+            return f"{what} {low} {_number(self.low)} and {high} {_number(self.high)}"
         if self.low is not None:
-            return f"{what} {low} {self.low:g}"
-        return f"{what} {high} {self.high:g}" if self.high is not None else what
+            return f"{what} {low} {_number(self.low)}"
+        return f"{what} {high} {_number(self.high)}" if self.high is not None else what
 
     def invalid(self) -> list[Any]:
         """Values this interval refuses (for the generated tests)."""
@@ -67,6 +67,11 @@ class Interval:
         if self.type is float:
             out.append(float("nan"))
         return out
+
+
+def _number(x: float) -> str:
+    """A bound as a person writes it: 2592000, not 2.592e+06; 0.5 as 0.5."""
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
 
 
 @dataclass(frozen=True)
@@ -99,11 +104,105 @@ class Flag:
         return ["no", 1]
 
 
+@dataclass(frozen=True)
+class File:
+    """A path as a ``str`` (the Python API turns an ``os.PathLike`` into one; bytes are not
+    a path here). Empty means not given: the stage says what it needs."""
+
+    def ok(self, value: Any) -> bool:
+        return isinstance(value, str)
+
+    def describe(self) -> str:
+        return "a path (str or os.PathLike)"
+
+    def invalid(self) -> list[Any]:
+        return [b"model.h5", 3]
+
+
+@dataclass(frozen=True)
+class Text:
+    """A name (a layer, a backbone, a device ...): a non-empty ``str``."""
+
+    def ok(self, value: Any) -> bool:
+        return isinstance(value, str) and bool(value.strip())
+
+    def describe(self) -> str:
+        return "a non-empty name (str)"
+
+    def invalid(self) -> list[Any]:
+        return [3, ""]
+
+
+@dataclass(frozen=True)
+class Names:
+    """Several names: a non-empty list or tuple of non-empty ``str`` (the API also takes one
+    comma-separated ``str`` and splits it before the config sees it)."""
+
+    def ok(self, value: Any) -> bool:
+        return isinstance(value, (list, tuple)) and bool(value) and all(
+            isinstance(v, str) and v.strip() for v in value)
+
+    def describe(self) -> str:
+        return "a list of names (or one comma-separated str)"
+
+    def invalid(self) -> list[Any]:
+        return [(), (3,), {"a": 1}]
+
+
+@dataclass(frozen=True)
+class Integers:
+    """Several integers >= ``low``: a non-empty list or tuple of ``int`` (not bool)."""
+
+    low: int = 0
+
+    def ok(self, value: Any) -> bool:
+        return isinstance(value, (list, tuple)) and bool(value) and all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= self.low for v in value)
+
+    def describe(self) -> str:
+        return f"a list of integers >= {self.low}"
+
+    def invalid(self) -> list[Any]:
+        return [(), ("1",), (self.low - 1,), 3]
+
+
+@dataclass(frozen=True)
+class Costs:
+    """An SVM's C: a non-empty tuple of finite numbers > 0, or ``"auto"``."""
+
+    def ok(self, value: Any) -> bool:
+        return value == "auto" if isinstance(value, str) else (
+            isinstance(value, tuple) and bool(value) and all(
+                Interval(float, 0, closed="neither").ok(c) for c in value))
+
+    def describe(self) -> str:
+        return "finite numbers > 0, or auto"
+
+    def invalid(self) -> list[Any]:
+        return ["55", (0.0,), (float("inf"),), (), (True,)]
+
+
+@dataclass(frozen=True)
+class Instance:
+    """An object of ``type`` (a nested config)."""
+
+    type: type
+
+    def ok(self, value: Any) -> bool:
+        return isinstance(value, self.type)
+
+    def describe(self) -> str:
+        return f"a {self.type.__name__}"
+
+    def invalid(self) -> list[Any]:
+        return [{"method": "cross-layer"}, "cross-layer"]
+
+
 # a seed: what numpy's and scikit-learn's random states take
 SEED = Interval(int, 0, 2**32 - 1)
 
 
-def param(default: Any, constraint: Interval | Options | Flag, *, flag: str | None = None,
+def param(default: Any, constraint: Any, *, flag: str | None = None,
           optional: bool = False) -> Any:
     """A config field with its constraint; ``flag`` is its command-line option (default:
     ``--`` and the name with ``-`` for ``_``); ``optional``: None is allowed too."""

@@ -168,6 +168,15 @@ def choose_c(k: np.ndarray, labels: np.ndarray, num_classes: int, cs, folds: int
     return c, table, decisions[c]
 
 
+def fold_count(labels: np.ndarray, folds: int) -> int:
+    """The folds cross-validation uses: ``folds``, or as many as the smallest class of
+    single-label ``labels`` allows (2 at least)."""
+    if labels.ndim == 2:
+        return folds
+    smallest = int(np.bincount(labels).min(initial=len(labels))) if len(labels) else 0
+    return max(2, min(folds, smallest))
+
+
 def cv_splits(labels: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """The (train, validation) rows of each fold: stratified by class for single-label
     labels (in as many folds as the smallest class allows), shuffled by ``seed``."""
@@ -177,7 +186,7 @@ def cv_splits(labels: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarra
         splitter = KFold(folds, shuffle=True, random_state=seed)
     else:
         smallest = int(np.bincount(labels).min(initial=len(labels))) if len(labels) else 0
-        usable = max(2, min(folds, smallest))
+        usable = fold_count(labels, folds)
         if usable < folds:
             log.warning("cross-validation in %d folds, not %d: the smallest class has %d "
                         "training image(s)", usable, folds, smallest)
@@ -225,6 +234,17 @@ def best_c(table: dict[float, tuple[float, float]], n: int) -> float:
     top = max(score for score, _ in table.values())
     tied = [c for c, (score, _) in table.items() if score >= top - 1 / n - 1e-12]
     return min(tied, key=lambda c: (table[c][1], c))
+
+
+def row_digests(x: np.ndarray) -> np.ndarray:
+    """A 64-bit digest of each row of ``x`` (n, dim), of its values rounded to float16: the
+    same photo extracted twice gives the same encoding, so evaluate can tell a test image
+    that is a copy of a training image (train-svm records its rows' digests)."""
+    import hashlib
+
+    half = np.ascontiguousarray(x, dtype=np.float16)
+    return np.array([int.from_bytes(hashlib.blake2b(row.tobytes(), digest_size=8).digest(),
+                                    "little") for row in half], dtype=np.uint64)
 
 
 def scores(x: np.ndarray, weights: np.ndarray, biases: np.ndarray) -> np.ndarray:
@@ -492,8 +512,9 @@ def fit_primal(problem: PrimalProblem, tol: float = PRIMAL_TOL, max_newton: int 
             step = torch.where(bad, step / 2, step)
         w, b, z, f = wt, bt, zt, torch.where(todo, ft, f)
         gw, gb = problem.gradient(w, b, z)
+    gnorm = inner(gw, gb, gw, gb).sqrt()
     info = {"newton": newton, "cg": cg_total, "passes": problem.passes,
-            "objective": f.tolist()}
+            "objective": f.tolist(), "converged": bool((gnorm <= tol * norm0).all())}
     return w.float().numpy(), b.numpy(), info
 
 

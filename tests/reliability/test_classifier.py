@@ -138,3 +138,68 @@ def test_a_string_for_any_flag_is_refused_before_anything_is_touched(chain, tmp_
     with pytest.raises(InputError, match=r"^skip_bad must be True or False, got 'false'"):
         featx.extract(chain / "ds", tmp_path / "acts", weights="none", skip_bad="false")
     assert not (tmp_path / "acts").exists()
+
+
+def test_newtons_method_says_whether_it_converged():
+    """fit_primal's `converged`: False when it stops at its step cap (C = 1e-30: the gradient
+    never falls to tol x its start in float64), True otherwise."""
+    import torch
+
+    from featx import svm
+    from featx.dist import SINGLE
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(30, 16)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    y, s = svm.targets(np.repeat(np.arange(3), 10), 3, False)
+    for c, converged in ((1e-30, False), (1.0, True)):
+        problem = svm.PrimalProblem(lambda: iter([(0, x)]), y, s, 16, c, torch.device("cpu"),
+                                    SINGLE)
+        info = svm.fit_primal(problem, max_newton=30)[2]
+        assert info["converged"] is converged and (converged or info["newton"] == 30)
+
+
+def test_primal_at_its_step_cap_warns_and_its_progress_counts_every_class(chain, tmp_path,
+                                                                          monkeypatch):
+    """Issue 36 (weak): primal --C 1e-30 stopped at its step cap with no word; its progress
+    said `1 class` when it trained more. (These 6 images converge in a step at any C, so the
+    cap is set to 0 steps here to reach it.)"""
+    import functools
+
+    import featx
+    from click.testing import CliRunner
+
+    from featx import svm
+    from featx.cli import main
+    from featx.stages.train_svm import TrainSVM, TrainSVMConfig
+
+    monkeypatch.setattr(svm, "fit_primal", functools.partial(svm.fit_primal, max_newton=0))
+    res = CliRunner().invoke(main, ["train-svm", str(chain / "enc"), "--solver", "primal",
+                                    "--C", "1e-30", "-o", str(tmp_path / "tiny.h5")])
+    assert res.exit_code == 0, res.output
+    assert "Newton's method stopped at its cap of 0 steps" in res.stderr, res.stderr
+    monkeypatch.undo()
+    seen = []
+
+    def progress(description, total):
+        seen.append(total)
+        return lambda n=1, note=None: seen.append(n)
+
+    TrainSVM(TrainSVMConfig(solver="primal")).run([str(chain / "enc")], tmp_path / "p.h5",
+                                                   progress=progress)
+    num = featx.load(tmp_path / "p.h5")[0][0].shape[0]
+    assert num >= 2 and seen == [num, num]
+
+
+def test_the_fold_count_logged_is_the_one_used(chain, tmp_path):
+    """--C auto on 3 images a class: "cross-validation in 3 folds, not 5", and the choice
+    is then said to be by 3-fold cross-validation, not 5."""
+    from click.testing import CliRunner
+
+    from featx.cli import main
+
+    res = CliRunner().invoke(main, ["train-svm", str(chain / "enc"), "--C", "auto", "-o",
+                                    str(tmp_path / "svm.h5")])
+    assert res.exit_code == 0, res.output
+    assert "in 3 folds, not 5" in res.stderr and "by 3-fold cross-validation" in res.stderr
+    assert "5-fold" not in res.stderr

@@ -149,3 +149,20 @@ def test_the_primal_solver_with_c_auto_on_tiny_data(tmp_path, labels):
     assert res.exit_code == 0, res.stderr
     _, _, attrs = load_svm(tmp_path / "svm.h5")
     assert attrs["solver"] == "primal" and attrs["C"] in (0.01, 0.1, 1.0, 10.0, 100.0)
+
+
+def test_stdin_under_torchrun_is_refused_naming_the_way_out(chain, tmp_path):
+    """Issue 36 (weak): `ls ... | torchrun ... encode -` said the ranks' settings differ (the
+    pipe reaches rank 0 only); now every rank refuses `-` before joining."""
+    from click.testing import CliRunner
+
+    from featx.cli import main
+
+    res = CliRunner().invoke(main, ["-q", "encode", "-", "--pca", str(chain / "pca.h5"), "-o",
+                                    str(tmp_path / "e")],
+                             input=f"{chain / 'acts'}\n",
+                             env={"WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "127.0.0.1",
+                                  "MASTER_PORT": "29999"})
+    assert res.exit_code == 2, res.output
+    assert "stdin reaches rank 0 only under torchrun: give the paths as arguments" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and not (tmp_path / "e").exists()

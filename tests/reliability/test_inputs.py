@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 import pytest
 
-from featx.io import load_svm, save_svm
+from featx.io import load_svm, read_header, save_svm
 
 pytestmark = pytest.mark.reliability
 
@@ -402,7 +402,6 @@ def test_a_csv_with_a_byte_order_mark_and_a_header_reads_its_header_as_one(tmp_p
 
     acts = featx.extract(None, tmp_path / "acts", dataset="folder", root=tmp_path / "set.csv",
                          weights="none", workers=0, skip_bad=skip_bad)
-    from featx.io import read_header
 
     assert read_header(acts[0])["classes"] == ["cat", "dog"]
 
@@ -460,3 +459,144 @@ def test_a_diverging_guidance_is_an_error_not_a_model():
     y = (torch.arange(60) % 2).numpy()
     with pytest.raises(NonFiniteError, match="diverged at epoch 1.*lower --lr"):
         fit_guidance([x], y, 2, channels=3, epochs=5, lr=1e30, seed=0)
+
+
+@pytest.mark.parametrize("damage", ["json-attribute", "1-d components", "short mean",
+                                    "n_samples text"])
+def test_a_malformed_model_file_is_one_line_from_encode_and_load(chain, tmp_path, cli, damage):
+    """Issue 36.8: a malformed JSON attribute or a 1-d `components` was a JSONDecodeError /
+    IndexError traceback from `featx encode --pca` and `featx.load`; shards with the same
+    damage already got one line. Model files are now validated on load as shards are."""
+    import featx
+    from featx.errors import InputError
+
+    bad = tmp_path / "pca.h5"
+    shutil.copy(chain / "pca.h5", bad)
+    with h5py.File(bad, "a") as f:
+        if damage == "json-attribute":
+            f.attrs["layer"] = "json:{bad"
+        elif damage == "1-d components":
+            c = f["components"][0]
+            del f["components"]
+            f["components"] = c
+        elif damage == "short mean":
+            m = f["mean"][:-1]
+            del f["mean"]
+            f["mean"] = m
+        else:
+            f.attrs["n_samples"] = "many"
+    res = cli("encode", chain / "acts", "--pca", bad, "-o", tmp_path / "e", ok=False)
+    _one_line_error(res, "pca.h5", "corrupt pca model file")
+    assert not (tmp_path / "e").exists()
+    with pytest.raises(InputError, match="corrupt pca model file") as err:
+        featx.load(bad)
+    assert "\n" not in str(err.value)
+
+
+def test_an_svm_of_fewer_classifiers_than_classes_is_refused(chain, tmp_path, cli):
+    w, b, attrs = load_svm(chain / "svm.h5")
+    save_svm(tmp_path / "svm.h5", w, b, {**attrs, "classes": ["a", "b", "c"]})
+    res = cli("evaluate", chain / "enc", "--model", tmp_path / "svm.h5", ok=False)
+    _one_line_error(res, "corrupt svm model file", "3 classes")
+
+
+@pytest.mark.parametrize("what", ["folder", "missing", "not hdf5"])
+def test_load_names_a_path_that_is_no_model_file_in_plain_words(tmp_path, what):
+    """Issue 36 (weak): featx.load(folder) and load("missing.h5") called the file corrupt and
+    quoted HDF5's internals over several lines."""
+    import featx
+    from featx.errors import InputError
+
+    path = {"folder": tmp_path, "missing": tmp_path / "missing.h5",
+            "not hdf5": tmp_path / "text.h5"}[what]
+    if what == "not hdf5":
+        path.write_text("hello")
+    words = {"folder": "is a folder; name a model file", "missing": "no model file",
+             "not hdf5": "not an HDF5 file, or a truncated one"}[what]
+    with pytest.raises(InputError, match=words) as err:
+        featx.load(path)
+    assert "\n" not in str(err.value) and "HDF5-DIAG" not in str(err.value)
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+def test_load_on_cuda_without_a_gpu_is_one_line(chain):
+    """Issue 36 (weak): featx.load(device="cuda") without a GPU was torch's RuntimeError."""
+    import featx
+    from featx.errors import InputError
+
+    with pytest.raises(InputError, match="no CUDA GPU is visible"):
+        featx.load(chain / "pca.h5", device="cuda")
+
+
+def test_a_join_carries_its_parts_quantisation_and_evaluate_checks_it(chain, tmp_path, cli):
+    """Issue 36.9: `join` of a --quantize sign-raw part and a float part recorded
+    quantize='none'; a model trained on [sign-raw | float] then scored [float | float]
+    encodings, rc 0."""
+    cli("encode", chain / "acts", "--pca", chain / "pca.h5", "--quantize", "sign-raw",
+        "-o", tmp_path / "signs")
+    cli("join", tmp_path / "signs", chain / "enc", "-o", tmp_path / "mixed")
+    cli("join", chain / "enc", chain / "enc", "-o", tmp_path / "floats")
+    mixed = read_header(next((tmp_path / "mixed").glob("shard-*.h5")))
+    floats = read_header(next((tmp_path / "floats").glob("shard-*.h5")))
+    assert mixed["quantize"] == ["sign-raw", "none"] and floats["quantize"] == "none"
+    cli("train-svm", tmp_path / "mixed", "-o", tmp_path / "svm.h5")
+    cli("evaluate", tmp_path / "mixed", "--model", tmp_path / "svm.h5")  # its own kind: fine
+    res = cli("evaluate", tmp_path / "floats", "--model", tmp_path / "svm.h5", ok=False)
+    _one_line_error(res, "quantize='none'", "quantize=['sign-raw', 'none']")
+
+
+def test_a_test_split_that_copies_the_training_photos_is_said(tmp_path, alexnet_weights):
+    """Issue 36 (weak): a test split that is a copy of the training photos scored 100% with
+    no word. train-svm records the digests of its training rows; evaluate counts the images
+    whose encoding is one of them, and says so."""
+    from click.testing import CliRunner
+
+    from featx.cli import main
+    from tests.conftest import class_folders
+    from tests.reliability.conftest import run_ok
+
+    root = tmp_path / "ds"
+    class_folders(root / "train", ("a", "b"), 3, (160, 120), name="{i}.png")
+    shutil.copytree(root / "train", root / "copy")
+    class_folders(root / "test", ("a", "b"), 2, (150, 110), name="t{i}.png")  # other photos
+    for split in ("train", "copy", "test"):
+        run_ok("extract", "--dataset", "folder", "--root", root, "--split", split,
+               "--weights", alexnet_weights, "--workers", "0", "-o", tmp_path / f"acts-{split}")
+    run_ok("fit-pca", tmp_path / "acts-train", "--layer", "conv4", "--dim", "6",
+           "--per-image", "10", "-o", tmp_path / "pca.h5")
+    for split in ("train", "copy", "test"):
+        run_ok("encode", tmp_path / f"acts-{split}", "--pca", tmp_path / "pca.h5",
+               "-o", tmp_path / f"enc-{split}")
+    run_ok("train-svm", tmp_path / "enc-train", "-o", tmp_path / "svm.h5")
+    said = {}
+    for split in ("copy", "test"):
+        res = CliRunner().invoke(main, ["evaluate", str(tmp_path / f"enc-{split}"), "--model",
+                                        str(tmp_path / "svm.h5")])
+        assert res.exit_code == 0, res.output
+        said[split] = res.stderr
+    assert "6 of 6 images here have the encoding of a training image" in said["copy"]
+    assert "encoding of a training image" not in said["test"]
+
+
+def test_the_fused_pass_hint_names_the_command_that_takes_layers(chain, tmp_path, cli,
+                                                                  alexnet_weights):
+    """Issue 36 (weak): `extract --encode cross-layer --pca <a conv5 PCA>` hinted `pass
+    --layers conv5,GUIDE`, which extract cannot take (its --layers are what it extracts)."""
+    cli("fit-pca", chain / "acts", "--layer", "conv5", "--local", "subarray:2x2", "--dim",
+        "4", "--per-image", "10", "-o", tmp_path / "pca5.h5")
+    res = cli("extract", "--dataset", "folder", "--root", chain / "ds", "--weights",
+              alexnet_weights, "--workers", "0", "--encode", "cross-layer", "--pca",
+              tmp_path / "pca5.h5", "-o", tmp_path / "enc", ok=False)
+    _one_line_error(res, "no default guidance layer for conv5",
+                    "pass featx encode --layers conv5,GUIDE",
+                    "the fused extract --encode takes the backbone's default pair only")
+
+
+def test_fit_pca_without_an_output_names_the_parameter(chain):
+    """Issue 36 (weak): featx.fit_pca(acts, None) said "needs an output (out=, out)"."""
+    import featx
+    from featx.errors import InputError
+
+    with pytest.raises(InputError, match=r"^out must be a path \(str or os.PathLike\), got "
+                                         r"None$"):
+        featx.fit_pca(chain / "acts", None, layer="conv4")

@@ -86,7 +86,40 @@ def test_changed_images_are_noticed_on_resume(make_images, tmp_path, cli):
     res = cli(*args, ok=False)
     assert res.exit_code == 1 and "images that have changed since" in res.stderr
     assert "--overwrite" in res.stderr
+    # issue 36 (weak): which image changed, and when
+    assert f"{img} was modified at 20" in res.stderr
     cli(*args, "--overwrite")
+
+
+def test_an_image_replaced_during_the_extraction_is_named_and_its_shard_not_written(
+        make_images, tmp_path):
+    """Issue 36 (weak): an image replaced while the run read it: the run exited 0 and the
+    rerun refused the shard as "changed". The shard may hold either version, so it is not
+    written: the run stops naming the image, the shards before it are kept, a rerun
+    extracts it again."""
+    import featx
+    from featx.errors import InputError
+
+    images = make_images(4)
+    img = images / "img000.png"
+
+    touched = []
+
+    def progress(description, total):
+        def advance(n=1, note=None):
+            if not touched:  # once, after the first batch: img000 is read, not yet written
+                touched.append(img)
+                os.utime(img, ns=(time.time_ns(), time.time_ns() + 10**9))
+        return advance
+
+    with pytest.raises(InputError, match=rf"{img} was modified at .* while this run extracted "
+                                         r"it; shard-00000.h5 was not written"):
+        featx.extract(images, tmp_path / "acts", weights="none", workers=0, layers="conv5",
+                      shard_size=1, batch_size=1, progress=progress)
+    assert not list((tmp_path / "acts").glob("shard-00000.h5*"))
+    featx.extract(images, tmp_path / "acts", weights="none", workers=0, layers="conv5",
+                  shard_size=1, batch_size=1)
+    assert len(list((tmp_path / "acts").glob("shard-*.h5"))) == 4
 
 
 def test_a_huge_batch_size_is_clamped(caplog, monkeypatch, make_images, tmp_path):

@@ -353,3 +353,54 @@ def test_offline_the_backbone_that_needs_no_network_is_named_before_the_download
     assert hint < download and "--backbone efficientnet_lite0 needs no network" in lines[hint]
     assert res.exit_code == 1 and lines[-1].startswith("Error: cannot obtain ImageNet weights")
     assert "efficientnet_lite0" in lines[-1] and not (tmp_path / "acts").exists()
+
+
+_LIMITED = """
+import resource, sys
+import numpy as np
+from featx.errors import DiskFullError
+from featx.io.shards import EncodingWriter
+resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+try:
+    with EncodingWriter(sys.argv[1], {"dim": 4096}, label_kind=None) as w:
+        for i in range(50):
+            w.append([f"i{i}-{j}" for j in range(8)], np.ones((8, 4096), np.float32))
+        w.commit(dim=4096)
+except DiskFullError as exc:
+    print(exc)
+"""
+
+
+def test_the_file_size_limit_is_one_line_not_a_segfault(tmp_path):
+    """Issue 36.11: `ulimit -f 500; featx extract ...` gave a dozen h5py "Exception ignored"
+    tracebacks and a segfault (rc 139): HDF5 reports a write past RLIMIT_FSIZE only while
+    freeing objects. The writer counts its bytes and refuses the batch that would cross it,
+    as a full disk: one line, nothing half-written."""
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-c", _LIMITED, str(tmp_path / "shard-00000.h5")],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "file-size limit (ulimit -f)" in res.stdout and "Exception ignored" not in res.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_extract_under_a_file_size_limit_says_so_before_the_shard(chain, tmp_path):
+    import resource
+    import subprocess
+    import sys
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE,
+                           (500 << 10, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+    res = subprocess.run([sys.executable, "-m", "featx", "-q", "extract", "--dataset", "folder",
+                          "--root", str(chain / "ds"), "--weights", "none", "--workers", "0",
+                          "--shard-size", "6", "-o", str(tmp_path / "acts")],
+                         capture_output=True, text=True, preexec_fn=limit, timeout=300)
+    assert res.returncode == 1, res.stderr[-2000:]
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "file-size limit (ulimit -f)" in lines[0], res.stderr[-2000:]
+    assert not list((tmp_path / "acts").glob("*.partial")) if (tmp_path / "acts").exists() \
+        else True

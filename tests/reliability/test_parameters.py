@@ -26,7 +26,7 @@ pytestmark = pytest.mark.reliability
 REQUIRED = {"FitPCAConfig": {"layer": "conv4"}, "FitGMMConfig": {"pca": "p.h5"},
             "EncodeConfig": {"pca": "p.h5"}, "EvaluateConfig": {"model": "m.h5"},
             "MapsConfig": {"layer": "conv5"}}
-PYTHON_NAMES = {"--memory": "memory_gb"}  # where the option is not the field's name
+PYTHON_NAMES = {"--memory": "memory_gb", "--method": "method", "--C": "C"}  # where the option is not the field's name
 
 
 def _configs() -> list[type]:
@@ -56,12 +56,12 @@ def test_an_invalid_setting_is_refused_naming_it(cfg, field, bad):
     base = REQUIRED.get(cfg.__name__, {})
     cfg(**base)  # the defaults are valid
     with pytest.raises(InputError) as exc:
-        cfg(**base, **{field.name: bad})
+        cfg(**{**base, field.name: bad})
     flag = flag_of(field)
     assert str(exc.value).startswith(f"{flag} must be "), exc.value
     # from Python the message names the parameter, not the option
     with pytest.raises(InputError) as exc, _parameter_names():
-        cfg(**base, **{field.name: bad})
+        cfg(**{**base, field.name: bad})
     name = PYTHON_NAMES.get(flag, field.name)
     assert str(exc.value).startswith(f"{name} must be ") and "--" not in str(exc.value)
 
@@ -192,3 +192,103 @@ def test_nan_passes_clicks_range_but_not_the_config(chain, tmp_path):
                                     str(chain / "pca.h5"), "--tol", "nan", "-o",
                                     str(tmp_path / "g.h5")])
     assert res.exit_code == 1 and "--tol must be a finite number >= 0, got nan" in res.stderr
+
+
+# --- the Python API: every argument of every public function ---------------------------------
+
+def _api_functions():
+    import inspect
+
+    import featx.api as api
+
+    return {name: getattr(api, name) for name in api.__all__
+            if inspect.isfunction(getattr(api, name))}
+
+
+def _own_parameters(fn) -> list[str]:
+    import inspect
+
+    return [p.name for p in inspect.signature(fn).parameters.values()
+            if p.kind is not p.VAR_KEYWORD]
+
+
+def test_every_field_of_every_config_carries_a_constraint():
+    """Issue 36: a setting without a constraint reached the stage unchecked (a str of C
+    iterated as digits); every field but the provenance's `command` has one now."""
+    bare = [f"{cfg.__name__}.{f.name}" for cfg in _configs() for f in dataclasses.fields(cfg)
+            if f.name != "command" and "constraint" not in f.metadata]
+    assert not bare, bare
+
+
+def test_every_argument_of_every_api_function_has_a_rule():
+    """A new argument of a featx.api function without a rule (and its bad values) fails here."""
+    from featx.api import RULES
+
+    missing = [f"{name}({p})" for name, fn in _api_functions().items()
+               for p in _own_parameters(fn) if p not in RULES]
+    assert not missing, missing
+    assert all(RULES[p].bad for p in RULES)
+
+
+API_CASES = [(name, p, bad) for name, fn in _api_functions().items()
+             for p in _own_parameters(fn) for bad in __import__("featx.api").api.RULES[p].bad]
+
+
+@pytest.mark.parametrize(("function", "param", "bad"), API_CASES,
+                         ids=[f"{f}.{p}={b!r}" for f, p, b in API_CASES])
+def test_a_wrong_api_argument_is_refused_naming_it(tmp_path, monkeypatch, function, param, bad):
+    """Issue 36: every argument type-strict before any work ("55" is not 55, "no" is not
+    False, bytes are not a path), the error naming the Python parameter."""
+    from featx.api import RULES
+
+    monkeypatch.chdir(tmp_path)
+    fn = _api_functions()[function]
+    good = {p: RULES[p].good for p in _own_parameters(fn)}
+    assert RULES[param].ok(RULES[param].good) if param != "C" else True
+    with pytest.raises(InputError) as exc:
+        fn(**{**good, param: bad})
+    assert str(exc.value).startswith(f"{param} must be "), exc.value
+    assert "--" not in str(exc.value) and "\n" not in str(exc.value)
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+@pytest.mark.parametrize(("kwargs", "words"), [
+    ({"spread": ["capped", 3]}, "spread must be"), ({"only": "CL-45"}, "only must be"),
+    ({"data": "/nonexistent"}, "--data /nonexistent is not a folder"),
+    ({"data": b"data"}, "data must be"), ({"plan_only": "no"}, "plan_only must be"),
+    ({"scales": "3"}, "scales must be"), ({"spread": ""}, "--spread takes configuration"),
+])
+def test_reproduce_from_python_refuses_a_wrong_argument_before_any_work(tmp_path, kwargs, words):
+    """Issue 36 (weak): reproduce(spread=["capped", 3]), only="CL-45" (a string) and
+    data="/nonexistent" (ran the offline demo; the CLI refuses it) went on."""
+    from featx.reproduce import reproduce
+
+    args = {"data": tmp_path, "work": tmp_path / "w", "reports": tmp_path / "r", **kwargs}
+    with pytest.raises(InputError, match=words):
+        reproduce(args.pop("data"), args.pop("work"), args.pop("reports"), **args)
+    assert not (tmp_path / "w").exists() and not (tmp_path / "r").exists()
+
+
+def test_extract_takes_the_fused_pass_as_the_command_line_does():
+    """Issue 36 (weak): extract(encode="cross-layer", pca=...) was a TypeError, and
+    extract(encode={"method": "cross-layer"}) named --pca, not pca."""
+    from featx.api import _fused
+    from featx.encoding import EncodeConfig
+
+    cfg = _fused({"encode": "cross-layer", "pca": "p.h5", "views": ("whole", "blocks")})
+    assert cfg == EncodeConfig(methods=("cross-layer",), views=("whole", "blocks"), pca="p.h5")
+    assert _fused({"encode": {"method": "cross-layer", "pca": "p.h5"}}) == \
+        EncodeConfig(methods=("cross-layer",), pca="p.h5")
+    assert _fused({"encode": "fisher", "gmm": "g.h5", "pca": "p.h5", "encode_views": "whole"}) \
+        == EncodeConfig(methods=("fisher",), gmm="g.h5", pca="p.h5")
+    with pytest.raises(InputError, match="go with encode="):
+        _fused({"pca": "p.h5"})
+
+
+def test_extract_names_the_python_parameter_the_fused_pass_needs(tmp_path):
+    import featx
+
+    (tmp_path / "a.png").write_bytes(b"")
+    with pytest.raises(InputError) as exc:
+        featx.extract(tmp_path, tmp_path / "out", encode={"method": "cross-layer"})
+    assert "needs pca" in str(exc.value) and "--" not in str(exc.value)

@@ -19,10 +19,16 @@ from featx.params import SEED
 
 def expand_stdin(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> list[str]:
     """Replace a ``-`` by the paths listed on stdin, one per line (blank lines and ``#``
-    comments skipped)."""
+    comments skipped). Under torchrun the pipe reaches rank 0 alone: refused there."""
+    from featx import environment
+
     out: list[str] = []
     for item in values:
         if item == "-":
+            if environment.get("WORLD_SIZE") > 1:
+                raise click.BadParameter(
+                    "stdin reaches rank 0 only under torchrun: give the paths as arguments "
+                    "(or a file listing them)", ctx=ctx, param=param)
             out += [ln.strip() for ln in sys.stdin if ln.strip() and not ln.startswith("#")]
         else:
             out.append(item)

@@ -5,7 +5,6 @@ a finished bar."""
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -107,7 +106,6 @@ class Bars:
 
 def every_seconds() -> float:
     """Seconds between plain progress lines (``FEATX_PROGRESS_EVERY``, default 30)."""
-    try:
-        return max(0.0, float(os.environ.get("FEATX_PROGRESS_EVERY", "30")))
-    except ValueError:
-        return 30.0
+    from featx import environment
+
+    return environment.get("FEATX_PROGRESS_EVERY")

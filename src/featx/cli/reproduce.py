@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
@@ -10,9 +9,15 @@ import click
 from featx.cli.options import bars, emit
 
 
+def _data_default() -> Path:
+    from featx import environment
+
+    return Path(environment.get("FEATX_DATA"))
+
+
 @click.command()
 @click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              default=lambda: os.environ.get("FEATX_DATA", "data"),
+              default=lambda: _data_default(),
               show_default="$FEATX_DATA or data",
               help="Where the benchmarks are, in their standard layouts (none found: the "
                    "offline run on the shipped flower photos).")

@@ -27,13 +27,24 @@ def write_attrs(obj: h5py.HLObject, attrs: Mapping[str, Any]) -> None:
             obj.attrs[key] = value
 
 
+class MalformedAttribute(ValueError):
+    """An attribute that does not decode (JSON text cut short or edited by hand)."""
+
+
 def read_attrs(obj: h5py.HLObject) -> dict[str, Any]:
     out = {}
     for key, value in obj.attrs.items():
         if isinstance(value, bytes):
-            value = value.decode()
+            try:
+                value = value.decode()
+            except UnicodeDecodeError:
+                raise MalformedAttribute(f"its attribute {key!r} is not UTF-8 text") from None
         if isinstance(value, str) and value.startswith("json:"):
-            value = json.loads(value[5:])
+            try:
+                value = json.loads(value[5:])
+            except ValueError as exc:
+                raise MalformedAttribute(f"its attribute {key!r} holds malformed JSON "
+                                         f"({exc.msg} at character {exc.pos})") from None
         elif isinstance(value, np.generic):
             value = value.item()
         out[key] = value

@@ -18,8 +18,9 @@ import numpy as np
 import torch
 
 from featx.digest import file_digest
-from featx.errors import InputError, ProvenanceError
+from featx.errors import DiskFullError, InputError, ProvenanceError
 from featx.io.h5 import FORMAT_VERSION, TMP_SUFFIX, read_attrs, write_attrs
+from featx.io.output import file_size_limit
 
 if TYPE_CHECKING:  # featx.fit (scikit-learn) is imported when a model is read, not with featx.io
     from featx.fit import PCA, GaussianMixture, Guidance
@@ -38,6 +39,13 @@ def _save(path: str | Path, kind: str, arrays: Mapping[str, Any], attrs: Mapping
           ) -> Path:
     path = Path(path)
     tmp = path.with_name(path.name + TMP_SUFFIX)
+    arrays = {k: v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
+              for k, v in arrays.items()}
+    need, limit = sum(a.nbytes for a in arrays.values()) * 1.02 + (256 << 10), file_size_limit()
+    if limit is not None and need > limit:  # HDF5 would fail only while freeing its objects
+        raise DiskFullError(f"{path} needs about {need / 2**20:.1f} MiB, more than this "
+                            f"process's file-size limit (ulimit -f) of {limit / 2**20:.1f} "
+                            "MiB; raise the limit and rerun")
     try:
         with h5py.File(tmp, "w") as f:
             write_attrs(f, {"featx_format": FORMAT_VERSION, "kind": kind, **attrs})
@@ -54,10 +62,63 @@ def _save(path: str | Path, kind: str, arrays: Mapping[str, Any], attrs: Mapping
     return path
 
 
+# each kind's arrays as (name, axes): an axis is named where two arrays must agree on it
+_SHAPES = {
+    "pca": (("components", "kd"), ("mean", "d"), ("explained_variance", "k"),
+            ("explained_variance_ratio", "k")),
+    "gmm": (("means", "Kd"), ("variances", "Kd"), ("priors", "K"), ("history", "n")),
+    "svm": (("weights", "Cd"), ("biases", "C")),
+}
+# attributes each kind's reader takes as a given type
+_TYPES = {"pca": {"n_samples": int}, "gmm": {"n_iter": int, "lower_bound": (int, float),
+                                              "var_floor_abs": (int, float)},
+          "svm": {"classes": list}, "guidance": {"scales": list, "pyramid_sizes": list,
+                                                 "dim": int}}
+
+
+def _check_shapes(path: str | Path, kind: str, arrays: Mapping[str, np.ndarray],
+                  attrs: Mapping[str, Any]) -> None:
+    """Refuse arrays of the wrong number of axes, empty ones, ones that disagree on a shared
+    axis, and required attributes of the wrong type: one line naming the file."""
+    sizes: dict[str, int] = {}
+    for name, axes in _SHAPES.get(kind, ()):
+        a = arrays.get(name)
+        if a is None:
+            continue
+        if a.ndim != len(axes) or (a.size == 0 and name != "history"):
+            raise InputError(f"{path} is a corrupt {kind} model file: {name} has shape "
+                             f"{a.shape}, not {len(axes)} non-empty axes; fit it again")
+        for axis, n in zip(axes, a.shape):
+            if sizes.setdefault(axis, n) != n and axis != "n":
+                raise InputError(f"{path} is a corrupt {kind} model file: {name} has shape "
+                                 f"{a.shape}, which disagrees with the other arrays; fit it "
+                                 "again")
+    for name, want in _TYPES.get(kind, {}).items():
+        value = attrs.get(name)
+        if not isinstance(value, want) or isinstance(value, bool):
+            raise InputError(f"{path} is a corrupt {kind} model file: its attribute {name} "
+                             f"is {value!r}; fit it again")
+    if kind == "svm" and attrs["classes"] and len(attrs["classes"]) != sizes.get("C"):
+        if not (len(attrs["classes"]) == 2 and sizes.get("C") == 1):
+            raise InputError(f"{path} is a corrupt svm model file: {len(attrs['classes'])} "
+                             f"classes but {sizes.get('C')} classifiers; train it again")
+
+
+def _readable(path: str | Path, what: str) -> None:
+    """Refuse a model path that is not a file, in plain words (not HDF5's)."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"no {what} file {path}")
+    if p.is_dir():
+        raise InputError(f"{path} is a folder; name a {what} file")
+
+
 def _load(path: str | Path, kind: str, names: tuple[str, ...], optional: tuple[str, ...] = ()
           ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Arrays ``names`` (and those of ``optional`` the file has) and the attributes of a
-    model file, refusing files of another kind, corrupt ones, and ones that lack an array."""
+    model file, refusing files of another kind, corrupt ones, ones that lack an array, and
+    ones whose arrays or attributes are malformed (:func:`_check_shapes`)."""
+    _readable(path, f"{kind} model")
     try:
         with h5py.File(path, "r") as f:
             attrs = read_attrs(f)
@@ -76,7 +137,12 @@ def _load(path: str | Path, kind: str, names: tuple[str, ...], optional: tuple[s
                 raise InputError(f"{path} is not a complete {kind} model: it has no {missing[0]}")
             arrays = {name: f[name][()] for name in (*names, *optional) if name in f}
     except OSError as exc:
-        raise InputError(f"cannot read model file {path} (corrupt or not HDF5): {exc}") from None
+        raise InputError(f"cannot read model file {path}: {_why(exc)}") from None
+    except (ValueError, KeyError, RuntimeError) as exc:  # damaged attributes or metadata
+        raise InputError(f"{path} is a corrupt {kind} model file: "
+                         f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}; "
+                         "fit it again") from None
+    _check_shapes(path, kind, arrays, attrs)
     bad = [n for n, a in arrays.items() if a.dtype.kind == "f" and not np.isfinite(a).all()]
     if bad:
         raise InputError(f"{path} holds NaN/Inf values in {bad[0]}; fit it again")
@@ -129,7 +195,9 @@ def load_gmm(path, device: torch.device | str = "cpu") -> tuple[GaussianMixture,
 
 # what an SVM file may hold beside its weights: Platt scaling (C, 2) and the standardisation
 # its weights fold in (dim,) each (train-svm --calibrate, --standardize)
-SVM_EXTRAS = ("platt", "standardize_mean", "standardize_scale")
+# and the digests of its training rows (featx.svm.row_digests, sorted: evaluate tells a test
+# image that is a copy of a training one)
+SVM_EXTRAS = ("platt", "standardize_mean", "standardize_scale", "train_digests")
 
 
 def save_svm(path, weights: np.ndarray, biases: np.ndarray, attrs: Mapping[str, Any],
@@ -150,7 +218,8 @@ def load_svm_extras(path) -> dict[str, np.ndarray]:
     standardisation), checked against its weights' shape."""
     arrays, attrs = _load(path, "svm", ("weights", "biases"), SVM_EXTRAS)
     num, dim = arrays["weights"].shape
-    want = {"platt": (num, 2), "standardize_mean": (dim,), "standardize_scale": (dim,)}
+    want = {"platt": (num, 2), "standardize_mean": (dim,), "standardize_scale": (dim,),
+            "train_digests": (attrs.get("n_train"),)}
     for name in SVM_EXTRAS:
         if name in arrays and arrays[name].shape != want[name]:
             raise InputError(f"{path} holds {name} of shape {arrays[name].shape}, not "
@@ -190,7 +259,7 @@ def load_maps(path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
             attrs = read_attrs(f)
             names = sorted(k for k in f if k.startswith("map_"))
     except OSError as exc:
-        raise InputError(f"cannot read {path} (corrupt or not HDF5): {exc}") from None
+        raise InputError(f"cannot read {path}: {_why(exc)}") from None
     arrays, attrs = _load(path, "maps", tuple(names))
     return {i: arrays[n] for i, n in zip(attrs["ids"], names)}, attrs
 
@@ -232,13 +301,24 @@ MODEL_KINDS: dict[str, ModelKind] = {k.name: k for k in (
 )}
 
 
+def _why(exc: OSError) -> str:
+    """An HDF5 open error in one line of plain words (h5py's text spans several lines of the
+    library's internals)."""
+    text = str(exc)
+    if "signature" in text or "truncated" in text or "file format" in text.lower():
+        return "not an HDF5 file, or a truncated one"
+    return exc.strerror or text.splitlines()[0] if text else type(exc).__name__
+
+
 def model_kind(path: str | Path) -> str:
     """The ``kind`` attribute of a featx model file (refusing what is not one)."""
+    _readable(path, "model")
     try:
         with h5py.File(path, "r") as f:
-            kind = read_attrs(f).get("kind")
+            kind = f.attrs.get("kind")
+            kind = kind.decode() if isinstance(kind, bytes) else kind
     except OSError as exc:
-        raise InputError(f"cannot read model file {path} (corrupt or not HDF5): {exc}") from None
+        raise InputError(f"cannot read model file {path}: {_why(exc)}") from None
     if kind not in MODEL_KINDS:
         raise InputError(f"{path} is not a featx model file (kind={kind!r}; models: "
                          f"{', '.join(MODEL_KINDS)})")

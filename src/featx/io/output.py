@@ -52,9 +52,28 @@ def free_bytes(folder: Path) -> int:
     return shutil.disk_usage(folder).free
 
 
+def file_size_limit() -> int | None:
+    """The largest file this process may write (``ulimit -f``, RLIMIT_FSIZE), None if
+    unlimited or unknown."""
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    except (ImportError, OSError, ValueError):
+        return None
+    return None if soft == resource.RLIM_INFINITY else int(soft)
+
+
 def require_space(folder: Path, needed: int, kept: int) -> None:
     """Refuse to start a file of ``needed`` bytes where less is free (a full disk would make
     HDF5 fail mid-write)."""
+    limit = file_size_limit()
+    if limit is not None and needed > limit:
+        raise DiskFullError(f"the next file in {folder} needs about {needed / 2**20:.1f} MiB, "
+                            f"more than this process's file-size limit (ulimit -f) of "
+                            f"{limit / 2**20:.1f} MiB; raise the limit (or pass a smaller "
+                            f"--shard-size) and rerun: the {kept} complete file(s) there are "
+                            "kept")
     free = free_bytes(folder)
     if free < needed:
         raise DiskFullError(f"not enough disk space in {folder}: the next file needs about "
@@ -95,7 +114,7 @@ def _owner(fd: int) -> dict:
         return {}
 
 
-def _prepare(folder: Path) -> bool:
+def prepare_folder(folder: Path) -> bool:
     """Create ``folder`` (and its parents) if needed; True if this call created it."""
     if folder.exists() and not folder.is_dir():
         raise OutputError(f"cannot write into {folder}: it is a file, not a folder")
@@ -144,7 +163,7 @@ def output_folder(out: str | Path, *, overwrite: bool, command: str = "", group:
             check_path(out)
             if out.exists() and not out.is_dir():
                 raise OutputExistsError(f"output {out} exists and is not a folder")
-            made = _prepare(out)
+            made = prepare_folder(out)
             try:
                 stack.enter_context(_lock(out / ".featx.lock", command))
             except OutputLockedError:
@@ -200,7 +219,7 @@ def model_output(path: str | Path, *, overwrite: bool, command: str = "") -> Ite
         raise OutputExistsError(f"{path} is a folder; name a file for the model")
     if path.exists() and not overwrite:
         raise OutputExistsError(f"{path} exists; pass --overwrite to replace it")
-    _prepare(path.parent)
+    prepare_folder(path.parent)
     with _lock(path.with_name(f".{path.name}.lock"), command):
         yield path
 
@@ -208,10 +227,15 @@ def model_output(path: str | Path, *, overwrite: bool, command: str = "") -> Ite
 def save_json(path: str | Path, obj: Any) -> Path:
     """Write ``obj`` as JSON to ``path`` atomically (a complete file or none), held by the
     caller through :func:`model_output`."""
+    return save_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+def save_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically: a complete file or none."""
     path = Path(path)
     tmp = path.with_name(path.name + TMP_SUFFIX)
     try:
-        tmp.write_text(json.dumps(obj, indent=2) + "\n")
+        tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)

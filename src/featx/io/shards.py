@@ -30,7 +30,7 @@ import torch
 
 from featx.errors import DiskFullError, InputError, OutputError, ProvenanceError
 from featx.io.h5 import FORMAT_VERSION, STR, TMP_SUFFIX, decode_strings, read_attrs, write_attrs
-from featx.io.output import SHARD_GLOB
+from featx.io.output import SHARD_GLOB, file_size_limit
 
 
 
@@ -93,6 +93,10 @@ class _ShardWriter:
             self._create("labels", (0,), "i8", (256,))
         self.skipped: list[tuple[str, str]] = []
         self.n = 0
+        # ulimit -f: HDF5 reports a write beyond it only while freeing objects ("Exception
+        # ignored", then a crash at exit), never to the caller; so the bytes are counted and
+        # a batch that would cross it is refused before it is written
+        self.limit, self.bytes = file_size_limit(), 0
 
     def __enter__(self):
         return self
@@ -114,6 +118,8 @@ class _ShardWriter:
         columns = {**arrays, "ids": list(ids)}
         if labels is not None and "labels" in self.file:
             columns["labels"] = labels
+        self._within_limit(sum(a.nbytes if isinstance(a, np.ndarray) else
+                               sum(len(str(s)) + 16 for s in a) for a in columns.values()))
         try:
             for name, arr in columns.items():
                 if name not in self.file and isinstance(arr, list):  # strings (paths)
@@ -127,14 +133,28 @@ class _ShardWriter:
             self._failed(exc)
         self.n = n
 
+    def _within_limit(self, incoming: int) -> None:
+        """Refuse a batch that would take the file past the file-size limit (with room for
+        HDF5's metadata and checksums), before a byte of it is written."""
+        self.bytes += incoming
+        if self.limit is not None and self.bytes * 1.02 + (256 << 10) > self.limit:
+            self._failed(OSError(errno.EFBIG, "File too large"))
+
     def _failed(self, exc: OSError):
-        """Abort on a write error; a full disk gets its own message."""
-        self.abort()
-        if getattr(exc, "errno", None) == errno.ENOSPC or "No space left" in str(exc):
+        """Abort on a write error; a full disk and the file-size limit get their own
+        message (one line: HDF5's spans several)."""
+        self.abort(broken=True)
+        code, text = getattr(exc, "errno", None), str(exc)
+        if code == errno.ENOSPC or "No space left" in text:
             raise DiskFullError(f"the disk is full: {self.path} was not written (the complete "
                                 "shards beside it are kept); free space and rerun to resume"
                                 ) from None
-        raise OutputError(f"cannot write {self.path}: {exc}") from None
+        if code == errno.EFBIG or "errno = 27" in text or "File too large" in text:
+            raise DiskFullError(f"{self.path} outgrew this process's file-size limit (ulimit "
+                                "-f) and was not written (the complete shards beside it are "
+                                "kept); raise the limit or pass a smaller --shard-size, and "
+                                "rerun to resume") from None
+        raise OutputError(f"cannot write {self.path}: {text.splitlines()[0]}") from None
 
     def skip(self, image_id: str, reason: str) -> None:
         self.skipped.append((image_id, reason))
@@ -152,13 +172,32 @@ class _ShardWriter:
             self._failed(exc)
         return self.path
 
-    def abort(self) -> None:
-        """Close and delete the temporary file (the shard is not written)."""
+    def abort(self, broken: bool = False) -> None:
+        """Close and delete the temporary file (the shard is not written). ``broken``: a
+        write failed (a full disk, the file-size limit): HDF5 flushes on close and would fail
+        again -- each failure an "Exception ignored" traceback, then a crash at exit -- so
+        its file descriptor is pointed at /dev/null first and the flush goes nowhere."""
         try:
             if self.file:  # still open
+                if broken:
+                    _discard_writes(self.file)
                 self.file.close()
         finally:
             self.tmp.unlink(missing_ok=True)
+
+
+def _discard_writes(file: h5py.File) -> None:
+    """Point ``file``'s descriptor (HDF5's sec2 driver) at /dev/null: what it still writes
+    is dropped, so closing a file whose writes failed cannot fail again."""
+    try:
+        fd = file.id.get_vfd_handle()
+        null = os.open(os.devnull, os.O_RDWR)
+    except (OSError, ValueError, RuntimeError, TypeError):
+        return
+    try:
+        os.dup2(null, fd)
+    finally:
+        os.close(null)
 
 
 class ActivationWriter(_ShardWriter):
@@ -187,11 +226,12 @@ class ActivationWriter(_ShardWriter):
 
 class EncodingWriter(_ShardWriter):
     """An encoding shard; ``quantize`` 'sign' or 'sign-raw' stores sign codes packed at 2 bits
-    a dimension (the attribute ``quantize`` says how they are read back)."""
+    a dimension (the attribute ``quantize`` says how they are read back). A join stores
+    floats and records its parts' quantisation in ``attrs`` (a list, one a part)."""
 
     def __init__(self, path, attrs, *, label_kind, num_classes=0, quantize: str = "none",
                  dtype: str = "float32"):
-        super().__init__(path, {"kind": "encodings", **attrs, "quantize": quantize},
+        super().__init__(path, {"kind": "encodings", "quantize": quantize, **attrs},
                          label_kind=label_kind, num_classes=num_classes)
         self.quantize, self.dtype = quantize, np.dtype(dtype)
 

@@ -38,7 +38,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from featx.errors import FeatxError, OutputError
+from featx import environment
+from featx.errors import FeatxError, InputError, OutputError
+from featx.io.output import prepare_folder
 from featx.reproduce.report import write_report
 from featx.reproduce.rows import OFFLINE_PAIRS, PHASES, Row, Setup, backbone_defaults
 from featx.reproduce.rows import benchmarks, offline_setup, rows_of, slug
@@ -46,6 +48,7 @@ from featx.reproduce.run import GB, Reproduction, Runner, plan, print_plan
 from featx.reproduce.spread import parse as parse_spread
 from featx.reproduce.spread import rerun as spread_rerun
 from featx.reproduce.spread import values as spread_values
+from featx.stages import refuse_overlap
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +63,7 @@ def setups(data: Path, offline: Path, *, backbone: str | None = None, weights: s
            input_size: int | None = None, scales: int | None = None) -> list[Setup]:
     """The benchmarks under ``data`` (or the offline run on the photos in ``offline`` when
     there is none), with the overrides applied."""
-    found = benchmarks(data)
-    if not found:
-        log.warning("No benchmark dataset under %s (see `make data`): running the small "
-                    "OFFLINE chain on the shipped flower photos instead.", data)
-        found = [offline_setup(offline)]
+    found = benchmarks(data) or [offline_setup(offline)]
     out = []
     for setup in found:
         changes: dict[str, Any] = {k: v for k, v in (("weights", weights),
@@ -90,18 +89,36 @@ def reproduce(data: str | Path, work: str | Path, reports: str | Path, *,
     again, each row's spread printed beside its number. ``bars``: progress bars per stage (see
     :class:`Runner`). ``on_plan`` hears each setup's plan text (the CLI prints it on stderr).
     """
+    _check_arguments(data=data, work=work, reports=reports, offline=offline, only=only,
+                     plan_only=plan_only, backbone=backbone, weights=weights,
+                     input_size=input_size, scales=scales, spread=spread)
+    environment.check()
     data, work, reports = Path(data).resolve(), Path(work), Path(reports)
     configs = parse_spread(spread)
+    if not data.is_dir():
+        raise InputError(f"--data {data} is not a folder")
+    offline = Path(offline or OFFLINE_PHOTOS).resolve()
+    if not offline.is_dir():
+        raise InputError(f"--offline {offline} is not a folder")
     for what, folder in (("work", work), ("reports", reports)):
         if folder.exists() and not folder.is_dir():  # before any work, not at its first write
             raise OutputError(f"--{what} {folder} is a file; name a folder")
-    offline = Path(offline or OFFLINE_PHOTOS).resolve()
+        refuse_overlap(folder, [data, offline])
+    if not plan_only:  # every file it writes is checked writable before the work
+        for folder in (work, reports):
+            prepare_folder(folder)
+    found = setups(data, offline, backbone=backbone, weights=weights, input_size=input_size,
+                   scales=scales)
+    reps = [Reproduction(setup, work, only, maps_dir=reports / f"{setup.name}-maps",
+                         runner=Runner(bars)) for setup in found]  # --only checked here
+    if not benchmarks(data):
+        log.warning("No benchmark dataset under %s (see `make data`): running the small "
+                    "OFFLINE chain on %s instead.", data,
+                    "the shipped flower photos" if offline == OFFLINE_PHOTOS.resolve()
+                    else f"the photos in {offline}")
     done = []
-    for setup in setups(data, offline,
-                        backbone=backbone, weights=weights, input_size=input_size,
-                        scales=scales):
-        rep = Reproduction(setup, work, only, maps_dir=reports / f"{setup.name}-maps",
-                           runner=Runner(bars))
+    for rep in reps:
+        setup = rep.s
         try:  # an incomplete benchmark folder is named here, before any work
             rows = plan(rep)
         except FeatxError as exc:
@@ -131,3 +148,36 @@ def reproduce(data: str | Path, work: str | Path, reports: str | Path, *,
                          spread=spread_values(results, rep, work, configs) if configs else None,
                          spread_configs=configs, plan_rows=rows)
             for rep, results, text, rows in done]
+
+
+def _check_arguments(**given: Any) -> None:
+    """``reproduce``'s arguments, type-strict, before any work (the Python API's: the command
+    line's options arrive with these types): a path a ``str`` or ``os.PathLike``, ``only`` a
+    set, list or tuple of row names, ``spread`` configuration names (a comma-separated
+    ``str`` or a list of them), a number an ``int``."""
+    import os
+
+    def path(x: Any) -> bool:
+        return isinstance(x, (str, os.PathLike)) and not isinstance(x, bytes)
+
+    def names(x: Any) -> bool:
+        return isinstance(x, (list, tuple, set, frozenset)) and all(
+            isinstance(n, str) for n in x)
+
+    def count(x: Any) -> bool:
+        return isinstance(x, int) and not isinstance(x, bool) and x >= 1
+
+    rules = {"data": (path, False, "a folder path"), "work": (path, False, "a folder path"),
+             "reports": (path, False, "a folder path"), "offline": (path, True, "a folder path"),
+             "only": (names, True, "a set, list or tuple of row names"),
+             "plan_only": (lambda x: isinstance(x, bool), False, "True or False"),
+             "backbone": (lambda x: isinstance(x, str), True, "a backbone name"),
+             "weights": (lambda x: isinstance(x, str), True, "imagenet, none or a file path"),
+             "input_size": (lambda x: count(x) and x >= 32, True, "an integer >= 32"),
+             "scales": (count, True, "an integer >= 1"),
+             "spread": (lambda x: isinstance(x, str) or names(x), True,
+                        "configuration names (a comma-separated str, or a list of them)")}
+    for name, value in given.items():
+        ok, optional, what = rules[name]
+        if not ((value is None and optional) or ok(value)):
+            raise InputError(f"{name} must be {what}, got {value!r}")

@@ -13,6 +13,7 @@ from featx.backbones.features import dense_shapes, layer_shapes, receptive_field
 from featx.datasets import VOC_CLASSES
 from featx.encoders.fisher import region_indices
 from featx.images import ViewSpec
+from featx.io.output import save_text
 from featx.reproduce import published
 from featx.reproduce.run import duration
 from featx.reproduce.spread import WHY, describe
@@ -208,6 +209,4 @@ def write_report(rep, results: dict[str, dict], reports: Path, plan_text: str,
         guidance_scales=min(s.guidance_scales, s.scales), guidance_epochs=s.guidance_epochs,
         this_run="".join(line + "\n" for line in this_run), plan=plan_text,
         times="\n".join(times), phase_times="\n".join(phase_times))
-    path = reports / f"{s.name}.md"
-    path.write_text(text)
-    return path
+    return save_text(reports / f"{s.name}.md", text)

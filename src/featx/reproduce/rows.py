@@ -9,7 +9,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from featx.errors import InputError
+from featx.errors import FeatxError, InputError
 
 @dataclass
 class Setup:
@@ -79,25 +79,53 @@ OFFLINE_PAIRS = {"45": ("stage6", "stage7"), "34": ("stage4", "stage5")}
 
 
 def offline_setup(data: Path) -> Setup:
-    """The offline run: the shipped flower photos with the offline backbone. Its settings were
+    """The offline run: the shipped flower photos (or the photos in ``data``, laid out as
+    they are: train/ and test/ of class folders) with the offline backbone. Its settings were
     chosen on the disjoint 500-photo development set (benchmarks/real_photos.py; the table
-    in docs/reproduce.md, "Offline defaults")."""
+    in docs/reproduce.md, "Offline defaults"); the report's note describes the photos run."""
     return Setup(
         "flowers-demo", "folder", data, "train", "test",
         backbone="efficientnet_lite0", input_size=224, pairs=dict(OFFLINE_PAIRS),
         subarray={"45": 3, "34": 5}, fc_layer="pool", pyramid_layers=("head", "stage7"),
         scales=3, cl_dim=128, fv_dim=32, components=16, pca_vectors=20_000, gmm_vectors=40_000,
         pyramid_sample=100, crops=3, guidance_channels=16,
-        note="Small offline run: no benchmark dataset was found, so this is the chain on 250 "
-             "real photos shipped in data/flowers-demo (5 flower classes, 30 training + 20 "
-             "test photos a class, from TensorFlow's flower_photos, CC BY 2.0: the "
-             "photographers are credited in data/flowers-demo/ATTRIBUTION.txt) with the "
-             "offline EfficientNet-Lite0 backbone at its own 224x224 input and preprocessing. "
-             "The papers report no numbers for it; with 100 test photos one photo is one "
-             "point, so rows closer than a few points are not told apart. Layer names "
-             "stand in for the paper's: 'CL-45' is the pair stage6->stage7, 'CL-34' "
-             "stage4->stage5, fc7 is `pool`, the pyramid is `head` (and `stage7` for the "
-             "'Pool5' part), AP50 uses 3x3 crops.")
+        note=SHIPPED_NOTE if _shipped(Path(data)) else _photos_note(data))
+
+
+def _shipped(data: Path) -> bool:
+    """Whether ``data`` is the shipped flower photos (data/flowers-demo, credited)."""
+    return data.name == "flowers-demo" and (data / "ATTRIBUTION.txt").is_file()
+
+
+def _photos_note(data: Path) -> str:
+    """The offline report's note for photos other than the shipped ones: what they are."""
+    from featx.datasets import open_dataset
+
+    try:
+        train, test = (open_dataset("folder", data, split) for split in ("train", "test"))
+    except FeatxError as exc:  # not laid out as train/ and test/: the plan says what is wrong
+        return f"Offline run on the photos in {data} ({exc})."
+    n, m = len(train.records), len(test.records)
+    return (f"Offline run: no benchmark dataset was found, so this is the chain on the "
+            f"{n + m} photos in {data} ({len(train.classes)} classes: "
+            f"{', '.join(train.classes)}; {n} training and {m} test photos) "
+            "with the offline EfficientNet-Lite0 backbone at its own 224x224 input and "
+            "preprocessing, under the settings chosen for the shipped flower photos. Layer "
+            "names stand in for the paper's: 'CL-45' is the pair stage6->stage7, 'CL-34' "
+            "stage4->stage5, fc7 is `pool`, the pyramid is `head` (and `stage7` for the "
+            "'Pool5' part), AP50 uses 3x3 crops.")
+
+
+SHIPPED_NOTE = ("Small offline run: no benchmark dataset was found, so this is the chain on 250 "
+                "real photos shipped in data/flowers-demo (5 flower classes, 30 training + 20 "
+                "test photos a class, from TensorFlow's flower_photos, CC BY 2.0: the "
+                "photographers are credited in data/flowers-demo/ATTRIBUTION.txt) with the "
+                "offline EfficientNet-Lite0 backbone at its own 224x224 input and preprocessing. "
+                "The papers report no numbers for it; with 100 test photos one photo is one "
+                "point, so rows closer than a few points are not told apart. Layer names "
+                "stand in for the paper's: 'CL-45' is the pair stage6->stage7, 'CL-34' "
+                "stage4->stage5, fc7 is `pool`, the pyramid is `head` (and `stage7` for the "
+                "'Pool5' part), AP50 uses 3x3 crops.")
 
 
 @dataclass

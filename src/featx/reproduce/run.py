@@ -17,12 +17,13 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-from featx import api
+from featx import api, environment
 from featx.backbones import get_backbone, layer_shapes
 from featx.datasets import open_dataset
 from featx.errors import FeatxError, InputError
 from featx.images import ViewSpec
 from featx.io import load_svm, read_header
+from featx.io.output import save_text
 from featx.reproduce.rows import PHASES, Row, Setup, rows_of, slug
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ class Runner:
 
     def __init__(self, bars: Callable[[], Any] | None = None, trace: str | None = None):
         self.bars = bars or (lambda: nullcontext(None))
-        self.trace = trace or os.environ.get("FEATX_REPRODUCE_TRACE") or None
+        self.trace = trace or environment.get("FEATX_REPRODUCE_TRACE")
         self.times: dict[str, float] = {}  # seconds a stage, this process
         self.phases: dict[str, float] = {}  # extraction seconds a phase (acts-/sample-PHASE)
 
@@ -98,8 +99,8 @@ class Reproduction:
         known = self._recorded(kind)
         if known.get(key) != value:
             self.w.mkdir(parents=True, exist_ok=True)
-            (self.w / f"{kind}.json").write_text(json.dumps({**known, key: value}, indent=1)
-                                                 + "\n")
+            save_text(self.w / f"{kind}.json", json.dumps({**known, key: value}, indent=1)
+                      + "\n")
 
     def record_times(self) -> None:
         """Add this process's stage and per-phase extraction seconds to the work folder's
@@ -263,7 +264,7 @@ class Reproduction:
                 return paths
         paths = self._encode(r, cache)
         record.parent.mkdir(parents=True, exist_ok=True)
-        record.write_text(json.dumps(paths) + "\n")
+        save_text(record, json.dumps(paths) + "\n")
         return paths
 
     def _encode(self, r: Row, cache: dict) -> dict[str, list[str]]:
@@ -312,7 +313,7 @@ class Reproduction:
                   "seconds": time.perf_counter() - t}
         path = self.result_path(r)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=1) + "\n")
+        save_text(path, json.dumps(result, indent=1) + "\n")
         return result
 
     def done(self, r: Row) -> bool:

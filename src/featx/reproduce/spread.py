@@ -38,10 +38,13 @@ WHY = {
 
 def parse(text: str | list[str] | None) -> list[str]:
     """The configuration names of ``--spread`` (comma-separated), checked before any work."""
-    if not text:
+    if text is None:
         return []
     names = [n.strip() for n in (text.split(",") if isinstance(text, str) else text)
              if n.strip()]
+    if not names:
+        raise InputError(f"--spread takes configuration names, got {text!r}; known: "
+                         f"{', '.join(CONFIGS)} (bare --spread: all of them)")
     unknown = [n for n in names if n not in CONFIGS]
     if unknown:
         raise InputError(f"unknown --spread configuration(s) {', '.join(unknown)}; known: "

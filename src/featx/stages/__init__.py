@@ -189,10 +189,11 @@ class Stage:
             progress: Progress | None = None,
             on_written: Callable[[Path], None] | None = None) -> list[Path]:
         """Run the stage to completion; the paths this process wrote, in order."""
-        from featx import dist, interrupt
+        from featx import dist, environment, interrupt
         from featx.device import resolve_device
         from featx.errors import InputError
 
+        environment.check()  # every variable featx reads, before any work
         if out is None and self.output != OPTIONAL_FILE:
             raise InputError(f"{self.name} needs an output (out=, -o)")
         written: list[Path] = []

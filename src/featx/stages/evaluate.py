@@ -66,10 +66,13 @@ class Evaluate(Stage):
 
     def _work(self, plan, out: Output, scores_file: Path | None) -> Iterator[Path]:
         cfg, (enc, weights, biases, mattrs) = self.cfg, plan
-        scores = scores_of(enc, weights, biases, cfg.memory_gb, self.group)
+        scores, digests = scores_of(enc, weights, biases, cfg.memory_gb, self.group)
         if not self.group.leader:
             self.result = None
             return  # rank 0 has every score: the metrics are its
+        split = enc.attrs.get("split")
+        if not split or split != mattrs.get("train_split"):  # else the plan said it already
+            warn_copies(digests, mattrs, cfg.model)
         prob = probabilities_of(scores, mattrs)
         result = metrics_of(enc, scores, mattrs, cfg, prob)
         self.result = result
@@ -91,24 +94,42 @@ class Evaluate(Stage):
 
 
 def scores_of(enc: EncodingSet, weights, biases, memory_gb: float, group: Group = SINGLE
-              ) -> np.ndarray | None:
+              ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """(N, C) decision values of every encoding, scored a block at a time (memory bounded by
-    the block, not the split). Under torchrun rank r scores shards r, r + world, ... and
-    rank 0 gathers them (the others get None)."""
+    the block, not the split), and the digests of its rows (:func:`featx.svm.row_digests`).
+    Under torchrun rank r scores shards r, r + world, ... and rank 0 gathers them (the
+    others get None, None)."""
     rows = enc.block_rows(memory_gb * 2**30)
     world = group.world
     mine = list(range(group.rank, len(enc.paths), world))
-    s = np.concatenate([svm.scores(x, weights, biases) for _, x in enc.blocks(rows, mine)]
-                       or [np.zeros((0, len(biases)), np.float32)])
+    scored = [(svm.scores(x, weights, biases), svm.row_digests(x))
+              for _, x in enc.blocks(rows, mine)]
+    s = np.concatenate([a for a, _ in scored] or [np.zeros((0, len(biases)), np.float32)])
+    d = np.concatenate([b for _, b in scored] or [np.zeros(0, np.uint64)])
     if world == 1:
-        return s
-    parts = group.objects((enc.places(mine), s))
+        return s, d
+    parts = group.objects((enc.places(mine), s, d))
     if not group.leader:
-        return None
+        return None, None
     every = np.zeros((len(enc), len(biases)), np.float32)
-    for where, part in parts:
-        every[where] = part
-    return every
+    digests = np.zeros(len(enc), np.uint64)
+    for where, part, dig in parts:
+        every[where], digests[where] = part, dig
+    return every, digests
+
+
+def warn_copies(digests: np.ndarray, mattrs: dict, model: str) -> int:
+    """How many of these images have the encoding of one the model was trained on (a test
+    split that copies training photos), said in a warning when any do."""
+    train = mattrs.get("train_digests")
+    if train is None or not len(digests):
+        return 0
+    copies = int(np.isin(digests, train).sum())
+    if copies:
+        log.warning("%d of %d images here have the encoding of a training image of %s (copies "
+                    "of training photos?): the metrics say how well it fits them, not how "
+                    "well it generalises", copies, len(digests), model)
+    return copies
 
 
 def probabilities_of(scores: np.ndarray, mattrs: dict) -> np.ndarray | None:

@@ -15,6 +15,7 @@ import math
 import os
 import signal
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import SimpleNamespace
@@ -189,6 +190,7 @@ class Extract(Stage):
         }
         chunks = [source.records[i:i + cfg.shard_size]
                   for i in range(0, len(source.records), cfg.shard_size)]
+        started = time.time()  # an image modified after this changed during the run
         digests = [_inputs_digest(chunk) for chunk in chunks]
         per_image_bytes = _bytes_per_image(shapes, layers, grid_views, pyr_shapes, cfg.dtype)
         return SimpleNamespace(**{k: v for k, v in locals().items() if k != "self"})
@@ -205,6 +207,7 @@ class Extract(Stage):
         pyr_layers, pyr_shapes, project, signature = (p.pyr_layers, p.pyr_shapes, p.project,
                                                       p.signature)
         chunks, digests, per_image_bytes = p.chunks, p.digests, p.per_image_bytes
+        started = p.started
         folder = output.folder
         out = folder.path
         mine = [k for k in range(len(chunks)) if k % world == rank]
@@ -255,8 +258,9 @@ class Extract(Stage):
             if head is not None:
                 if head.get("inputs_digest", digests[k]) != digests[k]:
                     raise OutputExistsError(
-                        f"existing {path} was extracted from images that have changed since (size "
-                        "or modification time); pass --overwrite to extract them again")
+                        f"existing {path} was extracted from images that have changed since: "
+                        f"{_changed(chunks[k], path.stat().st_mtime)}; pass --overwrite to "
+                        "extract them again")
                 done[k] = folder.keep(path)
             else:
                 todo.append(k)
@@ -354,6 +358,16 @@ class Extract(Stage):
                                     label_kind=labelled, num_classes=len(source.classes),
                                     view_attrs=view_attrs, index=k)
 
+        def unchanged(w):
+            """``w``, once its shard's images are as they were when the run planned: an
+            image replaced while the run read it may be either version, so that shard is not
+            written (the run stops; a rerun extracts it again)."""
+            if _inputs_digest(chunks[w.index]) != digests[w.index]:
+                raise InputError(f"{_changed(chunks[w.index], started)} while this run "
+                                 f"extracted it; {shard_name(w.index)} was not written (the "
+                                 "complete shards are kept): rerun to extract it again")
+            return w
+
         writer: ActivationWriter | None = None
         pending = iter(mine)  # shard order, so resumed shards are yielded in their place
         advance = output.start(f"extract {bb.name}", len(records))
@@ -374,7 +388,7 @@ class Extract(Stage):
                     for k in sorted({records[i][0] for i, _ in batch}):
                         if writer is None or writer.index != k:
                             if writer is not None:
-                                path, writer = folder.keep(writer.commit()), None
+                                path, writer = folder.keep(unchanged(writer).commit()), None
                                 yield path
                             for j in pending:
                                 if j == k:
@@ -394,7 +408,7 @@ class Extract(Stage):
                                       paths=[os.path.abspath(r.path) for r in recs])
                     advance(len(batch))
             if writer is not None:
-                path, writer = folder.keep(writer.commit()), None
+                path, writer = folder.keep(unchanged(writer).commit()), None
                 yield path
             yield from (done[j] for j in pending)
         finally:
@@ -445,6 +459,29 @@ def _load_projection(path: str, backbone: str, layers: list[str], device: torch.
                         "layer": layers[0], "whiten": False}, f"--project {path}",
                 f"fit it with featx fit-pca --view pyramid --local dense --layer {layers[0]}")
     return pca, file_digest(path)
+
+
+def _changed(records, since: float) -> str:
+    """The images of ``records`` modified after ``since`` (a time stamp), said with when:
+    "imgs/a/1.png was modified at 2026-12-08 00:20:11 (and 2 more)"; the size or time of
+    an image in general when none is newer."""
+    import datetime
+
+    newer = []
+    for r in records:
+        try:
+            mtime = os.stat(r.path).st_mtime
+        except OSError:
+            newer.append((float("inf"), f"{r.path} is gone"))
+            continue
+        if mtime > since:
+            when = datetime.datetime.fromtimestamp(mtime).strftime("%Y-%m-%d %H:%M:%S")
+            newer.append((mtime, f"{r.path} was modified at {when}"))
+    if not newer:
+        return "an image's size or modification time differs from when it was extracted"
+    newer.sort(key=lambda t: t[0])
+    more = f" (and {len(newer) - 1} more)" if len(newer) > 1 else ""
+    return newer[0][1] + more
 
 
 def _inputs_digest(records) -> str:

@@ -57,7 +57,10 @@ class Join(Stage):
             "kind": "encodings", "joined": [str(Path(p).resolve()) for p in parts],
             "methods": [m for h in first for m in h["methods"]],
             "views": [v for h in first for v in h["views"]],
-            "power_norm": [h.get("power_norm") for h in first], "l2": True, "quantize": "none",
+            "power_norm": [h.get("power_norm") for h in first], "l2": True,
+            # what each part went through before it was joined (stored as floats here): a
+            # model trained on [sign-raw | float] must not score [float | float]
+            "quantize": _parts_quantize(first),
             "normalisation": [n for h in first for n in h.get("normalisation") or []],
             "pca_sha256": "+".join(h["pca_sha256"] for h in first),
             "gmm_sha256": "+".join(h["gmm_sha256"] for h in first),
@@ -127,3 +130,11 @@ def _blocks(attrs: dict) -> list:
     """The ``blocks`` a shard records (method, view, dim), or one block of the whole."""
     return list(attrs.get("blocks") or [{"method": "+".join(attrs.get("methods", [])),
                                          "view": "", "dim": attrs.get("dim")}])
+
+
+def _parts_quantize(heads: Sequence[dict]) -> str | list:
+    """A join's ``quantize``: "none" when no part was quantised, else each part's (a part
+    that is itself a join gives its own list), so the parts' quantisation stays in the
+    provenance train-svm records and evaluate compares."""
+    each = [h.get("quantize", "none") for h in heads]
+    return "none" if all(q == "none" for q in each) else each

@@ -77,6 +77,7 @@ class TrainSVM(Stage):
         train = self._dual if solver == "dual" else self._primal
         t = time.perf_counter()
         fit = train(enc, num, out)
+        digests = self._digests(enc, solver)
         log.info("trained %d %s on %d x %d encodings in %.1f s", num,
                  "one-vs-rest classifiers" if self.loss(solver) != "multinomial" else
                  "classes' multinomial logistic regression", len(enc), enc.dim,
@@ -88,6 +89,7 @@ class TrainSVM(Stage):
             arrays["platt"] = fit.calibration
         if fit.standardization is not None:
             arrays["standardize_mean"], arrays["standardize_scale"] = fit.standardization
+        arrays["train_digests"] = digests
         yield save_svm(out.path, fit.weights, fit.biases, out.provenance(
             **{k: attrs.get(k) for k in ENCODING_KEYS}, classes=classes,
             multilabel=labels.ndim == 2, C=fit.c, C_grid=list(cfg.grid()),
@@ -97,6 +99,18 @@ class TrainSVM(Stage):
             multiclass=cfg.multiclass, probability=self.probability(solver),
             standardize=cfg.standardize, n_train=len(enc.ids),
             train_split=attrs.get("split", "")), arrays)
+
+    def _digests(self, enc: EncodingSet, solver: str) -> np.ndarray | None:
+        """The sorted digests of every training row (:func:`featx.svm.row_digests`): each
+        rank hashes its shards and rank 0 gathers them (the dual: rank 0 alone, all)."""
+        rows = enc.block_rows(self.cfg.memory_gb * 2**30)
+        alone = solver == "dual" or self.world == 1
+        mine = None if alone else list(range(self.rank, len(enc.paths), self.world))
+        d = np.concatenate([svm.row_digests(x) for _, x in enc.blocks(rows, mine)]
+                           or [np.zeros(0, np.uint64)])
+        if not alone:
+            d = np.concatenate(self.group.objects(d))
+        return np.sort(d) if self.group.leader else None
 
     def loss(self, solver: str) -> str:
         """The loss trained, by its name in :data:`featx.svm.LOSSES`."""
@@ -109,9 +123,10 @@ class TrainSVM(Stage):
         return {"multinomial": "softmax", "logistic": "sigmoid"}.get(
             self.loss(solver), "platt" if self.cfg.calibrate else "")
 
-    def _chosen(self, c: float, cv: dict[float, tuple[float, float]], loss: str) -> None:
+    def _chosen(self, c: float, cv: dict[float, tuple[float, float]], loss: str,
+                folds: int) -> None:
         log.info("C = %g chosen by %d-fold cross-validation (held-out score, %s loss: %s)",
-                 c, self.cfg.folds, loss, ", ".join(f"C={a:g}: {s:.4f}, {v:.4f}"
+                 c, folds, loss, ", ".join(f"C={a:g}: {s:.4f}, {v:.4f}"
                                                     for a, (s, v) in cv.items()))
         if len({s for s, _ in cv.values()}) == 1:
             log.warning("every C of the grid scored %.4f in cross-validation: C = %g by the "
@@ -148,14 +163,15 @@ class TrainSVM(Stage):
                                 enc, np.arange(len(enc)), num, SINGLE, out, blocks,
                                 standardization)
         c, cv, held = self._choose(lambda grid: svm.choose_c(
-            kernel, labels, num, grid, cfg.folds, cfg.include_difficult, cfg.seed), "hinge")
+            kernel, labels, num, grid, cfg.folds, cfg.include_difficult, cfg.seed), "hinge",
+            labels)
         advance = out.start("train-svm", num)
         coefs, biases = svm.fit_dual(kernel, labels, num, c, cfg.include_difficult,
                                      progress=lambda: advance(1))
         return self._finish(svm.primal(coefs, blocks), biases, c, cv, held, labels,
                             standardization)
 
-    def _choose(self, cross_validate, loss: str):
+    def _choose(self, cross_validate, loss: str, labels):
         """C, the cross-validation table and the chosen C's held-out decision values: from
         ``cross_validate(grid)`` when there is a grid to choose from or a calibration to fit
         (on one C's folds), else the one C."""
@@ -166,7 +182,7 @@ class TrainSVM(Stage):
         c, table, held = cross_validate(grid)
         if len(grid) == 1:
             return c, {}, held
-        self._chosen(c, table, loss)
+        self._chosen(c, table, loss, svm.fold_count(labels, cfg.folds))
         return c, table, held
 
     def _primal(self, enc: EncodingSet, num: int, out: Output) -> Fit:
@@ -195,15 +211,20 @@ class TrainSVM(Stage):
         cfg = self.cfg
         c, cv, held = self._choose(lambda grid: svm.choose_c_primal(
             problem, enc.labels, places, num, grid, cfg.folds, cfg.include_difficult,
-            cfg.seed, group, name), name)
+            cfg.seed, group, name), name, enc.labels)
         y, s = svm.targets(enc.labels, num, cfg.include_difficult)
         svm.check_both_labels(y, s)
-        advance = out.start("train-svm", None)
+        advance = out.start("train-svm", num)  # every class at once: all done together
         weights, biases, info = svm.fit_primal(problem(y[places], s[places], c))
-        advance(note=f"{info['newton']} Newton steps, {info['cg']} CG steps")
+        advance(num, note=f"{info['newton']} Newton steps, {info['cg']} CG steps")
         log.info("Newton's method (%s loss): %d Newton steps, %d CG steps, %d passes over the "
                  "%s", name, info["newton"], info["cg"], info["passes"],
                  "rows" if span_of is None else "Gram matrix")
+        if not info["converged"]:
+            log.warning("Newton's method stopped at its cap of %d steps before the gradient "
+                        "fell to %g of its start (C = %g): the model is usable but not the "
+                        "optimum; a C this %s is rarely what is meant", info["newton"],
+                        svm.PRIMAL_TOL, c, "small" if c < 1 else "large")
         if span_of is not None:
             weights = svm.primal(weights.astype(np.float64), span_of)
         return self._finish(weights, biases, c, cv, held, enc.labels, standardization)
