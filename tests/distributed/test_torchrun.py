@@ -190,3 +190,25 @@ def test_two_nodes_rendezvous_and_fit_the_same_pca(chain, tmp_path):
     for key in one:
         np.testing.assert_allclose(two[key], one[key], rtol=1e-6, atol=1e-6 * np.abs(one[key]).max(),
                                    err_msg=key)
+
+
+def test_the_paths_are_printed_once_by_rank_zero_in_order(chain, tmp_path):
+    """Issue 36.1's class: every command's CLI layer under torchrun prints on stdout from rank
+    0 only -- every rank's paths, in shard order, each once -- so a pipe reads one list."""
+    acts, pca = chain["acts"][1], chain["pca"][1]
+    res = torchrun("encode", acts, "--pca", pca, "--device", "cpu", "-o", tmp_path / "enc")
+    assert res.returncode == 0, res.stderr[-3000:]
+    shards = sorted(str(p) for p in (tmp_path / "enc").glob("shard-*.h5"))
+    assert len(shards) == 5 and res.stdout.splitlines() == shards
+
+
+def test_each_ranks_error_names_the_rank_once(chain, tmp_path):
+    acts = chain["acts"][1]
+    res = torchrun("fit-pca", acts, "--layer", "nope", "--device", "cpu", "-o", tmp_path / "p.h5")
+    assert res.returncode != 0
+    errors = [ln for ln in res.stderr.splitlines() if "Error:" in ln]
+    for rank in (0, 1):
+        mine = [ln for ln in errors if f"Error: rank {rank} of 2: " in ln]
+        assert len(mine) == 1 and "rank" not in mine[0].split(f"rank {rank} of 2: ", 1)[1][:5], \
+            res.stderr[-3000:]
+    assert res.stdout == "" and not (tmp_path / "p.h5").exists()

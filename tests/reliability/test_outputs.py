@@ -69,7 +69,7 @@ def test_the_loser_of_a_race_leaves_the_winners_folder(tmp_path, monkeypatch):
     (out / "shard-00000.h5.partial").write_bytes(b"B's shard in progress")
     fd = os.open(out / ".featx.lock", os.O_CREAT | os.O_RDWR)
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # B holds the folder
-    monkeypatch.setattr(featx.io.output, "_prepare", lambda folder: True)  # A "created" it
+    monkeypatch.setattr(featx.io.output, "prepare_folder", lambda folder: True)  # A "created" it
     try:
         with pytest.raises(OutputLockedError, match="another featx run"):
             with featx.io.output.output_folder(out, overwrite=False):

@@ -94,7 +94,7 @@ class FeatxGroup(click.Group):
         try:
             return super().invoke(ctx)
         except FeatxError as exc:
-            raise click.ClickException(str(exc)) from exc
+            raise click.ClickException(_ranked(str(exc))) from exc
         except click.UsageError as exc:  # a bad option value: one line, exit 2, as scripts expect
             raise OneLineUsageError(exc.format_message(), exc.ctx) from exc
         except interrupt.Terminated as exc:  # SIGTERM, or Ctrl-C (Interrupted)
@@ -104,6 +104,20 @@ class FeatxGroup(click.Group):
                          markup=False, highlight=False)
             ctx.exit(exc.code)
 
+
+
+def _ranked(message: str) -> str:
+    """Under torchrun an error says which rank it is, once (torchrun interleaves every
+    rank's stderr); a message that names its rank already is left as it is."""
+    from featx import environment
+
+    try:
+        rank, world = environment.get("RANK"), environment.get("WORLD_SIZE")
+    except FeatxError:  # the variables themselves are what is wrong: the message says so
+        return message
+    if world <= 1 or rank is None or message.startswith("rank "):
+        return message
+    return f"rank {rank} of {world}: {message}"
 
 
 @click.group(cls=FeatxGroup, context_settings={"help_option_names": ["-h", "--help"]})

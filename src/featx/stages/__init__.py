@@ -210,15 +210,29 @@ class Stage:
                 with ExitStack() as stack:
                     held = self._hold(stack, out, group)
                     stack.enter_context(interrupt.polling() if self.polls else nullcontext())
+                    # under torchrun the paths are said once, by rank 0, when all are written
+                    tell = on_written if group.world == 1 else None
                     for path in self.work(plan, Output(self, held, progress)):
                         written.append(path)
-                        if on_written is not None:
-                            on_written(path)
+                        if tell is not None:
+                            tell(path)
                         interrupt.check()
                 if self.distributed:
                     group.barrier()  # every rank returns once the output is complete
+                if group.world > 1 and on_written is not None:
+                    self._tell_all(written, group, on_written)
                 dist.trace(self.name, group, time.perf_counter() - started)
         return written
+
+    def _tell_all(self, written: list[Path], group: Any, on_written: Callable[[Path], None]
+                  ) -> None:
+        """Under torchrun: rank 0 hears of every rank's paths, in order (a pipe reads one
+        list, not the ranks' interleaved); the other ranks of nothing. A stage rank 0 runs
+        alone has its paths already."""
+        every = group.objects([str(p) for p in written]) if self.distributed else [written]
+        if group.leader:
+            for path in sorted({str(p) for part in every for p in part}):
+                on_written(Path(path))
 
     def _hold(self, stack: ExitStack, out: str | Path | None, group: Any) -> Any:
         """The output held for the run: a shard folder (rank 0 holds it for every rank), a
