@@ -96,6 +96,54 @@ def accuracy(predicted, truth, num_classes: int) -> tuple[float, np.ndarray]:
     return float(np.mean(predicted == truth)), per_class
 
 
+def precision_recall_f1(predicted, truth, num_classes: int) -> dict:
+    """Per-class precision, recall, F1 and support, and their macro and support-weighted
+    means, of single-label predictions: scikit-learn's ``precision_recall_fscore_support``
+    (a class never predicted has precision 0, one never present recall 0:
+    ``zero_division=0``)."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    labels = list(range(num_classes))
+    p, r, f, n = precision_recall_fscore_support(truth, predicted, labels=labels,
+                                                 zero_division=0)
+    out = {"precision": p.tolist(), "recall": r.tolist(), "f1": f.tolist(),
+           "support": [int(x) for x in n]}
+    for avg in ("macro", "weighted"):
+        ap, ar, af, _ = precision_recall_fscore_support(truth, predicted, labels=labels,
+                                                        average=avg, zero_division=0)
+        out[avg] = {"precision": float(ap), "recall": float(ar), "f1": float(af)}
+    return out
+
+
+def precision_recall_f1_multilabel(scores: np.ndarray, labels: np.ndarray) -> dict:
+    """As :func:`precision_recall_f1` for multi-label labels in {1, -1, 0}: each class's
+    predictions are its positive scores (the SVM's decision), its difficult images (0) left
+    out of that class, as AP leaves them out."""
+    p, r, f, n = [], [], [], []
+    for c in range(labels.shape[1]):
+        used = labels[:, c] != 0
+        pred, true = scores[used, c] > 0, labels[used, c] > 0
+        tp = float(np.sum(pred & true))
+        p.append(tp / pred.sum() if pred.sum() else 0.0)
+        r.append(tp / true.sum() if true.sum() else 0.0)
+        f.append(2 * p[-1] * r[-1] / (p[-1] + r[-1]) if p[-1] + r[-1] else 0.0)
+        n.append(int(true.sum()))
+    out = {"precision": p, "recall": r, "f1": f, "support": n}
+    w = np.asarray(n, np.float64)
+    for avg, weights in (("macro", np.ones(len(n))), ("weighted", w)):
+        total = weights.sum()
+        out[avg] = {k: float(np.dot(weights, out[k]) / total) if total else 0.0
+                    for k in ("precision", "recall", "f1")}
+    return out
+
+
+def top_k_accuracy(scores: np.ndarray, truth: np.ndarray, k: int) -> float:
+    """The share of images whose true class is among their ``k`` highest scores (ties
+    broken by the lower class index, as argmax)."""
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return float(np.mean(np.any(order == np.asarray(truth)[:, None], axis=1)))
+
+
 def confusion(predicted, truth, num_classes: int) -> np.ndarray:
     """(C, C) counts: row = true class, column = predicted class."""
     m = np.zeros((num_classes, num_classes), np.int64)

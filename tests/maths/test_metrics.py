@@ -94,3 +94,59 @@ def test_accuracy():
     assert top1 == pytest.approx(4 / 6)
     np.testing.assert_allclose(per_class[:3], [0.5, 1.0, 2 / 3])
     assert np.isnan(per_class[3])  # no test image of class 3
+
+
+def _naive_prf(pred: np.ndarray, true: np.ndarray) -> tuple[float, float, float, int]:
+    """Precision, recall, F1, support of one class's boolean predictions, by their counts."""
+    tp, fp, fn = int(np.sum(pred & true)), int(np.sum(pred & ~true)), int(np.sum(~pred & true))
+    p = tp / (tp + fp) if tp + fp else 0.0
+    r = tp / (tp + fn) if tp + fn else 0.0
+    return p, r, (2 * p * r / (p + r) if p + r else 0.0), tp + fn
+
+
+def test_precision_recall_f1_of_single_label_predictions_by_their_counts():
+    """Issue 38.4: per-class precision, recall, F1, support and their macro / weighted means,
+    against the counts (a class never predicted, and one with no test image, at 0)."""
+    from featx.metrics import precision_recall_f1
+
+    rng = np.random.default_rng(3)
+    truth = rng.integers(0, 4, 60)  # class 4 of 5 never occurs
+    pred = np.where(rng.random(60) < 0.6, truth, rng.integers(0, 3, 60))
+    pred[pred == 3] = 0  # class 3 never predicted
+    got = precision_recall_f1(pred, truth, 5)
+    ref = [_naive_prf(pred == c, truth == c) for c in range(5)]
+    for k, name in enumerate(("precision", "recall", "f1", "support")):
+        np.testing.assert_allclose(got[name], [r[k] for r in ref], rtol=1e-12)
+    support = np.array([r[3] for r in ref], np.float64)
+    for k, name in enumerate(("precision", "recall", "f1")):
+        vals = np.array([r[k] for r in ref])
+        assert got["macro"][name] == pytest.approx(vals.mean(), rel=1e-12)
+        assert got["weighted"][name] == pytest.approx(np.dot(vals, support) / support.sum(),
+                                                      rel=1e-12)
+    assert got["precision"][3] == 0.0 and got["recall"][4] == 0.0 and got["support"][4] == 0
+
+
+def test_precision_recall_f1_of_multi_label_scores_leaves_difficult_images_out():
+    from featx.metrics import precision_recall_f1_multilabel
+
+    rng = np.random.default_rng(4)
+    labels = rng.choice([1, -1, 0], size=(40, 3), p=[0.3, 0.6, 0.1])
+    scores = rng.normal(size=(40, 3))
+    got = precision_recall_f1_multilabel(scores, labels)
+    for c in range(3):
+        used = labels[:, c] != 0
+        ref = _naive_prf(scores[used, c] > 0, labels[used, c] > 0)
+        assert [got[k][c] for k in ("precision", "recall", "f1", "support")] == \
+            pytest.approx(list(ref), rel=1e-12)
+    assert got["macro"]["f1"] == pytest.approx(np.mean(got["f1"]), rel=1e-12)
+
+
+def test_top_k_accuracy_counts_the_true_class_among_the_k_best():
+    from featx.metrics import top_k_accuracy
+
+    rng = np.random.default_rng(5)
+    scores, truth = rng.normal(size=(50, 7)), rng.integers(0, 7, 50)
+    for k in (1, 3, 5):
+        ref = np.mean([truth[i] in np.argsort(-scores[i])[:k] for i in range(50)])
+        assert top_k_accuracy(scores, truth, k) == pytest.approx(ref)
+    assert top_k_accuracy(scores, truth, 1) == pytest.approx(np.mean(scores.argmax(1) == truth))

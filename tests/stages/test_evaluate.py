@@ -23,6 +23,13 @@ def test_evaluate_is_the_accuracy_of_the_models_scores(labelled, trained, tmp_pa
     top1, per_class = metrics.accuracy(svm.scores(x, weights, biases).argmax(1), enc.labels, 3)
     assert stage.result["top1"] == top1 and stage.result["n_images"] == 12
     assert stage.result["class_accuracy"] == [float(v) for v in per_class]
+    # issue 38.4: precision, recall, F1 and support of the same predictions (3 classes: no
+    # top-5)
+    predicted = svm.scores(x, weights, biases).argmax(1)
+    prf = metrics.precision_recall_f1(predicted, enc.labels, 3)
+    for key in ("precision", "recall", "f1", "support", "macro", "weighted"):
+        assert stage.result[key] == prf[key], key
+    assert sum(stage.result["support"]) == 12 and "top5" not in stage.result
     # with an output, the same metrics and their provenance, written whole
     [path] = evaluate.run(labelled.enc, tmp_path / "m.json",
                           EvaluateConfig(model=str(trained), command="test"))

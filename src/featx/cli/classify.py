@@ -124,26 +124,39 @@ def evaluate(ctx, inputs, model_path, dataset, json_path, plots_dir, scores_path
 
 
 def result_table(result: dict) -> Table:
-    """A rich table of the per-class numbers and the summary."""
+    """A rich table of the per-class numbers (AP or accuracy; precision, recall, F1 and
+    support of the predictions) and the summary."""
     table = Table(title=f"{result['metric']} on {result['n_images']} images "
                         f"({result.get('split') or 'unnamed split'})")
     table.add_column("class")
-    if "AP" in result:
-        table.add_column("AP (11-pt)", justify="right")
-        table.add_column("AP (all-pt)", justify="right")
-        for name, a, b in zip(result["classes"], result["AP"], result["AP_all_point"]):
-            table.add_row(name, _pct(a), _pct(b))
-        table.add_row("[bold]mean", f"[bold]{_pct(result['mAP'])}",
-                      f"[bold]{_pct(result['mAP_all_point'])}")
-    else:
-        table.add_column("accuracy", justify="right")
-        for name, a in zip(result["classes"], result["class_accuracy"]):
-            table.add_row(name, _pct(a))
-        table.add_row("[bold]mean class accuracy", f"[bold]{100 * result['mean_class_accuracy']:.2f}")
-        table.add_row("[bold]top-1 accuracy", f"[bold]{100 * result['top1']:.2f}")
+    multi = "AP" in result
+    firsts = ["AP (11-pt)", "AP (all-pt)"] if multi else ["accuracy"]
+    for name in [*firsts, "precision", "recall", "F1", "support"]:
+        table.add_column(name, justify="right")
+    prf = "precision" in result
+    for c, name in enumerate(result["classes"]):
+        first = ([_pct(result["AP"][c]), _pct(result["AP_all_point"][c])] if multi
+                 else [_pct(result["class_accuracy"][c])])
+        rest = [_pct(result[k][c]) for k in ("precision", "recall", "f1")] + \
+            [str(result["support"][c])] if prf else ["-"] * 4
+        table.add_row(name, *first, *rest)
+    for avg in ("macro", "weighted") if prf else ():
+        lead = ([_pct(result["mAP"]), _pct(result["mAP_all_point"])] if avg == "macro" and multi
+                else [f"{100 * result['mean_class_accuracy']:.2f}"] if avg == "macro"
+                else [""] * len(firsts))
+        table.add_row(f"[bold]{avg} mean", *lead,
+                      *(_pct(result[avg][k]) for k in ("precision", "recall", "f1")),
+                      str(sum(result["support"])) if avg == "weighted" else "")
+    if not multi:
+        table.add_row("[bold]top-1 accuracy", f"[bold]{100 * result['top1']:.2f}",
+                      *[""] * 4)
+        if "top5" in result:
+            table.add_row("[bold]top-5 accuracy", f"[bold]{100 * result['top5']:.2f}",
+                          *[""] * 4)
     if "log_loss" in result:
-        table.add_row(f"log-loss ({result['probability']})", f"{result['log_loss']:.4f}")
-        table.add_row("Brier score", f"{result['brier']:.4f}")
+        table.add_row(f"log-loss ({result['probability']})", f"{result['log_loss']:.4f}",
+                      *[""] * (len(firsts) + 3))
+        table.add_row("Brier score", f"{result['brier']:.4f}", *[""] * (len(firsts) + 3))
     return table
 
 

@@ -183,12 +183,16 @@ def metrics_of(enc: EncodingSet, s: np.ndarray, mattrs: dict, cfg: EvaluateConfi
                        "mAP": float(ap11[scored].mean()) if scored.any() else None,
                        "AP": _nulls(ap11),
                        "mAP_all_point": float(apall[scored].mean()) if scored.any() else None,
-                       "AP_all_point": _nulls(apall), "classes_without_positives": absent})
+                       "AP_all_point": _nulls(apall), "classes_without_positives": absent,
+                       **metrics.precision_recall_f1_multilabel(s, labels)})
     else:
         top1, per_class = metrics.accuracy(s.argmax(1), labels, len(classes))
         result.update({"metric": "accuracy", "top1": top1,
                        "mean_class_accuracy": float(np.nanmean(per_class)),
-                       "class_accuracy": _nulls(per_class)})
+                       "class_accuracy": _nulls(per_class),
+                       **metrics.precision_recall_f1(s.argmax(1), labels, len(classes))})
+        if len(classes) >= 5:
+            result["top5"] = metrics.top_k_accuracy(s, labels, 5)
     if prob is not None:
         result.update({"probability": mattrs["probability"],
                        "log_loss": metrics.log_loss(prob, labels),
