@@ -21,6 +21,20 @@ def _save(fig: Figure, path: str | Path) -> Path:
     return path
 
 
+# the width of a character of a 9-point title, in inches (DejaVu Sans averages ~0.6 em)
+_CHAR_IN = 9 * 0.6 / 72
+
+
+def _wrap(title: str, width_in: float) -> str:
+    """``title`` broken at spaces into lines that fit ``width_in`` inches at 9 points (a word
+    longer than that stays whole: the panel widens to it)."""
+    import textwrap
+
+    chars = max(8, int(width_in / _CHAR_IN))
+    return "\n".join("\n".join(textwrap.wrap(line, chars, break_long_words=False)) or line
+                     for line in title.split("\n"))
+
+
 def overlays(photo: np.ndarray, panels: Sequence[tuple[str, np.ndarray]], path: str | Path,
              title: str = "", signed: bool = True, label: str = "", alpha: float = 0.65
              ) -> Path:
@@ -39,7 +53,14 @@ def overlay_figure(photo: np.ndarray, panels: Sequence[tuple[str, np.ndarray]],
     n = len(panels) + 1
     h, w = photo.shape[:2]
     side = 2.6
-    fig = Figure(figsize=(side * n * max(w / h, 0.5) + 0.9, side + 0.6), layout="constrained")
+    # a portrait photo's panel is narrow: titles wrap to it, and the panel widens to the
+    # longest line, so neighbouring titles never run into each other
+    panel = side * max(w / h, 0.5)
+    names = [_wrap(name, panel) for name, _ in panels]
+    longest = max((len(line) for name in names for line in name.split("\n")), default=0)
+    panel = max(panel, longest * _CHAR_IN + 0.15)
+    fig = Figure(figsize=(panel * n + 0.9, side + 0.6 + 0.15 * max(
+        (name.count("\n") for name in names), default=0)), layout="constrained")
     axes = fig.subplots(1, n, squeeze=False)[0]
     axes[0].imshow(photo)
     axes[0].set_title("image", fontsize=9)
@@ -48,7 +69,7 @@ def overlay_figure(photo: np.ndarray, panels: Sequence[tuple[str, np.ndarray]],
         dict(cmap="Reds", vmin=0.0, vmax=top)
     extent = (-0.5, w - 0.5, h - 0.5, -0.5)
     im = None
-    for ax, (name, heat) in zip(axes[1:], panels):
+    for ax, name, (_, heat) in zip(axes[1:], names, panels):
         ax.imshow(photo)
         im = ax.imshow(heat, alpha=alpha, extent=extent, interpolation="bilinear", **scale)
         ax.set_title(name, fontsize=9)

@@ -4,6 +4,7 @@ map whose evidence sits in one quadrant, and the PR curve's points."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from featx import metrics, plots
@@ -122,3 +123,28 @@ def test_overlay_panels_share_one_scale_and_its_colour_bar():
                                label="activation")
     assert [ax.images[-1].get_clim() for ax in act.axes[1:3]] == [(0.0, 3.0)] * 2
     assert act.axes[1].images[-1].get_cmap().name == "Reds"
+
+
+@pytest.mark.parametrize("shape", [(400, 300), (300, 400), (500, 200)])
+def test_panel_titles_never_overlap_on_portrait_photos(shape):
+    """Issue 38 (a newcomer trap): on a 3:4 photo the three panel titles ran into each other.
+    Titles wrap to the panel and a panel widens to its longest line: drawn, no two titles'
+    boxes overlap, and none is cut at the figure's edge."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    photo = np.zeros((*shape, 3), np.uint8)
+    heat = np.zeros(shape)
+    names = ["sunflowers (SVM score 0.523)\n= regions 0.41 + rest 0.11 + bias -0.2",
+             "dandelion (SVM score -0.134)\n= regions -0.2 + rest 0.07 + bias -0.01",
+             "supercalifragilisticexpialidocious-class (SVM score 1.25)"]
+    fig = plots.overlay_figure(photo, [(n, heat) for n in names], title="an image id")
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    boxes = sorted((ax.title.get_window_extent(renderer) for ax in fig.axes[:4]),
+                   key=lambda b: b.x0)
+    for left, right in zip(boxes, boxes[1:]):
+        assert left.x1 <= right.x0, (left, right)
+    width = fig.get_size_inches()[0] * fig.dpi
+    assert boxes[0].x0 >= 0 and boxes[-1].x1 <= width
+    top = fig._suptitle.get_window_extent(renderer)
+    assert all(b.y1 <= top.y0 for b in boxes)  # the figure's title above every panel's
