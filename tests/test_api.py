@@ -58,3 +58,24 @@ def test_extract_with_encode_is_the_fused_pass_of_those_encode_settings(tmp_path
                   encode={"method": "cross-layer,global", "views": "whole,blocks", "pca": pca})
     assert seen["cfg"].encode == EncodeConfig(methods=("cross-layer", "global"),
                                               views=("whole", "blocks"), pca=str(pca))
+
+
+def test_the_api_reports_progress_on_stderr_unless_told_not_to(tmp_path, capfd, monkeypatch):
+    """Issue 38 (a newcomer trap): the API printed nothing during a long extraction. Without
+    a progress= of its own a call reports as the command line does (plain lines off a
+    terminal), counting the stage's unit; verbose=False keeps it silent."""
+    from PIL import Image
+
+    monkeypatch.setenv("FEATX_PROGRESS_EVERY", "0")  # a line at every step
+    (tmp_path / "img").mkdir()
+    for i in range(3):
+        Image.new("RGB", (48, 40), (40 * i, 90, 200)).save(tmp_path / "img" / f"{i}.png")
+    featx.extract(tmp_path / "img", tmp_path / "a", weights="none", layers="conv5",
+                  workers=0, input_size=64)
+    err = capfd.readouterr().err
+    assert "extract alexnet: started, 3 img" in err and "3/3 img" in err
+    featx.extract(tmp_path / "img", tmp_path / "b", weights="none", layers="conv5",
+                  workers=0, input_size=64, verbose=False)
+    assert "extract alexnet" not in capfd.readouterr().err
+    with pytest.raises(FeatxError, match="verbose must be True or False, got 'no'"):
+        featx.extract(tmp_path / "img", tmp_path / "c", verbose="no")

@@ -274,3 +274,26 @@ def test_a_bare_spread_runs_every_configuration():
 
     option = next(p for p in command.params if p.name == "spread")
     assert option.flag_value.split(",") == list(CONFIGS)
+
+
+def test_each_stage_under_reproduce_counts_what_its_command_counts(reproduce, monkeypatch):
+    """Issue 38 (a newcomer trap): train-svm's progress counted `img` under reproduce and
+    `class` on the command line; both take the stage's own unit now."""
+    from contextlib import nullcontext
+
+    from featx import api
+    from featx.stages import stages
+
+    units = []
+
+    def bars(unit):
+        units.append(unit)
+        return nullcontext(None)
+
+    for name in ("train_svm", "extract", "fit_guidance"):
+        monkeypatch.setattr(api, name, lambda *a, progress=None, **k: None)
+    runner = reproduce.Runner(bars)
+    for stage in ("train-svm", "extract", "fit-guidance"):
+        runner(stage, "in", "out")
+    assert units == ["class", "img", "epoch"]
+    assert units == [stages()[s].unit for s in ("train-svm", "extract", "fit-guidance")]

@@ -103,6 +103,7 @@ RULES: dict[str, Rule] = {
                        "an integer >= 32", 64, ("64", 16, 64.0)),
     "progress": Rule(callable, "a function (description, total) -> advance",
                      lambda d, t: (lambda n=1, note=None: None), ("bars", 3)),
+    "verbose": Rule(lambda x: isinstance(x, bool), "True or False", True, ("no", 1)),
     "C": Rule(lambda x: True, "checked by _c_grid", 1.0, ("55", "1,10", None, True, [])),
 }
 
@@ -158,7 +159,7 @@ def _strings(settings: dict) -> dict:
 
 
 def _run(module: str, config: str, name: str, inputs: Any, out: Any, settings: dict,
-         progress: Callable | None, shown_inputs: Any) -> list[Path]:
+         progress: Callable | None, shown_inputs: Any, verbose: bool = True) -> list[Path]:
     import importlib
 
     stage = importlib.import_module(f"featx.stages.{module}")
@@ -166,13 +167,29 @@ def _run(module: str, config: str, name: str, inputs: Any, out: Any, settings: d
     with _parameter_names():
         cfg = getattr(stage, config)(**settings, command=_command(name, shown_inputs, out,
                                                                    **settings))
-        return stage.run(inputs, out, cfg, progress=progress)
+        with _reported(progress, verbose, name) as progress:
+            return stage.run(inputs, out, cfg, progress=progress)
 
 
-def _one(*args: Any) -> Path | None:
+@contextmanager
+def _reported(progress: Callable | None, verbose: bool, name: str):
+    """The progress a call reports to: the caller's, else (``verbose``) the command line's
+    on stderr -- bars on a terminal, a plain line every ``FEATX_PROGRESS_EVERY`` seconds
+    elsewhere -- counting what the stage counts; ``verbose=False``: none."""
+    if progress is not None or not verbose:
+        yield progress
+        return
+    from featx.cli.progress import Bars
+    from featx.stages import stages
+
+    with Bars(stages()[name.replace("_", "-")].unit) as bars:
+        yield bars
+
+
+def _one(*args: Any, **kwargs: Any) -> Path | None:
     """The one file a fitting stage writes (None on a torchrun rank other than 0, which
     writes nothing)."""
-    paths = _run(*args)
+    paths = _run(*args, **kwargs)
     return paths[0] if paths else None
 
 
@@ -205,7 +222,7 @@ def layers(backbone: str, input_size: int | None = None) -> dict[str, tuple[int,
 def extract(images: Paths | None, out: str | Path, *, dataset: str | None = None,
             root: str | Path | None = None, split: str = "", crop_boxes: bool = False,
             layers: str | Sequence[str] | None = None, views: str | Sequence[str] = "whole",
-            progress: Callable | None = None, **settings: Any) -> list[Path]:
+            progress: Callable | None = None, verbose: bool = True, **settings: Any) -> list[Path]:
     """Activations of a backbone over ``images`` (folders, files, lists of paths) or a
     benchmark (``dataset``, ``root``, ``split``) into shards under ``out``.
     ``settings``: :class:`featx.stages.extract.ExtractConfig` (backbone, weights, input_size,
@@ -221,7 +238,7 @@ def extract(images: Paths | None, out: str | Path, *, dataset: str | None = None
         settings["encode"] = _fused(settings)
     return _run("extract", "ExtractConfig", "extract", source, out, settings, progress,
                 images if images is not None else {"dataset": dataset, "root": str(root),
-                                                    "split": split})
+                                                    "split": split}, verbose=verbose)
 
 
 def _fused(settings: dict) -> Any:
@@ -261,40 +278,42 @@ def _fused(settings: dict) -> Any:
 
 @_checked
 def fit_pca(activations: Paths, out: str | Path, *, layer: str | None = None,
-            progress: Callable | None = None, **settings: Any) -> Path | None:
+            progress: Callable | None = None,
+            verbose: bool = True, **settings: Any) -> Path | None:
     """A PCA of ``layer``'s local features sampled from activation shards, saved to ``out``.
     ``settings``: view, local, dim (500), per_image (100), whiten, seed, device, overwrite."""
     path = _one("fit_pca", "FitPCAConfig", "fit_pca", _list(activations), out,
-                  {"layer": layer, **settings}, progress, _list(activations))
+                  {"layer": layer, **settings}, progress, _list(activations), verbose=verbose)
     return path
 
 
 @_checked
 def fit_gmm(activations: Paths, out: str | Path, *, pca: str | Path,
-            progress: Callable | None = None, **settings: Any) -> Path | None:
+            progress: Callable | None = None,
+            verbose: bool = True, **settings: Any) -> Path | None:
     """A diagonal GMM of PCA-reduced local features (the Fisher vector's vocabulary).
     ``settings``: components (256), per_image, max_iter, tol, n_init, var_floor, seed, device,
     overwrite."""
     path = _one("fit_gmm", "FitGMMConfig", "fit_gmm", _list(activations), out,
-                  {"pca": pca, **settings}, progress, _list(activations))
+                  {"pca": pca, **settings}, progress, _list(activations), verbose=verbose)
     return path
 
 
 @_checked
 def fit_guidance(activations: Paths, out: str | Path, *, progress: Callable | None = None,
-                 **settings: Any) -> Path | None:
+                 verbose: bool = True, **settings: Any) -> Path | None:
     """Scheme 2's trained guidance layer (Liu et al. 2016) on labelled pyramid activations.
     ``settings``: pca, layer, scales, channels (64), kernel, epochs (30), batch_size, lr,
     weight_decay, holdout, patience, seed, device, overwrite."""
     path = _one("fit_guidance", "FitGuidanceConfig", "fit_guidance", _list(activations), out,
-                  settings, progress, _list(activations))
+                  settings, progress, _list(activations), verbose=verbose)
     return path
 
 
 @_checked
 def encode(activations: Paths, out: str | Path, *, method: str | Sequence[str] = "cross-layer",
            views: str | Sequence[str] = "whole", progress: Callable | None = None,
-           **settings: Any) -> list[Path]:
+           verbose: bool = True, **settings: Any) -> list[Path]:
     """Encodings of activation shards (one output shard an input shard) under ``out``.
     ``method``: one or several of :data:`featx.methods.METHODS`, joined. ``settings``: pca,
     gmm, guidance (model files), layers, fc_layer, power_norm, l2, quantize, dtype, device,
@@ -303,21 +322,22 @@ def encode(activations: Paths, out: str | Path, *, method: str | Sequence[str] =
     if "layers" in settings:
         settings["layers"] = _split(settings["layers"])
     return _run("encode", "EncodeConfig", "encode", _list(activations), out, settings, progress,
-                _list(activations))
+                _list(activations), verbose=verbose)
 
 
 @_checked
 def join(parts: Sequence[str | Path], out: str | Path, *, progress: Callable | None = None,
-         **settings: Any) -> list[Path]:
+         verbose: bool = True, **settings: Any) -> list[Path]:
     """Encoding folders of the same images joined, each part at unit norm (CL + CNN-Global).
     ``settings``: dtype, overwrite."""
     return _run("join", "JoinConfig", "join", [str(p) for p in parts], out, settings, progress,
-                [str(p) for p in parts])
+                [str(p) for p in parts], verbose=verbose)
 
 
 @_checked
 def train_svm(encodings: Paths, out: str | Path, *, C: float | Sequence[float] | str = 1.0,
-              progress: Callable | None = None, **settings: Any) -> Path | None:
+              progress: Callable | None = None,
+              verbose: bool = True, **settings: Any) -> Path | None:
     """Linear classifiers on encoding shards, saved to ``out``: one-vs-rest SVMs, or logistic
     regression. ``C``: one value, several to choose from by cross-validation, or ``"auto"``.
     ``settings``: folds, include_difficult, solver (auto, dual, primal), loss (hinge,
@@ -325,7 +345,7 @@ def train_svm(encodings: Paths, out: str | Path, *, C: float | Sequence[float] |
     device, overwrite."""
     c = _c_grid(C)
     path = _one("train_svm", "TrainSVMConfig", "train_svm", _list(encodings), out,
-                  {"c": c, **settings}, progress, _list(encodings))
+                  {"c": c, **settings}, progress, _list(encodings), verbose=verbose)
     return path
 
 
@@ -350,7 +370,8 @@ def _c_grid(C: Any) -> tuple[float, ...] | str:
 
 @_checked
 def evaluate(encodings: Paths, model: str | Path, out: str | Path | None = None, *,
-             progress: Callable | None = None, **settings: Any) -> dict[str, Any]:
+             progress: Callable | None = None,
+             verbose: bool = True, **settings: Any) -> dict[str, Any]:
     """The metrics of encoding shards under an SVM model (VOC07 11-point AP for multi-label
     data, accuracies for single-label), also written to ``out`` as JSON when given.
     ``settings``: dataset, memory_gb, plots (a folder), scores (a CSV of every image's
@@ -363,18 +384,19 @@ def evaluate(encodings: Paths, model: str | Path, out: str | Path | None = None,
                              command=_command("evaluate", _list(encodings), out,
                                               model=str(model), **settings))
         stage = Evaluate(cfg)
-        stage.run(_list(encodings), out, progress=progress)
+        with _reported(progress, verbose, "evaluate") as progress:
+            stage.run(_list(encodings), out, progress=progress)
     return stage.result
 
 
 @_checked
 def maps(activations: Paths, out: str | Path, *, progress: Callable | None = None,
-         **settings: Any) -> list[Path]:
+         verbose: bool = True, **settings: Any) -> list[Path]:
     """Confidence, contribution or channel maps of activation shards' images under ``out``.
     ``settings``: model, gmm, pca, guidance, layer, channels, classes, top, images, limit,
     resolution, reduce, device, overwrite."""
     return _run("maps", "MapsConfig", "maps", _list(activations), out, settings, progress,
-                _list(activations))
+                _list(activations), verbose=verbose)
 
 
 @_checked

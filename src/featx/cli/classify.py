@@ -78,7 +78,7 @@ def train_svm(inputs, out, c, folds, include_difficult, solver, loss, multiclass
                          standardize=standardize)
     from featx.stages import train_svm as train_stage  # torch: only when it runs
 
-    with bars("class") as progress:
+    with bars(train_stage.TrainSVM.unit) as progress:
         paths = train_stage.run(inputs, out, cfg, progress=progress)
     for path in paths:
         emit(path)

@@ -122,7 +122,7 @@ def fit_guidance_cmd(inputs, out, pca_path, layer, scales, channels, kernel, epo
                             command=command_line())
     from featx.stages import fit_guidance
 
-    with bars("epoch") as progress:
+    with bars(fit_guidance.FitGuidance.unit) as progress:
         paths = list(fit_guidance.run(inputs, out, cfg, progress=progress))
     for path in paths:
         emit(path)

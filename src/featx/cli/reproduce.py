@@ -55,7 +55,7 @@ def reproduce(ctx, data, work, reports, offline, backbone, weights, input_size, 
     paths = run(data, work, reports, offline=offline,
                 only={x.strip() for x in only.split(",")} if only else None,
                 plan_only=plan_only, spread=spread, backbone=backbone, weights=weights,
-                input_size=input_size, scales=scales, bars=lambda: bars("img"),
+                input_size=input_size, scales=scales, bars=bars,
                 on_plan=lambda text: None if quiet else click.echo(text, err=True))
     for path in paths:
         emit(path)

@@ -80,7 +80,7 @@ def reproduce(data: str | Path, work: str | Path, reports: str | Path, *,
               plan_only: bool = False, backbone: str | None = None, weights: str | None = None,
               input_size: int | None = None, scales: int | None = None,
               spread: str | list[str] | None = None,
-              bars: Callable[[], Any] | None = None,
+              bars: Callable[[str], Any] | None = None,
               on_plan: Callable[[str], None] | None = None) -> list[Path]:
     """Run every setup found under ``data`` and write its report into ``reports``; the report
     paths. ``offline``: the photos of the offline run (default ``data/flowers-demo``).

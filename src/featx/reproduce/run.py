@@ -35,13 +35,22 @@ GB = 1e9
 CALIBRATION_FORWARDS = 96
 
 
+def _unit(stage: str) -> str:
+    """What ``stage``'s progress counts (its :attr:`featx.stages.Stage.unit`)."""
+    from featx.stages import stages
+
+    found = stages().get(stage)
+    return found.unit if found is not None else "img"
+
+
 class Runner:
     """Runs featx stages in this process through the Python API (one torch import for the
-    whole run), timing each stage; ``bars()`` gives each stage its progress bars (a context
-    manager yielding a :data:`featx.stages.Progress`, or None)."""
+    whole run), timing each stage; ``bars(unit)`` gives each stage its progress bars counting
+    what the stage counts (:attr:`featx.stages.Stage.unit`: a context manager yielding a
+    :data:`featx.stages.Progress`, or None)."""
 
-    def __init__(self, bars: Callable[[], Any] | None = None, trace: str | None = None):
-        self.bars = bars or (lambda: nullcontext(None))
+    def __init__(self, bars: Callable[[str], Any] | None = None, trace: str | None = None):
+        self.bars = bars or (lambda unit: nullcontext(None))
         self.trace = trace or environment.get("FEATX_REPRODUCE_TRACE")
         self.times: dict[str, float] = {}  # seconds a stage, this process
         self.phases: dict[str, float] = {}  # extraction seconds a phase (acts-/sample-PHASE)
@@ -54,7 +63,7 @@ class Runner:
                                      "time": time.time()}) + "\n")
         t = time.perf_counter()
         try:
-            with self.bars() as progress:
+            with self.bars(_unit(stage)) as progress:
                 result = getattr(api, stage.replace("-", "_"))(*args, progress=progress,
                                                                 **kwargs)
         except FeatxError as exc:

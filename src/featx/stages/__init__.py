@@ -160,6 +160,8 @@ class Stage:
     name: ClassVar[str]
     output: ClassVar[str] = FOLDER
     polls: ClassVar[bool] = True
+    # what its progress counts (the command line's bars and featx reproduce's say it)
+    unit: ClassVar[str] = "img"
     # under torchrun: True, every rank runs plan and work, sharing it through ``self.group``
     # (featx.dist); False, rank 0 runs the stage alone and the other ranks return at once
     distributed: ClassVar[bool] = False

@@ -30,6 +30,7 @@ class FitGuidance(Stage):
     (:func:`featx.fit.fit_guidance`); rank 0 writes the guidance."""
 
     name, output, polls, distributed = "fit-guidance", FILE, False, True
+    unit = "epoch"
 
     def plan(self, inputs: Sequence[str]):
         cfg, device = self.cfg, self.device

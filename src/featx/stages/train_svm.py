@@ -46,6 +46,7 @@ class TrainSVM(Stage):
     alone (its n x n Gram matrix is one process's)."""
 
     name, output, polls, distributed = "train-svm", FILE, False, True
+    unit = "class"
 
     def plan(self, inputs: Sequence[str]) -> EncodingSet:
         enc = EncodingSet(shard_paths(inputs), ENCODING_KEYS)
