@@ -166,12 +166,13 @@ class JoinConfig:
 class FitPCAConfig:
     """``layer`` None: the backbone's cross-layer local layer (conv4, stage6, ...), as extract
     and encode default to the pair; ``local`` None takes the backbone's default for the layer
-    (:meth:`featx.backbones.Backbone.default_local`)."""
+    (:meth:`featx.backbones.Backbone.default_local`); ``dim`` None the backbone's
+    ``pca_dim`` (500, Liu et al.'s; efficientnet_lite0 128, as measured)."""
 
     layer: str | None = param(None, Text(), optional=True)
     view: str = param("whole", Text())
     local: str | None = param(None, Text(), optional=True)
-    dim: int = param(500, Interval(int, 1))
+    dim: int | None = param(None, Interval(int, 1), optional=True)  # None: the backbone's
     per_image: int = param(100, Interval(int, 1))
     whiten: bool = param(False, Flag())
     seed: int = param(0, SEED)

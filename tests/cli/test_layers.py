@@ -100,3 +100,35 @@ def test_shell_completion_of_commands_loads_no_command():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env=env, check=True).stdout.splitlines()
     assert out[0] == "plain,--solver"
+
+
+def test_fit_pcas_default_dim_is_the_backbones_and_layers_says_it(tmp_path, cli):
+    """Issue 38 (a newcomer trap): --dim 500 on the offline backbone gave 160,000-d encodings
+    where the reproduction measured 128; the default is the backbone's now, and `featx
+    layers NAME` says it."""
+    import json
+
+    from click.testing import CliRunner
+
+    from featx.backbones import get_backbone
+    from featx.cli import main
+    from featx.stages.fit_pca import FitPCA, FitPCAConfig
+
+    assert get_backbone("efficientnet_lite0").pca_dim == 128
+    assert get_backbone("alexnet").pca_dim == 500
+    res = CliRunner().invoke(main, ["layers", "efficientnet_lite0"])
+    assert "fit-pca's default --dim for efficientnet_lite0: 128" in res.stderr
+    res = CliRunner().invoke(main, ["layers", "efficientnet_lite0", "--json"])
+    assert json.loads(res.stdout)["pca_dim"] == 128
+    assert FitPCAConfig().dim is None  # resolved from the activations' backbone
+
+
+def test_fit_pca_without_dim_fits_the_backbones_dim(tmp_path, cli, make_images):
+    import featx
+
+    images = make_images(6)  # 25 subarrays of stage6's 7x7 an image: 150 >= 128
+    cli("extract", images, "--backbone", "efficientnet_lite0", "--weights", "none",
+        "--layers", "stage6,stage7", "--workers", "0", "-o", tmp_path / "acts")
+    cli("fit-pca", tmp_path / "acts", "--per-image", "100", "-o", tmp_path / "pca.h5")
+    pca, attrs = featx.load(tmp_path / "pca.h5")
+    assert pca.n_components == 128 and attrs["dim"] == 128

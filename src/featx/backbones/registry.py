@@ -47,6 +47,9 @@ class Backbone:
     jitter_size: int = 256
     preprocessing: str = ""
     description: str = ""
+    # fit-pca's default --dim: Liu et al.'s 500 (AlexNet, VGG), or what was measured for the
+    # backbone (efficientnet_lite0: 128, docs/reproduce.md "Cross-layer PCA dimension")
+    pca_dim: int = 500
 
     def check_layers(self, names: list[str]) -> list[str]:
         """Return ``names`` in network order, or raise naming the valid aliases."""

@@ -27,7 +27,8 @@ def per_image_opt(cfg_type: type):
 @click.option("--local", default=None,
               help="subarray:MxN or dense (default: subarray:KxK for the backbone's "
                    "cross-layer local layer, K the guidance layer's kernel; else dense).")
-@click.option("--dim", default=P.dim, show_default=True, type=constraint_type(P, "dim"),
+@click.option("--dim", default=None, type=constraint_type(P, "dim"),
+              show_default="the backbone's: 500, efficientnet_lite0 128 (featx layers NAME)",
               help="Components kept.")
 @per_image_opt(P)
 @click.option("--whiten", is_flag=True, help="Scale components to unit variance.")

@@ -58,7 +58,8 @@ def layers(backbone: str | None, input_size: int | None, family: str | None,
                        for alias, shape in shapes.items()],
             "preprocessing": {"mean": list(bb.mean), "std": list(bb.std), "bgr": bb.bgr,
                               "interpolation": bb.interpolation, "resize": bb.jitter_size,
-                              "input": bb.input_size}}))
+                              "input": bb.input_size},
+            "pca_dim": bb.pca_dim}))
         return
     for alias, shape in shapes.items():
         notes = [f"cross-layer default: {roles[alias]}"] if alias in roles else []
@@ -68,6 +69,7 @@ def layers(backbone: str | None, input_size: int | None, family: str | None,
             notes.append("dense in the pyramid view")
         click.echo(f"{alias}\t{'x'.join(map(str, shape))}"
                    + (f" ({'; '.join(notes)})" if notes else ""))
+    click.echo(f"fit-pca's default --dim for {bb.name}: {bb.pca_dim}", err=True)
     click.echo(f"preprocessing: mean {', '.join(f'{m:g}' for m in bb.mean)}, std "
                f"{', '.join(f'{s:g}' for s in bb.std)}{', BGR' if bb.bgr else ''}, "
                f"{bb.interpolation}, resize {bb.jitter_size} -> input {bb.input_size} "

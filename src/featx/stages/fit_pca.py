@@ -38,7 +38,9 @@ class FitPCA(Stage):
 
     def work(self, plan, out: Output) -> Iterator[Path]:
         cfg, (paths, head, layer) = self.cfg, plan
-        spec = LocalSpec.parse(cfg.local or get_backbone(head["backbone"]).default_local(layer))
+        bb = get_backbone(head["backbone"])
+        spec = LocalSpec.parse(cfg.local or bb.default_local(layer))
+        dim = cfg.dim or bb.pca_dim
         t = time.perf_counter()
         group = self.group
         x = sample_local_features(dist.split(paths, group), layer, cfg.view, spec, cfg.per_image,
@@ -47,10 +49,10 @@ class FitPCA(Stage):
             log.info("sampled %d local features of %d dims in %.1f s", *x.shape,
                      time.perf_counter() - t)
         t = time.perf_counter()
-        pca = PCA(n_components=cfg.dim, whiten=cfg.whiten, device=str(self.device)).fit_shared(
+        pca = PCA(n_components=dim, whiten=cfg.whiten, device=str(self.device)).fit_shared(
             None if x is None else torch.from_numpy(x).to(self.device), group)
         log.info("PCA %d -> %d dims in %.1f s; %.1f%% of the variance kept",
-                 pca.n_features_in_, cfg.dim, time.perf_counter() - t,
+                 pca.n_features_in_, dim, time.perf_counter() - t,
                  100 * pca.explained_variance_ratio_.sum().item())
         if not group.leader:
             return
@@ -58,7 +60,7 @@ class FitPCA(Stage):
             backbone=head["backbone"], weights=head["weights"],
             input_size=head["input_size"], layer=layer,
             layer_shape=head["layer_shapes"][layer], view=cfg.view, local=str(spec),
-            input_dim=pca.n_features_in_, dim=cfg.dim, per_image=cfg.per_image, seed=cfg.seed,
+            input_dim=pca.n_features_in_, dim=dim, per_image=cfg.per_image, seed=cfg.seed,
             shards=[str(p) for p in paths]))
 
 
