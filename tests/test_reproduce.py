@@ -297,3 +297,29 @@ def test_each_stage_under_reproduce_counts_what_its_command_counts(reproduce, mo
         runner(stage, "in", "out")
     assert units == ["class", "img", "epoch"]
     assert units == [stages()[s].unit for s in ("train-svm", "extract", "fit-guidance")]
+
+
+def test_the_report_links_the_pictures_it_drew_under_their_row(reproduce, tmp_path):
+    """Issue 38 (a newcomer trap): the report did not link the pictures of
+    <reports>/<setup>-maps; it links them now, relative to the report, under MPP."""
+    setup = reproduce.offline_setup(REPO / "data" / "flowers-demo")
+    reports = tmp_path / "r"
+    rep = reproduce.Reproduction(setup, tmp_path / "work", maps_dir=reports / "flowers-demo-maps")
+    (rep.maps_dir / "plots-mpp").mkdir(parents=True)
+    (rep.maps_dir / "confidence").mkdir()
+    (rep.maps_dir / "plots-mpp" / "confusion.png").write_bytes(b"png")
+    for name in ("00001-dandelion_1", "00000-daisy_2"):
+        (rep.maps_dir / "confidence" / f"{name}.png").write_bytes(b"png")
+    results = {"MPP": {"metrics": {"metric": "accuracy", "top1": 0.9, "n_images": 100},
+                       "dim": 10, "C": 1.0}}
+    text = reproduce.write_report(rep, results, reports, "plan").read_text()
+    assert ("- MPP: [its confusion matrix on the test split](flowers-demo-maps/plots-mpp/"
+            "confusion.png); its SVM's confidence maps (Yoo et al. §4.5) of test photos: "
+            "[00000-daisy_2](flowers-demo-maps/confidence/00000-daisy_2.png), "
+            "[00001-dandelion_1](flowers-demo-maps/confidence/00001-dandelion_1.png).") in text
+    for link in ("flowers-demo-maps/plots-mpp/confusion.png",
+                 "flowers-demo-maps/confidence/00000-daisy_2.png"):
+        assert (reports / link).is_file()
+    bare = reproduce.Reproduction(setup, tmp_path / "work2")
+    assert "## Pictures" not in reproduce.write_report(bare, results, tmp_path / "r2",
+                                                       "plan").read_text()

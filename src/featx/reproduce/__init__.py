@@ -40,7 +40,6 @@ from typing import Any
 
 from featx import environment
 from featx.errors import FeatxError, InputError, OutputError
-from featx.io.output import prepare_folder
 from featx.reproduce.report import write_report
 from featx.reproduce.rows import OFFLINE_PAIRS, PHASES, Row, Setup, backbone_defaults
 from featx.reproduce.rows import benchmarks, offline_setup, rows_of, slug
@@ -105,8 +104,8 @@ def reproduce(data: str | Path, work: str | Path, reports: str | Path, *,
             raise OutputError(f"--{what} {folder} is a file; name a folder")
         refuse_overlap(folder, [data, offline])
     if not plan_only:  # every file it writes is checked writable before the work
-        for folder in (work, reports):
-            prepare_folder(folder)
+        for what, folder in (("work", work), ("reports", reports)):
+            _writable(folder, what)
     found = setups(data, offline, backbone=backbone, weights=weights, input_size=input_size,
                    scales=scales)
     reps = [Reproduction(setup, work, only, maps_dir=reports / f"{setup.name}-maps",
@@ -181,3 +180,19 @@ def _check_arguments(**given: Any) -> None:
         ok, optional, what = rules[name]
         if not ((value is None and optional) or ok(value)):
             raise InputError(f"{name} must be {what}, got {value!r}")
+
+
+def _writable(folder: Path, what: str) -> None:
+    """Refuse ``folder`` (made later, when the work writes into it) if it could not be made
+    or written: its nearest existing ancestor must be a writable folder. Nothing is created
+    here, so a refusal leaves nothing behind."""
+    import os
+
+    existing = Path(os.path.abspath(folder))
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputError(f"--{what} {folder} cannot be made: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(f"--{what} {folder} cannot be written: {existing} is not writable "
+                          "(a read-only file system?); name a folder featx can write")

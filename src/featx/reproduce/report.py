@@ -128,6 +128,29 @@ def _backbone_notes(s) -> str:
     return "".join(f"- {n}\n" for n in notes)
 
 
+def _pictures(rep, reports: Path) -> str:
+    """The pictures the run drew, linked (relative to the report) under the row they
+    explain: MPP's confusion matrix and its SVM's confidence maps of a few test photos."""
+    import os
+
+    folder = getattr(rep, "maps_dir", None)
+    if folder is None or not Path(folder).is_dir():
+        return ""
+
+    def link(path: Path, text: str) -> str:
+        return f"[{text}]({Path(os.path.relpath(path, reports)).as_posix()})"
+
+    items = []
+    confusion = Path(folder) / "plots-mpp" / "confusion.png"
+    if confusion.is_file():
+        items.append(link(confusion, "its confusion matrix on the test split"))
+    maps = sorted((Path(folder) / "confidence").glob("*.png"))
+    if maps:
+        items.append("its SVM's confidence maps (Yoo et al. §4.5) of test photos: "
+                     + ", ".join(link(p, p.stem) for p in maps))
+    return f"## Pictures\n\n- MPP: {'; '.join(items)}.\n\n" if items else ""
+
+
 def write_report(rep, results: dict[str, dict], reports: Path, plan_text: str,
                  spread: dict[str, dict] | None = None, spread_configs: list[str] = (),
                  plan_rows: list[dict] = ()) -> Path:
@@ -208,5 +231,6 @@ def write_report(rep, results: dict[str, dict], reports: Path, plan_text: str,
         guidance_channels=s.guidance_channels,
         guidance_scales=min(s.guidance_scales, s.scales), guidance_epochs=s.guidance_epochs,
         this_run="".join(line + "\n" for line in this_run), plan=plan_text,
-        times="\n".join(times), phase_times="\n".join(phase_times))
+        times="\n".join(times), phase_times="\n".join(phase_times),
+        pictures=_pictures(rep, reports))
     return save_text(reports / f"{s.name}.md", text)
