@@ -11,7 +11,7 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "featx"
 FRONT = ("featx.cli", "featx.api", "featx.reproduce")
 MATHS = ("encoders", "methods", "fit", "backbones", "svm", "metrics", "images", "datasets",
          "windows", "plots", "device", "linalg", "dist")
-LEAVES = ("featx.errors", "featx.interrupt", "featx.digest", "featx.params")
+LEAVES = ("featx.errors", "featx.interrupt", "featx.digest", "featx.params", "featx.environment")
 
 
 def _imports(path: Path) -> set[str]:
