@@ -8,8 +8,8 @@ the source and fails on a read outside this module, or of a variable not declare
 torch.distributed, and never a silent default. :func:`get` returns one parsed value.
 
 The constraints are :mod:`featx.params`'s (an :class:`~featx.params.Interval` of seconds, of
-ports ...) plus two of files: :class:`AppendFile` (a file featx appends to, checked
-writable before the work, as an output is) and :class:`Text` (any non-empty text).
+ports ...) and :class:`~featx.params.Text` (non-empty text), plus :class:`AppendFile` (a file
+featx appends to, checked writable before the work, as an output is).
 """
 
 from __future__ import annotations
@@ -20,21 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from featx.errors import InputError
-from featx.params import Interval
-
-
-@dataclass(frozen=True)
-class Text:
-    """Any non-empty text (featx passes it on, or reads only whether it is set)."""
-
-    def ok(self, value: Any) -> bool:
-        return isinstance(value, str) and bool(value.strip())
-
-    def describe(self) -> str:
-        return "non-empty text"
-
-    def invalid(self) -> list[Any]:
-        return [" "]
+from featx.params import Interval, Text
 
 
 @dataclass(frozen=True)
@@ -74,6 +60,14 @@ class Variable:
     constraint: Any
     default: Any
     what: str
+
+    def invalid(self) -> list[str]:
+        """Texts of the variable its constraint refuses (for the generated tests): the
+        constraint's own, as the environment holds them (text; empty means unset)."""
+        bad = self.constraint.invalid()
+        numbers = [str(v) for v in bad if isinstance(self.constraint, Interval)
+                   and isinstance(v, (int, float)) and not isinstance(v, bool)]
+        return numbers + [v for v in bad if isinstance(v, str) and v]
 
     def parse(self, raw: str) -> Any:
         """The variable's value from its text, or one :class:`InputError` line."""

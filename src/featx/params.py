@@ -130,7 +130,7 @@ class Text:
         return "a non-empty name (str)"
 
     def invalid(self) -> list[Any]:
-        return [3, ""]
+        return [3, "", " "]
 
 
 @dataclass(frozen=True)
