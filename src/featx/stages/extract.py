@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from featx import interrupt
-from featx.backbones import ActivationExtractor, DenseFC, dense_shapes, get_backbone
+from featx.backbones import dense_shapes, get_backbone
 from featx.backbones import layer_shapes, load_model
 from featx.backbones.features import receptive_fields
 from featx.device import release_free_host_memory
@@ -33,7 +33,8 @@ from featx.digest import file_digest
 from featx.errors import FeatxError, ImageDecodeError, InputError, NonFiniteError
 from featx.errors import OutputExistsError
 from featx.datasets import open_dataset
-from featx.images import ImageSource, ViewSpec, decode, normalize_pixels, open_source
+from featx.images import ImageSource, ViewSpec, decode, open_source
+from featx.inference import Engine, compute_precision
 from featx.images import render_pyramid
 from featx.encoding import ShardEncoder, described, encoding_plan
 from featx.encoding import signature as encoding_signature
@@ -187,6 +188,8 @@ class Extract(Stage):
             "pyramid_sizes": pyramid.sizes(size) if pyramid else [],
             "projected": project[1] if project else "",
             "sample": [cfg.sample, cfg.seed] if cfg.sample else [],
+            # the engine's precision: a resume never mixes a GPU's float16 with float32
+            "compute": compute_precision(self.device),
         }
         chunks = [source.records[i:i + cfg.shard_size]
                   for i in range(0, len(source.records), cfg.shard_size)]
@@ -289,16 +292,13 @@ class Extract(Stage):
             release_free_host_memory()  # else shared copy-on-write with the forked workers
         batches = iter(loader)  # the workers start decoding while the model loads
         model, weights_desc = loaded or load_model(bb, cfg.weights, cfg.seed)
-        # channels_last is faster for these convolutions on CPU (oneDNN) and on GPU (cuDNN)
-        model = model.to(device, memory_format=torch.channels_last)
-        extractor = ActivationExtractor(model, bb, layers, DTYPES[cfg.dtype]) if grid_views else None
-        dense = DenseFC(model, bb, pyr_fc).to(device, memory_format=torch.channels_last) \
-            if pyr_fc else None
-        dense_conv = ActivationExtractor(model, bb, pyr_conv) if pyr_conv else None
+        engine = Engine(model, bb, device, layers=layers if grid_views else (),
+                        pyramid_fc=pyr_fc or (), pyramid_conv=pyr_conv or (),
+                        store_dtype=DTYPES[cfg.dtype], compute=signature["compute"],
+                        project=project[0] if project else None)
 
         attrs = output.provenance(**header(weights_desc))
         splits = np.cumsum([0] + [v.count() for v in grid_views])
-        autocast = torch.autocast("cuda", enabled=device.type == "cuda")
 
         def store(good: list, what: str, t: torch.Tensor) -> np.ndarray:
             """A (B, ...) activation checked for NaN/Inf, as a numpy array in the storage dtype."""
@@ -318,25 +318,13 @@ class Extract(Stage):
             grid: dict[tuple[str, str], np.ndarray] = {}
             pyr: dict[tuple[str, int], np.ndarray] = {}
             if grid_views:
-                x = grid_x.to(device, non_blocking=True)
-                with autocast:
-                    feats = extractor(normalize_pixels(x, bb.mean, bb.std, bb.bgr))
-                for name, t in feats.items():
+                for name, t in engine.grid(grid_x).items():
                     t = t.reshape(len(good), per_image, *t.shape[1:])
                     for n, v in enumerate(grid_views):
                         grid[(v.kind, name)] = store(good, name, t[:, splits[n]:splits[n + 1]])
             if pyramid:
                 for s in range(pyramid.scales):  # one forward pass per scale
-                    x = pyr_x[s].to(device, non_blocking=True)
-                    x = normalize_pixels(x, bb.mean, bb.std, bb.bgr)
-                    with autocast:
-                        maps = dense(x) if dense is not None else {}
-                        if dense_conv is not None:
-                            maps.update(dense_conv(x))
-                    for name, t in maps.items():
-                        vecs = t.float().flatten(2).transpose(1, 2)  # (B, h*w, C): dense fc vectors
-                        if project is not None:
-                            vecs = project[0].transform(vecs.flatten(0, 1)).view(*vecs.shape[:2], -1)
+                    for name, vecs in engine.pyramid(pyr_x[s]).items():
                         pyr[(name, s)] = store(good, name, vecs)
             return grid, pyr
 
