@@ -323,3 +323,18 @@ def test_the_report_links_the_pictures_it_drew_under_their_row(reproduce, tmp_pa
     bare = reproduce.Reproduction(setup, tmp_path / "work2")
     assert "## Pictures" not in reproduce.write_report(bare, results, tmp_path / "r2",
                                                        "plan").read_text()
+
+
+def test_a_resumed_run_reports_the_plan_made_before_the_work(reproduce, tmp_path):
+    """The report puts each phase's planned extraction beside what the work took over every
+    run that made it; a resumed run's fresh calibration (of a machine busy or quiet now) is
+    not that plan, so the first run's plan is kept in the work folder and reported."""
+    setup = reproduce.offline_setup(REPO / "data" / "flowers-demo")
+    first = reproduce.Reproduction(setup, tmp_path / "work")
+    made = [{"phase": "fc", "seconds": 156.0}, {"phase": "cl45", "seconds": 18.0}]
+    assert first.first_plan(made, "plan A") == (made, "plan A")
+    again = reproduce.Reproduction(setup, tmp_path / "work")
+    later = [{"phase": "fc", "seconds": 60.0}, {"phase": "cl45", "seconds": 24.0}]
+    assert again.first_plan(later, "plan B") == (made, "plan A")
+    other = [{"phase": "fc", "seconds": 60.0}]  # other phases (--only): a plan of its own
+    assert again.first_plan(other, "plan C") == (other, "plan C")

@@ -133,6 +133,7 @@ def reproduce(data: str | Path, work: str | Path, reports: str | Path, *,
             raise OutputError(f"{setup.name} needs about {peak / GB:.1f} GB of disk in {rep.w} "
                               f"at its peak; {free / GB:.1f} GB are free. Free space or pass "
                               "--work DIR on a larger disk.")
+        rows, text = rep.first_plan(rows, text)  # a resumed run's report: the first plan
         done.append((rep, rep.go(), text, rows))
     argv = ["--data", str(data), "--offline", str(offline),
             *(["--only", ",".join(sorted(only))] if only else []),

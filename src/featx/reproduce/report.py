@@ -148,7 +148,7 @@ def _pictures(rep, reports: Path) -> str:
     if maps:
         items.append("its SVM's confidence maps (Yoo et al. §4.5) of test photos: "
                      + ", ".join(link(p, p.stem) for p in maps))
-    return f"## Pictures\n\n- MPP: {'; '.join(items)}.\n\n" if items else ""
+    return f"\n## Pictures\n\n- MPP: {'; '.join(items)}.\n" if items else ""
 
 
 def write_report(rep, results: dict[str, dict], reports: Path, plan_text: str,

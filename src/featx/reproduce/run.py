@@ -129,6 +129,18 @@ class Reproduction:
         that made this folder's rows (:meth:`record_times`)."""
         return self._recorded("times")
 
+    def first_plan(self, rows: list[dict], text: str) -> tuple[list[dict], str]:
+        """The plan made before the work this folder holds (``plan.json``): recorded by the
+        run that starts the work, kept by every run that resumes it, so that the report puts
+        the planned extraction beside the time the work took (summed over those runs), not a
+        later run's fresh calibration beside it."""
+        known = self._recorded("plan")
+        if [r["phase"] for r in known.get("rows", [])] == [r["phase"] for r in rows]:
+            return known["rows"], known["text"]
+        self._record("plan", "rows", rows)
+        self._record("plan", "text", text)
+        return rows, text
+
     @property
     def deviations(self) -> list[str]:
         return list(self._recorded("deviations").values())
