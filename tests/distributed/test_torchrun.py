@@ -26,6 +26,9 @@ def single(*args) -> None:
     assert res.exit_code == 0, res.stderr
 
 
+STDOUT: dict[str, str] = {}  # what each torchrun of the chain printed, by output name
+
+
 def both(root: Path, name: str, *args) -> tuple[Path, Path]:
     """Run ``args`` (writing ``root/out/name``) in one process, keep that output as
     ``root/ref/name``, then run the same command under torchrun: (one process's, torchrun's)."""
@@ -35,6 +38,7 @@ def both(root: Path, name: str, *args) -> tuple[Path, Path]:
     shutil.move(out, ref)
     res = torchrun(*args)
     assert res.returncode == 0, res.stderr[-3000:]
+    STDOUT[name] = res.stdout
     return ref, out
 
 
@@ -192,14 +196,14 @@ def test_two_nodes_rendezvous_and_fit_the_same_pca(chain, tmp_path):
                                    err_msg=key)
 
 
-def test_the_paths_are_printed_once_by_rank_zero_in_order(chain, tmp_path):
+def test_the_paths_are_printed_once_by_rank_zero_in_order(chain):
     """Issue 36.1's class: every command's CLI layer under torchrun prints on stdout from rank
-    0 only -- every rank's paths, in shard order, each once -- so a pipe reads one list."""
-    acts, pca = chain["acts"][1], chain["pca"][1]
-    res = torchrun("encode", acts, "--pca", pca, "--device", "cpu", "-o", tmp_path / "enc")
-    assert res.returncode == 0, res.stderr[-3000:]
-    shards = sorted(str(p) for p in (tmp_path / "enc").glob("shard-*.h5"))
-    assert len(shards) == 5 and res.stdout.splitlines() == shards
+    0 only -- every rank's paths, in shard order, each once -- so a pipe reads one list (5
+    shards: 3 of rank 0's, 2 of rank 1's); a model, once."""
+    for name in ("acts", "enc"):
+        shards = sorted(str(p) for p in chain[name][1].glob("shard-*.h5"))
+        assert len(shards) == 5 and STDOUT[name].splitlines() == shards, STDOUT[name]
+    assert STDOUT["pca.h5"].splitlines() == [str(chain["pca"][1])]
 
 
 def test_each_ranks_error_names_the_rank_once(chain, tmp_path):

@@ -59,10 +59,17 @@ def test_the_offline_report_describes_the_photos_it_ran_on(reproduce, tmp_path):
 
 
 def test_the_offline_warning_names_the_photos_and_comes_after_the_rows_are_checked(
-        reproduce, tmp_path, caplog):
+        reproduce, tmp_path, caplog, monkeypatch):
     """Issue 36 (weak): --only NOPE --offline imgs first warned about "the shipped flower
-    photos", then refused the row."""
+    photos", then refused the row. (The run is stopped at its plan, which comes after the
+    warning: the plan's calibration would extract images.)"""
     from featx.errors import InputError
+
+    class Planned(Exception):
+        pass
+
+    def plan(rep):
+        raise Planned
 
     photos = _photos(tmp_path / "p")
     (tmp_path / "empty").mkdir()
@@ -70,10 +77,10 @@ def test_the_offline_warning_names_the_photos_and_comes_after_the_rows_are_check
         reproduce.reproduce(tmp_path / "empty", tmp_path / "w", tmp_path / "r",
                             offline=photos, only={"NOPE"}, plan_only=True)
     assert "OFFLINE" not in caplog.text
-    with caplog.at_level(logging.WARNING, "featx"):
+    monkeypatch.setattr(reproduce, "plan", plan)
+    with caplog.at_level(logging.WARNING, "featx"), pytest.raises(Planned):
         reproduce.reproduce(tmp_path / "empty", tmp_path / "w", tmp_path / "r",
-                            offline=photos, only={"CNN-Global"}, plan_only=True,
-                            weights="none", input_size=64)
+                            offline=photos, only={"CNN-Global"}, plan_only=True)
     assert f"OFFLINE chain on the photos in {photos}" in caplog.text
     assert "shipped" not in caplog.text
 
