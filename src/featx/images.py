@@ -1,7 +1,7 @@
 """Image sources, decoding, and the views of an image that the methods run the CNN on.
 
 A *source* is a list of :class:`ImageRecord` (id, path, labels, split) plus the class names;
-folders, lists of paths and the dataset adapters all produce one. Views (DESIGN.md, extract):
+folders, lists of paths and the dataset adapters all produce one. Views (docs/extract.md):
 
 - ``whole``: the image resized to the input size (aspect ratio not kept, as in the papers);
 - ``blocks:MxN``: M rows by N columns of non-overlapping blocks, each resized to the input size

@@ -45,7 +45,7 @@ class Setup:
     # Liu §4.1: "For all datasets except H3D, we set M = N = 2 and we set M = 2, N = 1 for H3D"
     blocks: str = "2x2"
     # the fc baselines' normalisation: None is their paper's (L2 alone, Yoo et al. Table 2);
-    # True adds the signed square root, as featx did before issue 27
+    # True adds the signed square root (featx's earlier default for them)
     fc_power: bool | None = None
     memory_gb: float = 2.0
     extra: list = field(default_factory=list)

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 GB = 1e9
 # a phase's extraction time is calibrated on enough images (beyond one that pays the
-# start-up) for about this many CNN forwards: with 2 images (issue 28.7) the start-up's own
+# start-up) for about this many CNN forwards: with 2 images the start-up's own
 # jitter (a second or so) could halve, double or zero a phase's estimate
 CALIBRATION_FORWARDS = 96
 

@@ -25,7 +25,7 @@ function that advances that task (``advance(n=1, note=None)``; a note such as a 
 beside the bar). The CLI passes one that draws rich progress bars.
 
 No stage imports another; what two stages share lives below them (``featx.sampling``,
-``featx.io``, ``featx.models``).
+``featx.io``, ``featx.encoding``, ``featx.inference``).
 """
 
 from __future__ import annotations
