@@ -4,6 +4,7 @@ chain from Python, and what they return is what the pure functions give."""
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -51,5 +52,45 @@ def test_the_api_page_runs_and_its_results_are_the_stages(tmp_path, monkeypatch,
     assert isinstance(best, PCA)
     np.testing.assert_allclose(np.abs(np.asarray(best.components_)),
                                np.abs(np.asarray(direct.components_)), atol=1e-6)
+    # predict labels the test photos as evaluate scores their encodings, bit for bit, and
+    # the Classifier agrees with the table
+    from featx.io import PredictionShard, read_bundle
+
+    ids, x_test, _, _ = featx.load_encodings(ns["enc_test"])
+    want = dict(zip(ids, scores(x_test, weights, biases)))
+    got, paths = {}, {}
+    for shard in sorted(Path("work/api/predicted").glob("shard-*.h5")):
+        with PredictionShard(shard) as sh:
+            got.update(zip(sh.ids, sh.scores()))
+            paths.update(zip(sh.ids, sh.paths))
+    assert len(got) == 100 and set(want) <= set(got)
+    assert all(np.array_equal(got[i], want[i]) for i in want)
+    classes = read_bundle(ns["bundle"]).classes
+    table = {r.split(",")[0]: r.split(",")[1]
+             for r in Path(ns["table"]).read_text().splitlines()[1:]}
+    top1 = np.mean([classes[int(want[i].argmax())] == Path(paths[i]).parent.name for i in want])
+    assert top1 == pytest.approx(ns["metrics"]["top1"], abs=1e-12)
+    assert list(ns["clf"].predict(ns["roses"])) == [table[os.path.abspath(p)]
+                                                    for p in ns["roses"]]
+    # the command line in a fresh process writes the same table, and no activations
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "featx", "-q", "predict", ns["bundle"],
+                          "--dataset", "folder", "--root", "data/flowers-demo", "--split",
+                          "test", "-o", "work/cli-predicted"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert Path(res.stdout.strip()).read_text() == Path(ns["table"]).read_text()
+    written = {p.name for p in Path("work/cli-predicted").iterdir()}
+    assert written == {"predictions.csv", ".featx.lock", "shard-00000.h5"}
+    with PredictionShard("work/cli-predicted/shard-00000.h5") as sh:
+        assert sh.attrs["kind"] == "predictions"
+    # the grid on the photos themselves: two folds' photo sets and the refit's extracted,
+    # once each, for four fits and the refit; the refit's features are the stages'
+    assert len(list(Path("work/api/cache").glob("acts-*"))) == 3
+    best = ns["images"].best_estimator_.named_steps["f"]
+    assert best.dim == ns["images"].best_params_["f__dim"]
+    x = best.transform(ns["photos"])
+    assert x.shape[0] == 30 and x.dtype == np.float32
     # load gives the PCA fit_pca wrote, by its kind
     assert type(ns["model"]).__name__ == "PCA" and ns["model"].n_components == 64

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "featx"
-FRONT = ("featx.cli", "featx.api", "featx.reproduce")
+FRONT = ("featx.cli", "featx.api", "featx.reproduce", "featx.transformer")
 MATHS = ("encoders", "methods", "fit", "backbones", "svm", "metrics", "images", "datasets",
          "windows", "plots", "device", "linalg", "dist")
 LEAVES = ("featx.errors", "featx.interrupt", "featx.digest", "featx.params", "featx.environment")

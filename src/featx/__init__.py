@@ -4,7 +4,9 @@ Cross-convolutional-layer pooling (Liu et al., CVPR 2015) and multi-scale pyrami
 Fisher vectors over dense CNN activations (Yoo et al., arXiv 1412.1628), as a chain of
 command-line stages over HDF5 shards, and from Python: ``featx.extract``, ``featx.fit_pca``,
 ``featx.fit_gmm``, ``featx.fit_guidance``, ``featx.encode``, ``featx.join``,
-``featx.train_svm``, ``featx.evaluate``, ``featx.maps``, ``featx.load`` (:mod:`featx.api`,
+``featx.train_svm``, ``featx.evaluate``, ``featx.export``, ``featx.predict``,
+``featx.Classifier``, ``featx.ImageFeatures`` (a scikit-learn transformer on image paths),
+``featx.maps``, ``featx.load`` (:mod:`featx.api`,
 docs/api.md) and ``featx.reproduce`` (the papers' tables). See ``docs/`` for the stages and
 the file format.
 """
@@ -18,8 +20,9 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 from featx.errors import FeatxError  # noqa: E402
 
-_API = ("encode", "evaluate", "extract", "fit_gmm", "fit_guidance", "fit_pca", "image_source",
-        "join", "layers", "load", "load_encodings", "maps", "train_svm")
+_API = ("Classifier", "encode", "evaluate", "export", "extract", "fit_gmm", "fit_guidance",
+        "fit_pca", "image_source", "join", "layers", "load", "load_encodings", "maps", "predict",
+        "train_svm")
 
 
 def __getattr__(name: str):
@@ -28,6 +31,10 @@ def __getattr__(name: str):
         from featx import api
 
         return getattr(api, name)
+    if name == "ImageFeatures":  # scikit-learn's transformer on image paths
+        from featx.transformer import ImageFeatures
+
+        return ImageFeatures
     if name == "reproduce":  # the package: featx.reproduce.reproduce(data, work, reports)
         import importlib
 
@@ -35,4 +42,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'featx' has no attribute {name!r}")
 
 
-__all__ = ["FeatxError", "__version__", *_API]
+__all__ = ["FeatxError", "ImageFeatures", "__version__", *_API]

@@ -93,7 +93,7 @@ RULES: dict[str, Rule] = {
     "images": _IMAGES, "out": _PATH, "activations": _PATHS, "encodings": _PATHS,
     "parts": Rule(lambda x: isinstance(x, (list, tuple)) and all(_is_path(p) for p in x),
                   "a list of encoding folders", ["a", "b"], ("ab", b"ab", [3])),
-    "model": _PATH, "path": _PATH, "pca": _PATH, "root": _PATH,
+    "model": _PATH, "path": _PATH, "pca": _PATH, "root": _PATH, "bundle": _PATH,
     "dataset": _TEXT, "split": Rule(lambda x: isinstance(x, str), "a split name (str)", "",
                                     (3, b"train")),
     "crop_boxes": Rule(lambda x: isinstance(x, bool), "True or False", False, ("no", 1)),
@@ -422,5 +422,161 @@ def load(path: str | Path, device: str = "cpu") -> tuple[Any, dict[str, Any]]:
         return load_model(path, resolve_device(device))
 
 
-__all__ = ["encode", "evaluate", "extract", "fit_gmm", "fit_guidance", "fit_pca",
-           "image_source", "join", "layers", "load", "load_encodings", "maps", "train_svm"]
+@_checked
+def export(model: str | Path, out: str | Path, *, encodings: Paths | None = None,
+           progress: Callable | None = None, verbose: bool = True,
+           **settings: Any) -> Path | None:
+    """One classifier bundle (``out``) of the SVM ``model`` and the chain that made its
+    training encodings (``encodings``: their folder, default the one the SVM records).
+    ``settings``: pca, gmm, guidance, project, weights (where the files are no longer at the
+    paths the chain recorded; each is checked by digest), overwrite. Run it with
+    :func:`predict` or :class:`Classifier`."""
+    from featx.stages import export as stage
+
+    settings = _strings({"model": model, "encodings": None if encodings is None else
+                         tuple(_list(encodings)), **settings})
+    with _parameter_names():
+        cfg = stage.ExportConfig(**settings, command=_command("export", out, **settings))
+        with _reported(progress, verbose, "export") as progress:
+            paths = stage.run(out, cfg, progress=progress)
+    return paths[0] if paths else None
+
+
+@_checked
+def predict(bundle: str | Path, images: Paths | None, out: str | Path, *,
+            dataset: str | None = None, root: str | Path | None = None, split: str = "",
+            progress: Callable | None = None, verbose: bool = True,
+            **settings: Any) -> Path | None:
+    """The labels of ``images`` (or a benchmark: ``dataset``, ``root``, ``split``) under the
+    classifier ``bundle`` (:func:`export`): predictions shards and the table
+    ``out/predictions.csv`` (or ``.jsonl``), whose path it returns. ``settings``: top_k,
+    format, weights, batch_size, device, workers, shard_size, skip_bad, overwrite."""
+    source = image_source(images, dataset=dataset, root=root, split=split)
+    return _one("predict", "PredictConfig", "predict", source, out,
+                {"bundle": bundle, **settings}, progress,
+                images if images is not None else {"dataset": dataset, "root": str(root),
+                                                    "split": split}, verbose=verbose)
+
+
+class Classifier:
+    """A classifier bundle (featx export) as an estimator on images, scikit-learn's way:
+
+        clf = featx.Classifier.load("flowers.featx.h5")
+        clf.predict(["a.jpg", "b.jpg"])          # array(['roses', 'tulips'])
+        clf.decision_function("photos/")        # (N, classes) scores
+        clf.predict_proba(images)               # when the model has probabilities
+
+    ``images``: a path (an image or a folder), a list of paths, PIL images, or uint8 RGB
+    arrays (one (H, W, 3) or a batch (N, H, W, 3)); arrays and PIL images are written as
+    lossless PNGs for the run. Each call is one :func:`predict` pass (the model loads once a
+    call). ``settings``: device, batch_size, workers, weights (predict's)."""
+
+    def __init__(self, path: str | Path, *, verbose: bool = False, **settings: Any):
+        from featx.io import read_bundle
+
+        if not _is_path(path):
+            raise InputError(f"path must be a path (str or os.PathLike), got {path!r}")
+        if not isinstance(verbose, bool):
+            raise InputError(f"verbose must be True or False, got {verbose!r}")
+        from featx.configs import PredictConfig
+
+        with _parameter_names():
+            PredictConfig(bundle=str(path), **_strings(settings))  # checked now, not at use
+            self.bundle = read_bundle(path)
+        self.path, self.verbose, self.settings = Path(path), verbose, settings
+        import numpy as np
+
+        self.classes_ = np.asarray(self.bundle.classes)
+        self.multilabel = bool(self.bundle.recipe["multilabel"])
+        self.probability = self.bundle.recipe["probability"] or ""
+        import tempfile
+
+        from featx.io import load_svm_extras
+
+        with tempfile.TemporaryDirectory(prefix="featx-classifier-") as tmp:
+            self._platt = load_svm_extras(self.bundle.unpack(tmp)["svm"]).get("platt")
+
+    @classmethod
+    def load(cls, path: str | Path, **settings: Any) -> Classifier:
+        return cls(path, **settings)
+
+    def __repr__(self) -> str:
+        r = self.bundle.recipe
+        return (f"featx.Classifier({str(self.path)!r}: {'+'.join(r['encode']['methods'])} on "
+                f"{r['backbone']}, {len(self.classes_)} classes)")
+
+    def decision_function(self, images: Any) -> Any:
+        """(N, classes) float32 scores of ``images``, in their order."""
+        import tempfile
+
+        import numpy as np
+
+        from featx.io import PredictionShard
+
+        with tempfile.TemporaryDirectory(prefix="featx-classifier-") as tmp:
+            paths = _image_paths(images, Path(tmp) / "images")
+            table = predict(self.path, paths, Path(tmp) / "out", verbose=self.verbose,
+                            **self.settings)
+            scores = {}
+            for shard in sorted(Path(table).parent.glob("shard-*.h5")):
+                with PredictionShard(shard) as sh:
+                    scores.update(zip(sh.paths, sh.scores()))
+            return np.stack([scores[os.path.abspath(p)] for p in paths]) if paths else \
+                np.zeros((0, len(self.classes_)), np.float32)
+
+    def predict(self, images: Any) -> Any:
+        """The label of each image (``classes_``); a multi-label model: an (N, classes)
+        indicator of the labels scored over 0."""
+        s = self.decision_function(images)
+        return s > 0 if self.multilabel else self.classes_[s.argmax(1)]
+
+    def predict_proba(self, images: Any) -> Any:
+        """(N, classes) probabilities, for a model trained with them (train-svm --loss
+        logistic, or --calibrate)."""
+        from featx import svm
+
+        if not self.probability:
+            raise InputError(f"{self.path} has no probabilities: train it with --loss "
+                             "logistic or --calibrate")
+        return svm.probabilities(self.decision_function(images), self.probability,
+                                 self.multilabel, self._platt)
+
+
+def _image_paths(images: Any, folder: Path) -> list[str]:
+    """``images`` as a list of image files: paths as they are (a folder: its images, sorted
+    as featx reads them), PIL images and uint8 arrays written as PNGs into ``folder``."""
+    import numpy as np
+
+    if _is_path(images):
+        from featx.images import open_source
+
+        return [r.path for r in open_source([str(images)]).records]
+    items = list(images) if isinstance(images, (list, tuple)) else \
+        list(images) if isinstance(images, np.ndarray) and images.ndim == 4 else [images]
+    out = []
+    for n, item in enumerate(items):
+        if _is_path(item):
+            out.append(str(item))
+            continue
+        if isinstance(item, np.ndarray):
+            if item.dtype != np.uint8 or item.ndim != 3 or item.shape[2] != 3:
+                raise InputError(f"images[{n}]: an array must be uint8 (H, W, 3) RGB, got "
+                                 f"{item.dtype} {item.shape}")
+            from PIL import Image
+
+            item = Image.fromarray(item)
+        if not hasattr(item, "save") or not hasattr(item, "mode"):
+            raise InputError(f"images must be paths, PIL images or uint8 arrays; images[{n}] "
+                             f"is {type(item).__name__}")
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"{n:06d}.png"
+        item.convert("RGB").save(target)
+        out.append(str(target))
+    if not out:
+        raise InputError("images is empty")
+    return out
+
+
+__all__ = ["Classifier", "encode", "evaluate", "export", "extract", "fit_gmm", "fit_guidance",
+           "fit_pca", "image_source", "join", "layers", "load", "load_encodings", "maps",
+           "predict", "train_svm"]

@@ -353,3 +353,56 @@ class MapsConfig:
         if self.model:
             return "confidence" if self.gmm else "contribution"
         return "channels"
+
+
+# --- export, predict ----------------------------------------------------------------------
+
+PREDICT_FORMATS = ("csv", "jsonl")
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """``model``: the SVM (train-svm) to export; ``encodings``: the folders of its training
+    encodings (None: the ones the SVM records). ``pca``, ``gmm``, ``guidance``, ``project``:
+    the model files the chain used, where they are no longer at the paths the encodings
+    record; ``weights``: the state-dict file, when the backbone's weights came from one."""
+
+    model: str = param("", File())
+    encodings: Sequence[str] | None = param(None, Names(), optional=True)
+    pca: str | None = param(None, File(), optional=True)
+    gmm: str | None = param(None, File(), optional=True)
+    guidance: str | None = param(None, File(), optional=True)
+    project: str | None = param(None, File(), optional=True)
+    weights: str | None = param(None, File(), optional=True)
+    overwrite: bool = param(False, Flag())
+    command: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.model:
+            raise InputError("export needs --model (an SVM from featx train-svm)")
+        validate(self)
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    """``bundle``: a classifier bundle (featx export); ``top_k`` labels a photo (a
+    multi-label model: every label whose score is over 0, its decision threshold);
+    ``format`` of the table; ``weights``: the state-dict file, when the bundle's backbone
+    weights came from one (checked by digest). The rest as featx extract's."""
+
+    bundle: str = param("", File())
+    top_k: int = param(1, Interval(int, 1))
+    format: str = param("csv", Options(PREDICT_FORMATS))
+    weights: str | None = param(None, File(), optional=True)
+    batch_size: int = param(64, Interval(int, 1))
+    device: str = param("auto", Text())
+    workers: int | None = param(None, Interval(int, 0), optional=True)
+    shard_size: int = param(1000, Interval(int, 1))
+    skip_bad: bool = param(False, Flag())
+    overwrite: bool = param(False, Flag())
+    command: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.bundle:
+            raise InputError("predict needs a classifier bundle (featx export)")
+        validate(self)

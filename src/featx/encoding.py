@@ -58,6 +58,8 @@ def described(cfg: EncodeConfig, plan: EncodePlan) -> dict[str, Any]:
     """The other attributes an encoding shard records (beside :func:`signature`)."""
     layers = plan.context.layers
     return {"pca": str(Path(cfg.pca).resolve()) if cfg.pca else "",
+            "gmm": str(Path(cfg.gmm).resolve()) if cfg.gmm else "",
+            "guidance": str(Path(cfg.guidance).resolve()) if cfg.guidance else "",
             "local_layer": layers.get("local", ""), "guide_layer": layers.get("guide", ""),
             "fc_layer": layers.get("fc", ""), "dtype": cfg.dtype}
 
@@ -70,12 +72,14 @@ class ShardEncoder:
 
     def __init__(self, target: Path, plan: EncodePlan, cfg: EncodeConfig, attrs: dict,
                  *, label_kind: str | None, num_classes: int, images: int, device: torch.device,
-                 folder, source: str):
+                 folder, source: str, writer=None):
         self.plan, self.cfg, self.device, self.folder = plan, cfg, device, folder
         self.images, self.source = images, source
-        self.writer = EncodingWriter(target, attrs, label_kind=label_kind,
-                                     num_classes=num_classes, quantize=cfg.quantize,
-                                     dtype=cfg.dtype)
+        # where the encodings go: an encoding shard, or (featx predict) a scorer with the
+        # same append / skip / commit / abort
+        self.writer = writer or EncodingWriter(target, attrs, label_kind=label_kind,
+                                               num_classes=num_classes, quantize=cfg.quantize,
+                                               dtype=cfg.dtype)
         self.ids: list[str] = []
         self.acts: dict[tuple[str, str], list] = {}
         self.labels: list[np.ndarray] = []
@@ -125,7 +129,7 @@ class ShardEncoder:
         # a finite sum is proof enough (one reading pass); else look at every value
         if not torch.isfinite(vec.sum()) and not torch.isfinite(vec).all():
             raise InputError(f"non-finite encodings for images of {self.source}")
-        if self.written == 0:  # the width is known now: is there room for the shard?
+        if self.written == 0 and self.folder is not None:  # is there room for the shard?
             cfg = self.cfg
             itemsize = 1 / 4 if cfg.quantize != "none" else 4 if cfg.dtype == "float32" else 2
             self.folder.require_space(int(self.images * vec.shape[1] * itemsize) + (1 << 20))

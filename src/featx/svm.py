@@ -248,7 +248,11 @@ def row_digests(x: np.ndarray) -> np.ndarray:
 
 
 def scores(x: np.ndarray, weights: np.ndarray, biases: np.ndarray) -> np.ndarray:
-    """(N, C) decision values."""
+    """(N, C) decision values; a row's are the same bits whichever rows it is scored with
+    (BLAS takes a single row down another path, matrix-vector, whose sums round otherwise:
+    it is scored as a pair), so predict's scores of a photo are evaluate's."""
+    if len(x) == 1:
+        return (np.concatenate([x, x]) @ weights.T + biases.astype(np.float32))[:1]
     return x @ weights.T + biases.astype(np.float32)
 
 

@@ -61,7 +61,7 @@ def run_ok(*args) -> str:
 @pytest.fixture(scope="package")
 def chain(tmp_path_factory, alexnet_weights):
     """Two classes of 3 generated photos; conv4/conv5 activations in shards of 3, a PCA,
-    encodings and an SVM."""
+    encodings, an SVM and its classifier bundle (the weights: weights.pt)."""
     root = tmp_path_factory.mktemp("rel")
     class_folders(root / "ds", ("a", "b"), 3, (320, 240), name="{i}.png")
     run_ok("extract", "--dataset", "folder", "--root", root / "ds", "--weights", alexnet_weights,
@@ -70,4 +70,7 @@ def chain(tmp_path_factory, alexnet_weights):
            "-o", root / "pca.h5")
     run_ok("encode", root / "acts", "--pca", root / "pca.h5", "-o", root / "enc")
     run_ok("train-svm", root / "enc", "-o", root / "svm.h5")
+    (root / "weights.pt").symlink_to(alexnet_weights)  # the chain's weights, by its side
+    run_ok("export", "--model", root / "svm.h5", "--weights", root / "weights.pt", "-o",
+           root / "bundle.h5")
     return root

@@ -125,6 +125,7 @@ def test_an_image_replaced_during_the_extraction_is_named_and_its_shard_not_writ
 def test_a_huge_batch_size_is_clamped(caplog, monkeypatch, make_images, tmp_path):
     """The warning is said when the config is made, and the run's loader takes MAX_BATCH CNN
     inputs at most (here 1 view an image: MAX_BATCH images a batch)."""
+    import featx.extraction as driver
     import featx.stages.extract as stage
     from featx.images import folder_source
 
@@ -132,8 +133,8 @@ def test_a_huge_batch_size_is_clamped(caplog, monkeypatch, make_images, tmp_path
     cfg = ExtractConfig(batch_size=100_000, weights="none", workers=0, input_size=64)
     assert f"using {MAX_BATCH}" in caplog.text
     seen = []
-    real = stage.DataLoader
-    monkeypatch.setattr(stage, "DataLoader",
+    real = driver.DataLoader  # the extraction's loader (featx.extraction.run)
+    monkeypatch.setattr(driver, "DataLoader",
                         lambda *a, **kw: seen.append(kw["batch_size"]) or real(*a, **kw))
     stage.run(folder_source(make_images(2)), tmp_path / "acts", cfg)
     assert seen == [MAX_BATCH]

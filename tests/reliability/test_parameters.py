@@ -25,7 +25,8 @@ pytestmark = pytest.mark.reliability
 # the settings a config cannot be made without
 REQUIRED = {"FitPCAConfig": {"layer": "conv4"}, "FitGMMConfig": {"pca": "p.h5"},
             "EncodeConfig": {"pca": "p.h5"}, "EvaluateConfig": {"model": "m.h5"},
-            "MapsConfig": {"layer": "conv5"}}
+            "MapsConfig": {"layer": "conv5"}, "ExportConfig": {"model": "m.h5"},
+            "PredictConfig": {"bundle": "b.h5"}}
 PYTHON_NAMES = {"--memory": "memory_gb", "--method": "method", "--C": "C"}  # where the option is not the field's name
 
 
@@ -46,7 +47,8 @@ CASES = [(cfg, f, bad) for cfg in _configs() for f in constrained(cfg)
 def test_every_stage_config_has_constraints():
     assert {cfg.__name__ for cfg in _configs()} == {
         "ExtractConfig", "FitPCAConfig", "FitGMMConfig", "FitGuidanceConfig", "EncodeConfig",
-        "JoinConfig", "TrainSVMConfig", "EvaluateConfig", "MapsConfig"}
+        "JoinConfig", "TrainSVMConfig", "EvaluateConfig", "MapsConfig", "ExportConfig",
+        "PredictConfig"}
     assert all(constrained(cfg) for cfg in _configs())
 
 
@@ -80,6 +82,10 @@ def _base(chain: Path, tmp: Path) -> dict[str, list]:
         "train-svm": [chain / "enc", "-o", tmp / "o.h5"],
         "evaluate": [chain / "enc", "--model", chain / "svm.h5"],
         "maps": [chain / "acts", "--layer", "conv5", "-o", tmp / "o"],
+        "export": ["--model", chain / "svm.h5", "--weights", chain / "weights.pt", "-o",
+                   tmp / "o.h5"],
+        "predict": [chain / "bundle.h5", chain / "ds", "--weights", chain / "weights.pt",
+                    "--workers", "0", "-o", tmp / "o"],
         "layers": ["alexnet"],
         "reproduce": ["--work", tmp / "w", "--reports", tmp / "r", "--plan"],
     }
@@ -103,6 +109,9 @@ EXPLICIT = {
     ("evaluate", "--scores"): "{dir}",
     ("maps", "--layer"): "nope", ("maps", "--channels"): "a", ("maps", "--classes"): "nope",
     ("maps", "--device"): "nope",
+    ("predict", "--root"): "/nonexistent", ("predict", "--split"): "nope",
+    ("export", "--encodings"): "/nonexistent/x",
+    ("predict", "--device"): "nope",
     ("layers", "--input-size"): "31",
     ("reproduce", "--work"): "{file}", ("reproduce", "--reports"): "{file}",
     ("reproduce", "--backbone"): "nope", ("reproduce", "--weights"): "/nonexistent.pt",
@@ -111,6 +120,9 @@ EXPLICIT = {
 }
 # options needing others to mean anything: what goes with them
 WITH = {("extract", "--root"): ["--dataset", "folder"],
+        ("predict", "--root"): ["--dataset", "folder"],
+        ("predict", "--split"): ["--dataset", "folder"],
+        ("predict", "--dataset"): [],
         ("extract", "--split"): ["--dataset", "folder"],
         ("extract", "--dataset"): [],
         ("extract", "--encode-views"): ["--encode", "cross-layer", "--pca", "{chain}/pca.h5"],
@@ -172,7 +184,7 @@ def test_an_invalid_option_is_one_error_line_naming_it(chain, tmp_path, command,
     with_ = [a.format(chain=chain) for a in WITH.get((command, flag), [])]
     if with_[:1] == ["--model"]:  # class evidence instead of channel overlays
         base = [a for a in base if a not in ("--layer", "conv5")]
-    if (command, flag) == ("extract", "--dataset") or with_[:1] == ["--dataset"]:
+    if (command in ("extract", "predict") and flag == "--dataset") or with_[:1] == ["--dataset"]:
         base = [a for a in base if a != str(chain / "ds")] + (["--root", str(chain / "ds")]
                                                               if flag != "--root" else [])
     for bad in _invalid(command, opt):

@@ -26,7 +26,7 @@ DRIVER_ONLY = ("output_folder(", "model_output(", "resolve_device(", "interrupt.
 def test_every_stage_is_one_driver_stage_named_as_its_command():
     found = stages.stages()
     assert set(found) == {"extract", "fit-pca", "fit-gmm", "fit-guidance", "encode", "join",
-                          "train-svm", "evaluate", "maps"}
+                          "train-svm", "evaluate", "export", "predict", "maps"}
     assert set(found) <= set(all_commands())
     for name, cls in found.items():
         assert cls.run is Stage.run, f"{name} overrides the driver"

@@ -38,6 +38,8 @@ COMMANDS = {
     "join": ("encode", "join", "Encodings of the same images side by side."),
     "train-svm": ("classify", "train_svm", "One-vs-rest linear SVMs on encodings."),
     "evaluate": ("classify", "evaluate", "The metrics of encodings under an SVM."),
+    "export": ("predict", "export", "A trained chain as one classifier file."),
+    "predict": ("predict", "predict", "Labels for new photos from a classifier file."),
     "maps": ("draw", "maps", "Where the evidence lies in each image."),
     "layers": ("layers", "layers", "The backbones, and a backbone's layers."),
     "reproduce": ("reproduce", "reproduce", "The papers' tables beside ours."),

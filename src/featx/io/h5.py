@@ -53,3 +53,12 @@ def read_attrs(obj: h5py.HLObject) -> dict[str, Any]:
 
 def decode_strings(ds: h5py.Dataset) -> list[str]:
     return [s.decode() for s in ds[:]]
+
+
+def why(exc: OSError) -> str:
+    """An HDF5 open error in one line of plain words (h5py's text spans several lines of the
+    library's internals)."""
+    text = str(exc)
+    if "signature" in text or "truncated" in text or "file format" in text.lower():
+        return "not an HDF5 file, or a truncated one"
+    return exc.strerror or text.splitlines()[0] if text else type(exc).__name__

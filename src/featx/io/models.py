@@ -19,7 +19,8 @@ import torch
 
 from featx.digest import file_digest
 from featx.errors import DiskFullError, InputError, ProvenanceError
-from featx.io.h5 import FORMAT_VERSION, TMP_SUFFIX, read_attrs, write_attrs
+from featx.io.bundle import KIND as CLASSIFIER, read_bundle, save_bundle
+from featx.io.h5 import FORMAT_VERSION, TMP_SUFFIX, read_attrs, why as _why, write_attrs
 from featx.io.output import file_size_limit
 
 if TYPE_CHECKING:  # featx.fit (scikit-learn) is imported when a model is read, not with featx.io
@@ -285,6 +286,11 @@ class ModelKind:
         return f"method {users} needs {self.option} (a {self.what} from featx {self.made_by})"
 
 
+def _load_bundle(path, device=None):
+    bundle = read_bundle(path)
+    return bundle, bundle.attrs
+
+
 def _load_svm(path, device=None):
     weights, biases, attrs = load_svm(path)
     return (weights, biases), attrs
@@ -298,16 +304,8 @@ MODEL_KINDS: dict[str, ModelKind] = {k.name: k for k in (
     ModelKind("guidance", load_guidance, save_guidance, "fit-guidance", "guidance layer",
               ("backbone", "weights", "input_size")),
     ModelKind("svm", _load_svm, save_svm, "train-svm", "SVM"),
+    ModelKind(CLASSIFIER, _load_bundle, save_bundle, "export", "classifier bundle"),
 )}
-
-
-def _why(exc: OSError) -> str:
-    """An HDF5 open error in one line of plain words (h5py's text spans several lines of the
-    library's internals)."""
-    text = str(exc)
-    if "signature" in text or "truncated" in text or "file format" in text.lower():
-        return "not an HDF5 file, or a truncated one"
-    return exc.strerror or text.splitlines()[0] if text else type(exc).__name__
 
 
 def model_kind(path: str | Path) -> str:

@@ -17,6 +17,11 @@ from featx.errors import OutputExistsError, ProvenanceError
 
 # what identifies one extraction: activations, and every model fitted on them, must agree here
 EXTRACTION_KEYS = ("backbone", "weights", "input_size")
+# what an activation shard records of how it was extracted (featx.extraction.plan's
+# signature): a rerun resumes only over these, and an encoding records them (featx export)
+EXTRACTION_SIGNATURE = ("kind", "backbone", "layers", "views", "input_size", "dtype",
+                        "shard_size", "mean", "std", "bgr", "jitter_size", "interpolation",
+                        "pyramid_sizes", "projected", "sample", "compute")
 # what an SVM model shares with the encodings it scores
 # (``normalisation`` is what each block went through, whatever --power-norm said)
 ENCODING_KEYS = EXTRACTION_KEYS + ("methods", "views", "normalisation", "l2", "quantize",

@@ -241,6 +241,21 @@ class EncodingWriter(_ShardWriter):
         self._append(ids, data, labels)
 
 
+class PredictionWriter(_ShardWriter):
+    """A predictions shard (``featx predict``): each image's decision values ``scores``
+    (N, classes), in the dtype the SVM gave them (float32, or float64 where its weights or
+    the encodings are), and its file ``paths``, with labels when the images came with them."""
+
+    def __init__(self, path, attrs, *, label_kind, num_classes=0, index: int = -1):
+        super().__init__(path, {"kind": "predictions", **attrs}, label_kind=label_kind,
+                         num_classes=num_classes)
+        self.index = index
+
+    def append(self, ids: Sequence[str], scores: np.ndarray, labels=None,
+               paths: Sequence[str] = ()) -> None:
+        self._append(ids, {"scores": np.asarray(scores), "paths": list(paths)}, labels)
+
+
 # --- reading ---------------------------------------------------------------------------------
 
 def shard_paths(inputs: Sequence[str | Path]) -> list[Path]:
@@ -295,7 +310,8 @@ class Shard:
             raise InputError(f"{self.path} is of featx format {self.attrs['featx_format']!r}, "
                              f"newer than this featx reads ({FORMAT_VERSION}); upgrade featx")
         if kind is not None and self.attrs.get("kind") != kind:
-            made_by = {"activations": "featx extract", "encodings": "featx encode"}[kind]
+            made_by = {"activations": "featx extract", "encodings": "featx encode",
+                       "predictions": "featx predict"}[kind]
             raise InputError(f"{self.path} holds {self.attrs.get('kind')!r}, not {kind} "
                              f"({made_by})")
         self.ids = decode_strings(self.file["ids"])
@@ -406,11 +422,43 @@ class EncodingShard(Shard):
         / sqrt(nonzeros): unit L2 norm, like every other encoding, so that an SVM's C means the
         same for them; ``quantize`` sign-raw: {-1, 0, 1} as they are (Liu et al. §4.3.3)."""
         if "codes" in self.file:
-            x = unpack_sign(self._read("codes", rows), self.attrs["dim"])
-            if self.attrs.get("quantize") == "sign-raw":
-                return x
-            return x / np.sqrt(np.maximum(np.count_nonzero(x, axis=1), 1))[:, None]
+            return _signs(unpack_sign(self._read("codes", rows), self.attrs["dim"]),
+                          self.attrs.get("quantize"))
         return self._read("enc", rows).astype(np.float32)
+
+
+def _signs(x: np.ndarray, quantize: str | None) -> np.ndarray:
+    """Unpacked sign codes as they are read: sign-raw as they are, sign at unit L2 norm."""
+    if quantize == "sign-raw":
+        return x
+    return x / np.sqrt(np.maximum(np.count_nonzero(x, axis=1), 1))[:, None]
+
+
+def as_stored(enc: np.ndarray, quantize: str = "none", dtype: str = "float32") -> np.ndarray:
+    """float32 ``enc`` as an encoding shard of these settings gives it back
+    (:class:`EncodingWriter` then :meth:`EncodingShard.encodings`), without the file: what
+    ``featx predict`` scores, so that its scores are evaluate's."""
+    if quantize in ("sign", "sign-raw"):
+        return _signs(unpack_sign(pack_sign(enc), enc.shape[1]), quantize)
+    return enc.astype(dtype, copy=False).astype(np.float32)
+
+
+class PredictionShard(Shard):
+    def __init__(self, path: str | Path):
+        super().__init__(path, "predictions")
+
+    def scores(self) -> np.ndarray:
+        """(n, classes) decision values, as the SVM gave them."""
+        if not len(self.ids):
+            return np.zeros((0, len(self.attrs.get("classes") or [])), np.float32)
+        x = self._read("scores", slice(None))
+        if not np.isfinite(x).all():
+            raise InputError(f"{self.path} holds NaN/Inf values in scores")
+        return x
+
+    @property
+    def paths(self) -> list[str]:
+        return decode_strings(self.file["paths"]) if "paths" in self.file else []
 
 
 def read_header(path: str | Path) -> dict[str, Any]:

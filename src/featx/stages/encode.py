@@ -20,7 +20,8 @@ from featx.encoding import BLOCK, DTYPES, QUANTIZE, EncodeConfig, ShardEncoder, 
 from featx.encoding import encoding_plan
 from featx.encoding import signature as encoding_signature
 from featx.errors import InputError
-from featx.io import EXTRACTION_KEYS, read_header, require_fit, shard_paths
+from featx.io import EXTRACTION_KEYS, EXTRACTION_SIGNATURE, read_header, require_fit
+from featx.io import shard_paths
 from featx.io.output import OutputFolder
 from featx.io.shards import ActivationShard
 from featx.methods import EncodePlan
@@ -90,7 +91,10 @@ def _encode_one(path: Path, target: Path, plan: EncodePlan, cfg: EncodeConfig, a
         classes = head.get("classes", [])
         encoder = ShardEncoder(target, plan, cfg, {
             **attrs, **{k: head[k] for k in EXTRACTION_KEYS}, "classes": classes,
-            "split": head.get("split", ""), "source": str(path)},
+            "split": head.get("split", ""), "source": str(path),
+            # what the activations were (featx export rebuilds the chain from it)
+            "extraction": {k: head[k] for k in EXTRACTION_SIGNATURE if k in head},
+            "weights_arg": head.get("weights_arg", ""), "seed": head.get("seed", 0)},
             label_kind=shard.label_kind, num_classes=len(classes), images=len(shard.ids),
             device=device, folder=folder, source=str(path))
         try:

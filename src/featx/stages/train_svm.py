@@ -99,7 +99,9 @@ class TrainSVM(Stage):
             include_difficult=cfg.include_difficult, solver=solver, loss=self.loss(solver),
             multiclass=cfg.multiclass, probability=self.probability(solver),
             standardize=cfg.standardize, n_train=len(enc.ids),
-            train_split=attrs.get("split", "")), arrays)
+            train_split=attrs.get("split", ""),
+            # the folders of the training encodings (featx export reads the chain from them)
+            encodings=sorted({str(p.resolve().parent) for p in enc.paths})), arrays)
 
     def _digests(self, enc: EncodingSet, solver: str) -> np.ndarray | None:
         """The sorted digests of every training row (:func:`featx.svm.row_digests`): each
