@@ -86,6 +86,11 @@ def chain(tmp_path_factory):
                             "--device", "cpu", "-o", out / "guidance.h5")
     runs["metrics"] = both(root, "metrics.json", "evaluate", out / "enc", "--model",
                            out / "primal.h5", "--json", out / "metrics.json")
+    # the exported chain over the photos: the ranks split the shards, rank 0 writes the table
+    single("export", "--model", out / "dual.h5", "-o", out / "bundle.h5")
+    runs["predicted"] = both(root, "predicted", "predict", out / "bundle.h5", "--dataset",
+                             "folder", "--root", root / "img", "--workers", "0",
+                             "--shard-size", "4", "--device", "cpu", "-o", out / "predicted")
     return runs
 
 
@@ -105,6 +110,15 @@ def test_the_fused_pass_writes_the_same_encodings(chain):
         assert fused.keys() == enc.keys()
         for key in fused:
             np.testing.assert_array_equal(fused[key], enc[key], err_msg=key)
+
+
+def test_predict_splits_the_shards_and_writes_one_table(chain):
+    """Under torchrun predict writes the shards one process writes, bit for bit, and rank 0
+    alone the table -- the same table -- printing its path once."""
+    one, two = chain["predicted"]
+    assert digests(one) == digests(two) and len(digests(one)) == 5
+    assert (two / "predictions.csv").read_text() == (one / "predictions.csv").read_text()
+    assert STDOUT["predicted"].splitlines() == [str(two / "predictions.csv")]
 
 
 def test_fit_pca_equals_one_process(chain):
