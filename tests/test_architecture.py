@@ -121,3 +121,116 @@ def test_help_version_layers_and_completion_load_no_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+# --- every module in a layer; no circle, counting the imports inside functions too -----------
+
+# the layers, lowest first: a module imports, at module level, only its own layer and those
+# below (io and the maths are side by side: the tests above keep each from the other)
+LAYERS = (
+    ("leaves", ("featx", "featx.errors", "featx.interrupt", "featx.digest", "featx.params",
+                "featx.environment")),
+    ("configs", ("featx.configs",)),
+    ("io and maths", ("featx.io", *(f"featx.{m}" for m in MATHS))),
+    ("glue", ("featx.sampling", "featx.encoding", "featx.inference", "featx.extraction")),
+    ("stages", ("featx.stages",)),
+    ("front ends", ("featx.api", "featx.transformer", "featx.reproduce")),
+    ("command line", ("featx.cli", "featx.__main__")),
+)
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for path in SRC.rglob("*.py"):
+        parts = list(path.relative_to(SRC.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = path
+    return out
+
+
+def _edges(path: Path, modules: dict[str, Path]) -> tuple[set[str], set[str]]:
+    """(module-level, inside-a-function) featx modules ``path`` imports: ``from P import M``
+    of a submodule M is an import of P.M."""
+    def target(name: str) -> str:
+        while name not in modules and "." in name:
+            name = name.rsplit(".", 1)[0]
+        return name
+
+    top, inner = set(), set()
+
+    def visit(node, nested: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            deeper = nested or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef))
+            if isinstance(child, ast.If) and getattr(child.test, "id", "") == "TYPE_CHECKING":
+                continue  # annotations only: never run
+            found = []
+            if isinstance(child, ast.ImportFrom) and (child.module or "").startswith("featx"):
+                for a in child.names:
+                    sub = f"{child.module}.{a.name}"
+                    found.append(sub if sub in modules else target(child.module))
+            elif isinstance(child, ast.Import):
+                found = [target(a.name) for a in child.names if a.name.startswith("featx")]
+            (inner if deeper else top).update(found)
+            visit(child, deeper)
+
+    visit(ast.parse(path.read_text()), False)
+    return top, inner
+
+
+def _layer(module: str) -> int:
+    for rank, (_, members) in enumerate(LAYERS):
+        if any(_under(module, m) if m != "featx" else module == m for m in members):
+            return rank
+    raise AssertionError(f"{module} is in no layer of tests/test_architecture.py's LAYERS "
+                         "(and docs/architecture.md): place it")
+
+
+def test_every_module_is_in_a_layer_and_imports_none_above_it():
+    modules = _modules()
+    for name, path in modules.items():
+        own = _layer(name)
+        for m in _edges(path, modules)[0] - {name}:
+            assert _layer(m) <= own, (f"{name} ({LAYERS[own][0]}) imports {m} "
+                                      f"({LAYERS[_layer(m)][0]}) at module level")
+
+
+def test_no_import_circle_even_through_imports_inside_functions():
+    """No module reaches itself through imports, counting those inside functions: a lazy
+    import never exists to break a circle. (The package root's lazy attributes -- the API
+    loaded on first use -- are the one entry that may import anything; modules that import
+    the root read its version.)"""
+    modules = _modules()
+    graph = {}
+    for name, path in modules.items():
+        top, inner = _edges(path, modules)
+        graph[name] = {m for m in top | inner if m != name and m != "featx"}
+    graph.pop("featx")
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    circles = []
+
+    def strong(v: str) -> None:  # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                strong(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                circles.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            strong(v)
+    assert not circles, circles

@@ -354,6 +354,12 @@ class MapsConfig:
             return "confidence" if self.gmm else "contribution"
         return "channels"
 
+    @property
+    def painter(self) -> str:
+        """The painter that draws this kind (featx.stages.maps.PAINTERS): scheme 2's
+        guidance makes contributions of pyramid regions and overlays of its channels."""
+        return self.kind + ("-guided" if self.guidance and self.kind != "confidence" else "")
+
 
 # --- export, predict ----------------------------------------------------------------------
 

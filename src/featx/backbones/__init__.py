@@ -19,7 +19,8 @@ supply converted Caffe weights with ``--weights PATH``.
 from featx.backbones import alexnet, vgg, resnet, efficientnet_lite  # noqa: F401, I001
 from featx.backbones.features import ActivationExtractor, DenseFC, dense_shapes, layer_shapes
 from featx.backbones.named import FAMILIES, list_models
-from featx.backbones.registry import BACKBONES, Backbone, backbone, get_backbone
+from featx.backbones.catalog import get_backbone
+from featx.backbones.registry import BACKBONES, Backbone, backbone
 from featx.backbones.weights import load_model
 
 __all__ = ["BACKBONES", "FAMILIES", "ActivationExtractor", "Backbone", "DenseFC", "backbone",

@@ -100,20 +100,6 @@ def backbone(name: str, **spec) -> Callable[[Callable[[], nn.Module]], Callable[
     return register
 
 
-def get_backbone(name: str) -> Backbone:
-    """A curated entry by name, or ``torchvision:NAME`` / ``timm:NAME`` made on first use."""
-    if name not in BACKBONES and ":" in name:
-        from featx.backbones.named import resolve
-
-        BACKBONES[name] = resolve(name)
-    try:
-        return BACKBONES[name]
-    except KeyError:
-        curated = [n for n in BACKBONES if ":" not in n]
-        raise LayerError(f"unknown backbone {name!r}; valid: {', '.join(curated)}, or "
-                         "torchvision:NAME / timm:NAME for any model of those libraries") from None
-
-
 def torchvision_preprocessing(weights_enum) -> dict:
     """The preprocessing the torchvision weights were trained and evaluated with, from their
     own ``transforms()``: crop (input) size, resize size (the jitter/centre square), mean,

@@ -24,8 +24,8 @@ import h5py
 import numpy as np
 
 from featx.errors import DiskFullError, InputError
-from featx.io.h5 import FORMAT_VERSION, TMP_SUFFIX, read_attrs, why, write_attrs
-from featx.io.output import file_size_limit
+from featx.io.h5 import FORMAT_VERSION, TMP_SUFFIX, file_size_limit, read_attrs, why
+from featx.io.h5 import write_attrs
 
 KIND = "classifier"
 ROLES = ("svm", "pca", "gmm", "guidance", "project")  # the model files a bundle may carry

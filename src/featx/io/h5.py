@@ -13,6 +13,7 @@ import numpy as np
 # 1: the first format; 2: adds the ``label_kind`` attribute (readers infer it for 1)
 FORMAT_VERSION = 2
 TMP_SUFFIX = ".partial"
+SHARD_GLOB = "shard-*.h5"  # a stage's complete shards (a .partial file is not one)
 STR = h5py.string_dtype("utf-8")
 
 
@@ -62,3 +63,15 @@ def why(exc: OSError) -> str:
     if "signature" in text or "truncated" in text or "file format" in text.lower():
         return "not an HDF5 file, or a truncated one"
     return exc.strerror or text.splitlines()[0] if text else type(exc).__name__
+
+
+def file_size_limit() -> int | None:
+    """The largest file this process may write (``ulimit -f``, RLIMIT_FSIZE), None if
+    unlimited or unknown."""
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    except (ImportError, OSError, ValueError):
+        return None
+    return None if soft == resource.RLIM_INFINITY else int(soft)

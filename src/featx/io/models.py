@@ -20,8 +20,8 @@ import torch
 from featx.digest import file_digest
 from featx.errors import DiskFullError, InputError, ProvenanceError
 from featx.io.bundle import KIND as CLASSIFIER, read_bundle, save_bundle
-from featx.io.h5 import FORMAT_VERSION, TMP_SUFFIX, read_attrs, why as _why, write_attrs
-from featx.io.output import file_size_limit
+from featx.io.h5 import FORMAT_VERSION, TMP_SUFFIX, file_size_limit, read_attrs, why as _why
+from featx.io.h5 import write_attrs
 
 if TYPE_CHECKING:  # featx.fit (scikit-learn) is imported when a model is read, not with featx.io
     from featx.fit import PCA, GaussianMixture, Guidance

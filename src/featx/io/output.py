@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from featx.errors import DiskFullError, OutputError, OutputExistsError, OutputLockedError
-from featx.io.h5 import TMP_SUFFIX
+from featx.io.h5 import SHARD_GLOB, TMP_SUFFIX, file_size_limit
+from featx.io.shards import read_header
 
-SHARD_GLOB = "shard-*.h5"
 
 
 def check_path(path: Path) -> None:
@@ -50,18 +50,6 @@ def check_path(path: Path) -> None:
 
 def free_bytes(folder: Path) -> int:
     return shutil.disk_usage(folder).free
-
-
-def file_size_limit() -> int | None:
-    """The largest file this process may write (``ulimit -f``, RLIMIT_FSIZE), None if
-    unlimited or unknown."""
-    try:
-        import resource
-
-        soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
-    except (ImportError, OSError, ValueError):
-        return None
-    return None if soft == resource.RLIM_INFINITY else int(soft)
 
 
 def require_space(folder: Path, needed: int, kept: int) -> None:
@@ -199,8 +187,6 @@ def output_folder(out: str | Path, *, overwrite: bool, command: str = "", group:
 def _verify(out: Path, names: set[str]) -> None:
     """Every shard the ranks say they wrote is there and complete (a shared file system that
     lost one, a rank that wrote elsewhere: refused, not reported as success)."""
-    from featx.io.shards import read_header
-
     for name in sorted(names):
         path = out / name
         if not path.is_file():

@@ -29,8 +29,8 @@ import numpy as np
 import torch
 
 from featx.errors import DiskFullError, InputError, OutputError, ProvenanceError
-from featx.io.h5 import FORMAT_VERSION, STR, TMP_SUFFIX, decode_strings, read_attrs, write_attrs
-from featx.io.output import SHARD_GLOB, file_size_limit
+from featx.io.h5 import FORMAT_VERSION, SHARD_GLOB, STR, TMP_SUFFIX, decode_strings, file_size_limit
+from featx.io.h5 import read_attrs, write_attrs
 
 
 

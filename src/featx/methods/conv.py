@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from featx.encoders import cross_layer_pool, guide_at, guided_pool, max_pool, spp, sum_pool
-from featx.methods import Context, method
+from featx.methods.registry import Context, method
 
 
 def _local(ctx: Context, local: torch.Tensor) -> tuple[torch.Tensor, int, int]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from featx.methods import Context, method
+from featx.methods.registry import Context, method
 
 
 # Yoo et al. Table 2: these representations "are finally l2-normalized" (no power transform)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from featx import encoders
-from featx.methods import Context, method
+from featx.methods.registry import Context, method
 
 
 def _all(ctx: Context, scales: list[torch.Tensor]) -> torch.Tensor:

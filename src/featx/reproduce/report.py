@@ -15,15 +15,11 @@ from featx.encoders.fisher import region_indices
 from featx.images import ViewSpec
 from featx.io.output import save_text
 from featx.reproduce import published
-from featx.reproduce.run import duration
+from featx.reproduce.numbers import duration, ours
+from featx.reproduce.rows import PHASE
 from featx.reproduce.spread import WHY, describe
 
 TEMPLATE = Path(__file__).with_name("report.md")
-
-
-def ours(result: dict) -> float:
-    m = result["metrics"]
-    return 100 * (m["mAP"] if "mAP" in m else m["top1"])
 
 
 def _sp_regions_empty(rep) -> bool:
@@ -47,11 +43,7 @@ def _sp_regions_empty(rep) -> bool:
 def _samples(rep) -> str:
     """How many features each model was fitted on, as this run recorded them."""
     used = rep.used
-    names = {"cl45": "the CL-45 PCA on {:,} local features of {:,} images",
-             "cl34": "the CL-34 PCA on {:,} local features of {:,} images",
-             "pyr1": "the pyramid PCA on {:,} vectors of {:,} sampled images",
-             "pyr2": "the pool5 pyramid's PCA on {:,} vectors of {:,} sampled images"}
-    parts = [names[key.split("-")[0]].format(*used[key]) for key in sorted(used)
+    parts = [PHASE[key.split("-")[0]].pca.format(*used[key]) for key in sorted(used)
              if key.endswith("-pca")]
     parts += [f"the {key.split('-')[0]} GMM on {used[key][0]:,} projected vectors of "
               f"{used[key][1]:,} images" for key in sorted(used) if key.endswith("-gmm")]

@@ -183,10 +183,45 @@ def rows_of(s: Setup) -> list[Row]:
         Row("MPP (Pool5)", "pyr2", {"method": "mpp"}),
         Row("MPP (FC7, Pool5)", "pyr2", join=("MPP", "MPP (Pool5)")),
     ]
-    return [r for r in rows if r.phase != "cl34" or "34" in s.pairs]
+    # a cross-layer phase runs where the setup has its pair (AlexNet's conv3/conv4: offline too)
+    return [r for r in rows if r.phase not in PHASE or PHASE[r.phase].kind != "cross-layer"
+            or PHASE[r.phase].pair in s.pairs]  # an alias row has no phase of its own
 
 
-PHASES = ("fc", "cl45", "cl34", "pyr1", "pyr2")
+@dataclass(frozen=True)
+class Phase:
+    """One extraction a reproduction runs, and the models fitted on it, shared by its rows.
+
+    ``kind``: ``fc`` (the fc baselines' grid views), ``cross-layer`` (a pair's maps of the
+    whole image and its blocks, and their PCA) or ``pyramid`` (dense vectors over the scales,
+    their PCA and GMM); ``pair`` the cross-layer pair's key in :attr:`Setup.pairs`; ``level``
+    which of :attr:`Setup.pyramid_layers`; ``guidance``: scheme 2's guidance layers are fitted
+    on it; ``maps``: the confidence maps are drawn from its activations (the MPP row's);
+    ``kept``: the plan counts its encodings as kept for the joins (CL-45C); ``pca``: the
+    report's words for its PCA ({} the local features, {} the images)."""
+
+    name: str
+    kind: str
+    pair: str = ""
+    level: int = 0
+    guidance: bool = False
+    maps: bool = False
+    kept: bool = False
+    pca: str = ""
+
+
+PHASE: dict[str, Phase] = {p.name: p for p in (
+    Phase("fc", "fc"),
+    Phase("cl45", "cross-layer", pair="45", kept=True,
+          pca="the CL-45 PCA on {:,} local features of {:,} images"),
+    Phase("cl34", "cross-layer", pair="34",
+          pca="the CL-34 PCA on {:,} local features of {:,} images"),
+    Phase("pyr1", "pyramid", level=0, guidance=True, maps=True,
+          pca="the pyramid PCA on {:,} vectors of {:,} sampled images"),
+    Phase("pyr2", "pyramid", level=1,
+          pca="the pool5 pyramid's PCA on {:,} vectors of {:,} sampled images"),
+)}
+PHASES = tuple(PHASE)  # in the order a run takes them
 
 
 def slug(name: str) -> str:

@@ -24,7 +24,8 @@ from featx.errors import FeatxError, InputError
 from featx.images import ViewSpec
 from featx.io import load_svm, read_header
 from featx.io.output import save_text
-from featx.reproduce.rows import PHASES, Row, Setup, rows_of, slug
+from featx.reproduce.numbers import duration
+from featx.reproduce.rows import PHASE, PHASES, Row, Setup, rows_of, slug
 
 log = logging.getLogger(__name__)
 
@@ -179,14 +180,14 @@ class Reproduction:
     # --- what each phase extracts -----------------------------------------------------
     def extraction(self, phase: str) -> dict:
         """The views, layers and input size ``phase`` extracts (featx.extract's settings)."""
-        s = self.s
-        if phase == "fc":
+        s, ph = self.s, PHASE[phase]
+        if ph.kind == "fc":
             return {"views": f"whole,centre,jitter,crops:{s.crops}", "layers": s.fc_layer,
                     "input_size": self.size()}
-        if phase in ("cl45", "cl34"):
-            return {"views": f"whole,blocks:{s.blocks}", "layers": list(s.pairs[phase[2:]]),
+        if ph.kind == "cross-layer":
+            return {"views": f"whole,blocks:{s.blocks}", "layers": list(s.pairs[ph.pair]),
                     "input_size": self.size()}
-        layer = s.pyramid_layers[0 if phase == "pyr1" else 1]
+        layer = s.pyramid_layers[ph.level]
         return {"views": f"pyramid:{s.scales}", "layers": layer,
                 "input_size": self.size(pyramid=True)}
 
@@ -201,9 +202,9 @@ class Reproduction:
 
     def acts(self, phase: str) -> dict[str, list[str]]:
         """Extract ``phase``'s activations of both splits (resuming) and fit its models."""
-        s, w = self.s, self.w
-        if phase.startswith("pyr"):
-            layer = s.pyramid_layers[0 if phase == "pyr1" else 1]
+        s, w, ph = self.s, self.w, PHASE[phase]
+        if ph.kind == "pyramid":
+            layer = s.pyramid_layers[ph.level]
             pca = w / f"pca-{phase}.h5"
             if not pca.is_file():
                 sample = self.run("extract", None, w / f"sample-{phase}", **self.base,
@@ -239,7 +240,7 @@ class Reproduction:
                 self.run("fit-gmm", acts[s.train], gmm, pca=pca, components=k,
                          per_image=per_image, overwrite=True)
             self.models[phase] = {"gmm": str(gmm), "pca": str(pca)}
-            if phase == "pyr1" and any(str(a).startswith("@guidance") for r in self.rows.values()
+            if ph.guidance and any(str(a).startswith("@guidance") for r in self.rows.values()
                                        for a in r.encode.values()):
                 for name, epochs in (("guidance", s.guidance_epochs), ("guidance-random", 0)):
                     path = w / f"{name}-{phase}.h5"
@@ -252,9 +253,9 @@ class Reproduction:
             return acts
         acts = {sp: self.run("extract", None, w / f"acts-{phase}-{sp}", **self.base,
                              **self.extraction(phase), split=sp) for sp in (s.train, s.test)}
-        if phase in ("cl45", "cl34"):
-            local = s.pairs[phase[2:]][0]
-            m = s.subarray[phase[2:]]
+        if ph.kind == "cross-layer":
+            local = s.pairs[ph.pair][0]
+            m = s.subarray[ph.pair]
             pca = w / f"pca-{phase}.h5"
             if not pca.is_file():
                 n = sum(len(_ids(p)) for p in acts[s.train])
@@ -299,9 +300,10 @@ class Reproduction:
             cache[r.phase] = self.acts(r.phase)
         models = self.models.get(r.phase, {})
         extra = {k: models[k] for k in ("pca", "gmm") if k in models}
-        if r.phase in ("cl45", "cl34"):
-            extra["layers"] = list(s.pairs[r.phase[2:]])
-        if r.phase == "fc":
+        ph = PHASE[r.phase]
+        if ph.kind == "cross-layer":
+            extra["layers"] = list(s.pairs[ph.pair])
+        if ph.kind == "fc":
             extra["fc_layer"] = s.fc_layer
             if s.fc_power is not None:
                 extra["power_norm"] = s.fc_power
@@ -347,8 +349,8 @@ class Reproduction:
             mine = [r for r in self.rows.values() if not r.alias and not r.join
                     and r.phase == phase]
             if all(self.done(r) for r in mine):
-                if phase == "pyr1" and self.maps_dir and (self.w / "svm-mpp.h5").is_file() \
-                        and any(self.w.glob("acts-pyr1-*")):
+                if PHASE[phase].maps and self.maps_dir and (self.w / "svm-mpp.h5").is_file() \
+                        and any(self.w.glob(f"acts-{phase}-*")):
                     self.draw_maps()
                 for d in self.w.glob(f"acts-{phase}-*"):
                     shutil.rmtree(d)
@@ -364,8 +366,9 @@ class Reproduction:
     def draw_maps(self) -> None:
         """A few object confidence maps of the MPP row (Yoo §4.5) next to the report, drawn
         while the run that made the MPP row still has its pyramid activations."""
-        self.run("maps", self.w / f"acts-pyr1-{self.s.test}", self.maps_dir / "confidence",
-                 model=self.w / "svm-mpp.h5", gmm=self.models["pyr1"]["gmm"], top=2, limit=4,
+        phase = next(p for p in PHASES if PHASE[p].maps)
+        self.run("maps", self.w / f"acts-{phase}-{self.s.test}", self.maps_dir / "confidence",
+                 model=self.w / "svm-mpp.h5", gmm=self.models[phase]["gmm"], top=2, limit=4,
                  reduce="sum", overwrite=True)  # Yoo §4.5: accumulated
 
     def go(self) -> dict[str, dict]:
@@ -427,11 +430,12 @@ def plan(rep: Reproduction, calibrate: bool = True) -> list[dict]:
         views = [ViewSpec.parse(v) for v in rep.extraction(phase)["views"].split(",")]
         row = {"phase": phase, "images": images}
         before = (dict(rep.run.times), dict(rep.run.phases))
-        per_image = s.scales if phase.startswith("pyr") else sum(v.count() for v in views)
+        ph = PHASE[phase]
+        per_image = s.scales if ph.kind == "pyramid" else sum(v.count() for v in views)
         extra = min(max(2, math.ceil(CALIBRATION_FORWARDS / per_image)), n[s.train] - 1)
         cal = _calibrate(rep, phase, extra) if calibrate and extra > 0 else None
         rep.run.times, rep.run.phases = before  # the plan's own extractions are not the run's
-        if phase.startswith("pyr"):
+        if ph.kind == "pyramid":
             vectors = cal["vectors"] if cal else 0
             row["forwards"] = images * s.scales + min(s.pyramid_sample, n[s.train]) * s.scales
             sample = min(s.pyramid_sample, n[s.train]) * (cal["bytes"] if cal else 0)
@@ -445,18 +449,18 @@ def plan(rep: Reproduction, calibrate: bool = True) -> list[dict]:
             row["forwards"] = images * per_image
             acts = images * (cal["bytes"] if cal else 0)
             enc = 0.0
-            if phase != "fc":
-                local, guide = s.pairs[phase[2:]]
+            if ph.kind != "fc":
+                local, guide = s.pairs[ph.pair]
                 enc = images * s.cl_dim * shapes[guide][0] * 2 * 2  # CL-xxC, float16
-                if phase == "cl45":
+                if ph.kept:
                     kept += enc
             row["disk"] = acts + 3 * enc + kept
-            local_dim = (shapes[s.pairs[phase[2:]][0]][0] * s.subarray[phase[2:]] ** 2
-                         if phase != "fc" else 0)
+            local_dim = (shapes[s.pairs[ph.pair][0]][0] * s.subarray[ph.pair] ** 2
+                         if ph.kind != "fc" else 0)
             row["ram"] = max(s.pca_vectors * local_dim * 4 * 2, (cal["rss"] if cal else 0))
         row["ram"] = max(row["ram"], n[s.train] ** 2 * 8 * 3 + s.memory_gb * GB)
         row["seconds"] = images * cal["seconds"] if cal else float("nan")
-        if phase.startswith("pyr") and cal:
+        if ph.kind == "pyramid" and cal:
             row["seconds"] += min(s.pyramid_sample, n[s.train]) * cal["seconds"]
         out.append(row)
     return out
@@ -483,16 +487,6 @@ def _calibrate(rep: Reproduction, phase: str, extra: int) -> dict:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return {"seconds": max(tn - t1, 0.0) / extra, "bytes": max(bn - b1, 0) / extra,
             "vectors": vectors, "rss": rss}
-
-
-def duration(seconds: float) -> str:
-    """Seconds below a minute, minutes below an hour, else hours: a plan's 3 minutes is not
-    0.00 h."""
-    if not math.isfinite(seconds):
-        return "?"
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    return f"{seconds / 60:.1f} min" if seconds < 3600 else f"{seconds / 3600:.2f} h"
 
 
 def _shown(path: Path) -> str:

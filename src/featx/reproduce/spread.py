@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from featx.errors import FeatxError, InputError
+from featx.reproduce.numbers import ours
 
 CONFIGS: dict[str, dict[str, str]] = {
     "capped": {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41"},
@@ -77,8 +78,6 @@ def _env(name: str) -> str:
 def values(results: dict[str, dict], rep, work: Path, names: list[str]) -> dict[str, dict]:
     """{row: {"min", "max", "runs": {config: value}}} over this run (``results``, as
     ``ours`` reads them) and each configuration's rerun of the same setup."""
-    from featx.reproduce.report import ours
-
     out: dict[str, dict] = {}
     for row, result in results.items():
         runs = {"this machine": ours(result)}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from types import SimpleNamespace
+from dataclasses import dataclass
 
 import torch
 
@@ -31,6 +31,17 @@ __all__ = ["DTYPES", "QUANTIZE", "Encode", "EncodeConfig", "run"]
 
 log = logging.getLogger(__name__)
 
+@dataclass(frozen=True)
+class EncodeRun:
+    """What an encode run reads: every input shard (``every``), this rank's (``paths``) with
+    their headers, and the encode plan checked against them."""
+
+    every: list[Path]
+    paths: list[Path]
+    heads: list[dict]
+    plan: EncodePlan
+
+
 class Encode(Stage):
     """Encode every activation shard of the inputs into the output folder. Output shard i has
     the name of input shard i. A rerun keeps complete outputs made with the same settings
@@ -39,7 +50,7 @@ class Encode(Stage):
 
     name, distributed = "encode", True
 
-    def plan(self, inputs: Sequence[str]) -> SimpleNamespace | None:
+    def plan(self, inputs: Sequence[str]) -> EncodeRun | None:
         cfg, device = self.cfg, self.device
         every = shard_paths(inputs)
         paths = every[self.rank::self.world]
@@ -55,13 +66,13 @@ class Encode(Stage):
             raise InputError("input shards share file names; encode one extraction folder at a "
                              "time")
         plan = encoding_plan(cfg, heads[0], device)
-        return SimpleNamespace(every=every, paths=paths, heads=heads, plan=plan)
+        return EncodeRun(every, paths, heads, plan)
 
-    def inputs_of(self, p: SimpleNamespace | None) -> list[Path]:
+    def inputs_of(self, p: EncodeRun | None) -> list[Path]:
         models = [Path(m) for m in (self.cfg.pca, self.cfg.gmm, self.cfg.guidance) if m]
         return [*(p.every if p else []), *models]
 
-    def work(self, p: SimpleNamespace | None, output: Output) -> Iterator[Path]:
+    def work(self, p: EncodeRun | None, output: Output) -> Iterator[Path]:
         if p is None:  # more ranks than shards: nothing is this rank's
             return
         cfg, device, plan = self.cfg, self.device, p.plan

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from types import SimpleNamespace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -24,13 +24,26 @@ from featx.configs import JoinConfig  # noqa: F401 (re-exported)
 from featx.stages import Output, Stage
 
 
+@dataclass(frozen=True)
+class JoinPlan:
+    """The parts (folders as given), their shards by part (``groups``) and name, each shard's
+    header, each part's first header, and the signature the joined shards record."""
+
+    parts: Sequence[str | Path]
+    groups: list[list[Path]]
+    names: list[str]
+    heads: list[list[dict]]
+    first: list[dict]
+    signature: dict
+
+
 class Join(Stage):
     """Join encoding folders (or shard files) of the same images, shard by shard: each part at
     unit norm, the whole scaled to unit norm."""
 
     name = "join"
 
-    def plan(self, parts: Sequence[str | Path]) -> SimpleNamespace:
+    def plan(self, parts: Sequence[str | Path]) -> JoinPlan:
         if len(parts) < 2:
             raise InputError("join needs at least two encoding folders")
         groups = [shard_paths([p]) for p in parts]
@@ -65,13 +78,12 @@ class Join(Stage):
             "pca_sha256": "+".join(h["pca_sha256"] for h in first),
             "gmm_sha256": "+".join(h["gmm_sha256"] for h in first),
         }
-        return SimpleNamespace(parts=parts, groups=groups, names=names, heads=heads,
-                               first=first, signature=signature)
+        return JoinPlan(parts, groups, names, heads, first, signature)
 
-    def inputs_of(self, p: SimpleNamespace) -> list[Path]:
+    def inputs_of(self, p: JoinPlan) -> list[Path]:
         return [path for group in p.groups for path in group]
 
-    def work(self, p: SimpleNamespace, output: Output) -> Iterator[Path]:
+    def work(self, p: JoinPlan, output: Output) -> Iterator[Path]:
         cfg, groups, names, heads, first, signature = (self.cfg, p.groups, p.names, p.heads,
                                                        p.first, p.signature)
         attrs = output.provenance(**signature, dtype=cfg.dtype,

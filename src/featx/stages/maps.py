@@ -17,9 +17,9 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from types import SimpleNamespace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -44,13 +44,25 @@ FISHER_SINGLE = ("fisher", "mpp", "nfk")  # methods whose one-vector encoding is
 _PHOTO_SIDE = 384  # the longest side a photo is drawn at
 
 
+@dataclass(frozen=True)
+class MapsPlan:
+    """The activation shards (``paths``, their image ``counts``), the first's header, the
+    painter made for them, and the images drawn (``picked``: their places in the inputs)."""
+
+    paths: list[Path]
+    head: dict
+    painter: Callable
+    counts: list[int]
+    picked: set[int]
+
+
 class Maps(Stage):
     """Draw where the evidence lies in each image of activation shards: one PNG an image
     (photo + a panel per class or channel), and the raw maps in maps.h5."""
 
     name = "maps"
 
-    def plan(self, inputs: Sequence[str]) -> SimpleNamespace:
+    def plan(self, inputs: Sequence[str]) -> MapsPlan:
         cfg = self.cfg
         paths = shard_paths(inputs)
         head = read_header(paths[0])
@@ -66,15 +78,14 @@ class Maps(Stage):
         # --limit N: N images spread evenly over the inputs (every class of a sorted split)
         picked = set(np.linspace(0, total - 1, min(cfg.limit, total)).round().astype(int)
                      .tolist()) if cfg.limit else set(range(total))
-        return SimpleNamespace(paths=paths, head=head, painter=painter, counts=counts,
-                               picked=picked)
+        return MapsPlan(paths, head, painter, counts, picked)
 
-    def inputs_of(self, p: SimpleNamespace) -> list[Path]:
+    def inputs_of(self, p: MapsPlan) -> list[Path]:
         models = [Path(m) for m in (self.cfg.model, self.cfg.gmm, self.cfg.pca,
                                     self.cfg.guidance) if m]
         return [*p.paths, *models]
 
-    def work(self, p: SimpleNamespace, output: Output) -> Iterator[Path]:
+    def work(self, p: MapsPlan, output: Output) -> Iterator[Path]:
         cfg, folder = self.cfg, output.folder
         advance = output.start(f"maps ({cfg.kind})", len(p.picked))
         raw: dict[str, np.ndarray] = {}
@@ -178,108 +189,143 @@ def _svm(cfg: MapsConfig, methods: Sequence[str], digest_key: str, model_file: s
     return weights, biases, names, attrs
 
 
+# the painters by the kind of map they draw: a function (cfg, activations' header, device)
+# -> a function (shard, row, photo shape) -> (panel names, maps, title, the maps' units).
+# A new kind of map is one registered function (and its MapsConfig.painter name).
+PAINTERS: dict[str, Callable] = {}
+
+
+def painter(name: str):
+    """Register the decorated painter as ``name``."""
+    def register(fn: Callable) -> Callable:
+        if name in PAINTERS:
+            raise ValueError(f"painter {name!r} is registered twice")
+        PAINTERS[name] = fn
+        return fn
+    return register
+
+
 def _painter(cfg: MapsConfig, head: dict, device: torch.device):
-    """A function (shard, row, photo shape) -> (panel names, maps, title, the maps' units)
-    for cfg's kind."""
+    """The painter of cfg's kind, made for these activations."""
+    return PAINTERS[cfg.painter](cfg, head, device)
+
+
+@painter("confidence")
+def _confidence(cfg: MapsConfig, head: dict, device: torch.device):
+    """Object confidence maps of the Fisher family (Yoo et al. §4.5)."""
     fits = {k: head[k] for k in EXTRACTION_KEYS}
-    if cfg.kind == "confidence":
-        gmm, gattrs = load_gmm(cfg.gmm, device)
-        require_fit(gattrs, {**fits, "view": "pyramid"}, cfg.gmm, "fitted on these activations")
-        weights, biases, names, mattrs = _svm(cfg, FISHER_SINGLE, "gmm_sha256", cfg.gmm)
-        require_fit(mattrs, fits, cfg.model, "trained on these activations")
-        layer, params = gattrs["layer"], gmm_params(gmm)
-        project = pyramid_pca(head, gattrs, cfg.gmm, cfg.pca, device)
-        sizes = head["pyramid_sizes"]
+    gmm, gattrs = load_gmm(cfg.gmm, device)
+    require_fit(gattrs, {**fits, "view": "pyramid"}, cfg.gmm, "fitted on these activations")
+    weights, biases, names, mattrs = _svm(cfg, FISHER_SINGLE, "gmm_sha256", cfg.gmm)
+    require_fit(mattrs, fits, cfg.model, "trained on these activations")
+    layer, params = gattrs["layer"], gmm_params(gmm)
+    project = pyramid_pca(head, gattrs, cfg.gmm, cfg.pca, device)
+    sizes = head["pyramid_sizes"]
 
-        def confidence(shard, i, shape):
-            scales = [torch.from_numpy(x[0]).to(device)
-                      for x in shard.pyramid(layer, slice(i, i + 1))]
-            if project is not None:
-                scales = [project.transform(x) for x in scales]
-            counts = [x.shape[0] for x in scales]
-            boxes = np.concatenate(window_boxes(
-                sizes, counts, patch_window(sizes, counts, head["input_size"]),
-                (head.get("pyramid_geometry") or {}).get(layer)))
-            s = patch_fisher_scores(torch.cat(scales), params, weights, biases)
-            conf = accumulate(boxes, s, _grid(shape, cfg.resolution),
-                              mean=cfg.reduce == "mean")  # (H, W, C)
-            chosen = _pick(conf.mean((0, 1)), names, cfg)
-            how = "mean patch score" if cfg.reduce == "mean" else \
-                "patch scores accumulated, Yoo §4.5"
-            unit = ("SVM score, mean of the patches on a pixel" if cfg.reduce == "mean" else
-                    "SVM score, sum of the patches on a pixel")
-            return ([names[c] for c in chosen], [conf[..., c] for c in chosen],
-                    f"{shard.ids[i]}: confidence ({how})", unit)
+    def confidence(shard, i, shape):
+        scales = [torch.from_numpy(x[0]).to(device)
+                  for x in shard.pyramid(layer, slice(i, i + 1))]
+        if project is not None:
+            scales = [project.transform(x) for x in scales]
+        counts = [x.shape[0] for x in scales]
+        boxes = np.concatenate(window_boxes(
+            sizes, counts, patch_window(sizes, counts, head["input_size"]),
+            (head.get("pyramid_geometry") or {}).get(layer)))
+        s = patch_fisher_scores(torch.cat(scales), params, weights, biases)
+        conf = accumulate(boxes, s, _grid(shape, cfg.resolution),
+                          mean=cfg.reduce == "mean")  # (H, W, C)
+        chosen = _pick(conf.mean((0, 1)), names, cfg)
+        how = "mean patch score" if cfg.reduce == "mean" else \
+            "patch scores accumulated, Yoo §4.5"
+        unit = ("SVM score, mean of the patches on a pixel" if cfg.reduce == "mean" else
+                "SVM score, sum of the patches on a pixel")
+        return ([names[c] for c in chosen], [conf[..., c] for c in chosen],
+                f"{shard.ids[i]}: confidence ({how})", unit)
 
-        return confidence
+    return confidence
 
-    if cfg.kind == "contribution" and cfg.guidance:
-        guidance, gattrs, project = _guidance(cfg, head, device)
-        weights, biases, names, mattrs = _svm(cfg, ("cross-layer-guided",), "guidance_sha256",
-                                              cfg.guidance)
-        require_fit(mattrs, fits, cfg.model, "trained on these activations")
-        w = torch.as_tensor(weights, device=device)
-        power, l2 = _normalisation(mattrs, cfg.model)
 
-        def guided(shard, i, shape):
-            scales = _regions(shard, i, gattrs, project, device)
-            sizes, counts = gattrs["pyramid_sizes"], [x.shape[0] for x in scales]
-            geometry = (head.get("pyramid_geometry") or {}).get(gattrs["layer"])
-            boxes = np.concatenate(window_boxes(
-                sizes, counts, patch_window(sizes, counts, head["input_size"]),
-                [geometry[s] for s in gattrs["scales"]] if geometry else None))
-            # every scale's regions pool into one P: their positions side by side
-            a = torch.cat([guidance_maps(vectors_as_map(x[None]), guidance.weight,
-                                         guidance.bias)[0].flatten(1).T for x in scales])
-            c, rest = score_contributions(torch.cat(scales)[None], a[None], w, power, l2)
-            return _contribution_panels(c[0].cpu().numpy(), rest[0].cpu().numpy(), biases,
-                                        boxes, names, shape, shard.ids[i], cfg)
+@painter("contribution-guided")
+def _contribution_guided(cfg: MapsConfig, head: dict, device: torch.device):
+    """Scheme 2's contribution maps: each pyramid region's share of the SVM's score."""
+    fits = {k: head[k] for k in EXTRACTION_KEYS}
+    guidance, gattrs, project = _guidance(cfg, head, device)
+    weights, biases, names, mattrs = _svm(cfg, ("cross-layer-guided",), "guidance_sha256",
+                                          cfg.guidance)
+    require_fit(mattrs, fits, cfg.model, "trained on these activations")
+    w = torch.as_tensor(weights, device=device)
+    power, l2 = _normalisation(mattrs, cfg.model)
 
-        return guided
+    def guided(shard, i, shape):
+        scales = _regions(shard, i, gattrs, project, device)
+        sizes, counts = gattrs["pyramid_sizes"], [x.shape[0] for x in scales]
+        geometry = (head.get("pyramid_geometry") or {}).get(gattrs["layer"])
+        boxes = np.concatenate(window_boxes(
+            sizes, counts, patch_window(sizes, counts, head["input_size"]),
+            [geometry[s] for s in gattrs["scales"]] if geometry else None))
+        # every scale's regions pool into one P: their positions side by side
+        a = torch.cat([guidance_maps(vectors_as_map(x[None]), guidance.weight,
+                                     guidance.bias)[0].flatten(1).T for x in scales])
+        c, rest = score_contributions(torch.cat(scales)[None], a[None], w, power, l2)
+        return _contribution_panels(c[0].cpu().numpy(), rest[0].cpu().numpy(), biases,
+                                    boxes, names, shape, shard.ids[i], cfg)
 
-    if cfg.kind == "contribution":
-        weights, biases, names, mattrs = _svm(cfg, ("cross-layer",), "pca_sha256", cfg.pca)
-        require_fit(mattrs, fits, cfg.model, "trained on these activations")
-        if mattrs["views"] != ["whole"]:
-            raise InputError(f"{cfg.model} was trained on views {mattrs['views']}; contribution "
-                             "maps are drawn for the whole view")
-        pca, pattrs = load_pca(cfg.pca, device)
-        spec, local = LocalSpec.parse(pattrs["local"]), pattrs["layer"]
-        guide = get_backbone(head["backbone"]).guide_for(local)
-        shapes = head["layer_shapes"]
-        if guide not in shapes or local not in shapes:
-            raise InputError(f"the activations hold no {local}/{guide} pair; maps of a "
-                             "cross-layer model read both")
-        c, h, wd = shapes[local]
-        grid = CrossLayerGrid.of((h, wd), tuple(shapes[guide][1:]), spec.size)
-        conv = pca.as_conv(c, *spec.size)
-        boxes = cell_boxes(grid.rows.count, grid.cols.count, (grid.rows.first, grid.cols.first),
-                           tuple(shapes[guide][1:]))
-        w = torch.as_tensor(weights, device=device)
-        power, l2 = _normalisation(mattrs, cfg.model)
+    return guided
 
-        def scheme1(shard, i, shape):
-            rows = slice(i, i + 1)
-            x = project_subarrays(torch.from_numpy(shard.read("whole", local, rows)[:, 0])
-                                  .to(device), *conv, grid).flatten(2).transpose(1, 2)
-            a = guide_at(torch.from_numpy(shard.read("whole", guide, rows)[:, 0]).to(device),
-                         grid).flatten(2).transpose(1, 2)
-            c, rest = score_contributions(x, a, w, power, l2)
-            return _contribution_panels(c[0].cpu().numpy(), rest[0].cpu().numpy(), biases,
-                                        boxes, names, shape, shard.ids[i], cfg)
 
-        return scheme1
+@painter("contribution")
+def _contribution(cfg: MapsConfig, head: dict, device: torch.device):
+    """Scheme 1's contribution maps: each local position's share of the SVM's score."""
+    fits = {k: head[k] for k in EXTRACTION_KEYS}
+    weights, biases, names, mattrs = _svm(cfg, ("cross-layer",), "pca_sha256", cfg.pca)
+    require_fit(mattrs, fits, cfg.model, "trained on these activations")
+    if mattrs["views"] != ["whole"]:
+        raise InputError(f"{cfg.model} was trained on views {mattrs['views']}; contribution "
+                         "maps are drawn for the whole view")
+    pca, pattrs = load_pca(cfg.pca, device)
+    spec, local = LocalSpec.parse(pattrs["local"]), pattrs["layer"]
+    guide = get_backbone(head["backbone"]).guide_for(local)
+    shapes = head["layer_shapes"]
+    if guide not in shapes or local not in shapes:
+        raise InputError(f"the activations hold no {local}/{guide} pair; maps of a "
+                         "cross-layer model read both")
+    c, h, wd = shapes[local]
+    grid = CrossLayerGrid.of((h, wd), tuple(shapes[guide][1:]), spec.size)
+    conv = pca.as_conv(c, *spec.size)
+    boxes = cell_boxes(grid.rows.count, grid.cols.count, (grid.rows.first, grid.cols.first),
+                       tuple(shapes[guide][1:]))
+    w = torch.as_tensor(weights, device=device)
+    power, l2 = _normalisation(mattrs, cfg.model)
 
-    # channel overlays: a grid layer of the whole view, or the guidance's channels
-    if cfg.guidance:
-        guidance, gattrs, project = _guidance(cfg, head, device)
+    def scheme1(shard, i, shape):
+        rows = slice(i, i + 1)
+        x = project_subarrays(torch.from_numpy(shard.read("whole", local, rows)[:, 0])
+                              .to(device), *conv, grid).flatten(2).transpose(1, 2)
+        a = guide_at(torch.from_numpy(shard.read("whole", guide, rows)[:, 0]).to(device),
+                     grid).flatten(2).transpose(1, 2)
+        c, rest = score_contributions(x, a, w, power, l2)
+        return _contribution_panels(c[0].cpu().numpy(), rest[0].cpu().numpy(), biases,
+                                    boxes, names, shape, shard.ids[i], cfg)
 
-        def guide_channels(shard, i, shape):
-            x = _regions(shard, i, gattrs, project, device)[-1]  # the finest scale used
-            a = guidance_maps(vectors_as_map(x[None]), guidance.weight, guidance.bias)[0]
-            return _channel_panels(a.cpu().numpy(), shape, shard.ids[i], "guidance", cfg)
+    return scheme1
 
-        return guide_channels
+
+@painter("channels-guided")
+def _guidance_channels(cfg: MapsConfig, head: dict, device: torch.device):
+    """The trained guidance's channels over the photo (scheme 2)."""
+    guidance, gattrs, project = _guidance(cfg, head, device)
+
+    def guide_channels(shard, i, shape):
+        x = _regions(shard, i, gattrs, project, device)[-1]  # the finest scale used
+        a = guidance_maps(vectors_as_map(x[None]), guidance.weight, guidance.bias)[0]
+        return _channel_panels(a.cpu().numpy(), shape, shard.ids[i], "guidance", cfg)
+
+    return guide_channels
+
+
+@painter("channels")
+def _layer_channels(cfg: MapsConfig, head: dict, device: torch.device):
+    """A grid layer's channels over the photo (Liu et al. Fig. 4)."""
     if cfg.layer not in head.get("layer_shapes", {}) or "whole" not in \
             [v.split(":")[0] for v in head["views"]]:
         raise InputError(f"the activations hold no whole-view {cfg.layer!r}; they hold "
