@@ -24,7 +24,8 @@ from featx.digest import file_digest
 from featx.encoders import CrossLayerGrid, LocalSpec
 from featx.errors import InputError, ProvenanceError
 from featx.io import EXTRACTION_KEYS, EncodingWriter, load_gmm, load_guidance, load_pca
-from featx.io import check_guidance_scales, pyramid_pca, require_fit
+from featx.io import require_fit
+from featx.pyramids import check_guidance_scales, pyramid_pca
 from featx.methods import Context, EncodePlan, Method, get_methods
 from featx.configs import DTYPES, QUANTIZE, EncodeConfig  # noqa: F401 (re-exported)
 

@@ -19,7 +19,7 @@ import torch
 from featx.encoders import LocalSpec
 from featx.errors import InputError
 from featx.io import EXTRACTION_KEYS, read_header, require_fit
-from featx.io.shards import ActivationShard
+from featx.io.activations import ActivationShard
 
 _READ_BLOCK = 64  # images a read at most
 _READ_BYTES = 256 << 20  # and about this many bytes of float32 activations

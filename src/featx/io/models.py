@@ -17,8 +17,7 @@ import h5py
 import numpy as np
 import torch
 
-from featx.digest import file_digest
-from featx.errors import DiskFullError, InputError, ProvenanceError
+from featx.errors import DiskFullError, InputError
 from featx.io.bundle import KIND as CLASSIFIER, read_bundle, save_bundle
 from featx.io.h5 import FORMAT_VERSION, TMP_SUFFIX, file_size_limit, read_attrs, why as _why
 from featx.io.h5 import write_attrs
@@ -327,40 +326,3 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[An
     """(model, attributes) of a model file of any registered kind; an SVM is (weights,
     biases)."""
     return MODEL_KINDS[model_kind(path)].load(path, device)
-
-
-def pyramid_pca(head: Mapping[str, Any], fitted: Mapping[str, Any], model: str,
-                pca: str | None = None, device: torch.device | str = "cpu"):
-    """The one place that decides which PCA maps these activations' pyramid vectors (``head``)
-    into the space ``model`` (a GMM or a guidance, attributes ``fitted``) was fitted in: None
-    when extract --project did it already (with that PCA), else ``pca`` or the PCA the model
-    records, checked by digest."""
-    if head.get("projected"):
-        if head["projected"] != fitted["pca_sha256"]:
-            raise ProvenanceError(f"the activations have projected={head['projected']!r}, this "
-                                  f"run needs projected={fitted['pca_sha256']!r}; {model} was "
-                                  "fitted on vectors projected by another PCA")
-        return None
-    path = pca or fitted.get("pca") or ""
-    if not path or not Path(path).is_file() or file_digest(path) != fitted["pca_sha256"]:
-        raise ProvenanceError(f"{model} was fitted on features reduced by "
-                              f"{fitted.get('pca') or 'a PCA'} (sha256 {fitted['pca_sha256']}); "
-                              "pass that PCA with --pca")
-    return load_pca(path, device)[0]
-
-
-def check_projection(head: Mapping[str, Any], pca: str, digest: str) -> None:
-    """Refuse ``pca`` (digest ``digest``) for activations projected by another PCA."""
-    if head.get("projected") and head["projected"] != digest:
-        raise ProvenanceError(f"the activations were projected (extract --project) with another "
-                              f"PCA than {pca}; pass that PCA")
-
-
-def check_guidance_scales(head: Mapping[str, Any], gattrs: Mapping[str, Any], path: str) -> None:
-    """Refuse a guidance (attributes ``gattrs``) trained on other pyramid scales than these
-    activations (``head``) hold at the scale indices it uses."""
-    sizes = list(head.get("pyramid_sizes") or [])
-    if [sizes[s] if s < len(sizes) else None for s in gattrs["scales"]] != \
-            list(gattrs["pyramid_sizes"]):
-        raise ProvenanceError(f"{path} was trained on pyramid scales of "
-                              f"{gattrs['pyramid_sizes']} px; these activations have {sizes}")

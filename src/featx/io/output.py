@@ -28,7 +28,7 @@ from typing import Any
 
 from featx.errors import DiskFullError, OutputError, OutputExistsError, OutputLockedError
 from featx.io.h5 import SHARD_GLOB, TMP_SUFFIX, file_size_limit
-from featx.io.shards import read_header
+from featx.io.shard import read_header
 
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import featx
 from featx.errors import OutputExistsError, ProvenanceError
+from featx.io.shard import read_header
 
 # what identifies one extraction: activations, and every model fitted on them, must agree here
 EXTRACTION_KEYS = ("backbone", "weights", "input_size")
@@ -49,8 +50,6 @@ def resume_or_refuse(target: Path, signature: Mapping[str, Any], ids: Collection
                      ) -> dict[str, Any] | None:
     """The header of ``target`` when it is a complete output of these settings for these
     images (keep it), None when there is none; refuses any other existing file."""
-    from featx.io.shards import read_header
-
     if not target.exists():
         return None
     head = read_header(target)

@@ -23,7 +23,7 @@ from featx.errors import InputError
 from featx.io import EXTRACTION_KEYS, EXTRACTION_SIGNATURE, read_header, require_fit
 from featx.io import shard_paths
 from featx.io.output import OutputFolder
-from featx.io.shards import ActivationShard
+from featx.io.activations import ActivationShard
 from featx.methods import EncodePlan
 from featx.stages import Output, Stage
 

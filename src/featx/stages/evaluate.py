@@ -17,7 +17,7 @@ from featx.dist import SINGLE, Group
 from featx.errors import InputError, ProvenanceError
 from featx.digest import file_digest
 from featx.io import load_svm, load_svm_extras, require_fit, save_csv, save_json, shard_paths
-from featx.io.shards import EncodingSet
+from featx.io.encodings import EncodingSet
 from featx.io.provenance import ENCODING_KEYS
 from featx.configs import EvaluateConfig  # noqa: F401 (re-exported)
 from featx.stages import OPTIONAL_FILE, Output, Stage

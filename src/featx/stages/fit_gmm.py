@@ -13,7 +13,8 @@ from featx import dist
 from featx.digest import file_digest
 from featx.encoders import LocalSpec
 from featx.fit import GaussianMixture
-from featx.io import EXTRACTION_KEYS, check_projection, load_pca, require_fit
+from featx.io import EXTRACTION_KEYS, load_pca, require_fit
+from featx.pyramids import check_projection
 from featx.io import save_gmm, shard_paths
 from featx.sampling import activation_header, sample_local_features
 from featx.configs import FitGMMConfig  # noqa: F401 (re-exported)

@@ -15,7 +15,8 @@ from featx import dist
 from featx.digest import file_digest
 from featx.errors import InputError
 from featx.fit import fit_guidance
-from featx.io import EXTRACTION_KEYS, check_projection, load_pca, require_fit
+from featx.io import EXTRACTION_KEYS, load_pca, require_fit
+from featx.pyramids import check_projection
 from featx.io import read_header, save_guidance, shard_paths
 from featx.sampling import activation_header, region_features
 from featx.configs import FitGuidanceConfig  # noqa: F401 (re-exported)

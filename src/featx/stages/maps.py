@@ -32,8 +32,9 @@ from featx.encoders import CrossLayerGrid, LocalSpec, guidance_maps, guide_at, s
 from featx.encoders import gmm_params, project_subarrays, vectors_as_map
 from featx.errors import InputError, ProvenanceError
 from featx.io import EXTRACTION_KEYS, load_gmm, load_guidance, load_pca, load_svm
-from featx.io import check_guidance_scales, pyramid_pca, read_header, require_fit, save_maps, shard_paths
-from featx.io.shards import ActivationShard
+from featx.io import read_header, require_fit, save_maps, shard_paths
+from featx.pyramids import check_guidance_scales, pyramid_pca
+from featx.io.activations import ActivationShard
 from featx.windows import accumulate, cell_boxes, patch_fisher_scores, patch_window, window_boxes
 from featx.stages import Output, Stage
 from featx.configs import MapsConfig  # noqa: F401 (re-exported)

@@ -14,7 +14,7 @@ from featx import svm
 from featx.dist import SINGLE
 from featx.errors import InputError
 from featx.io import save_svm, shard_paths
-from featx.io.shards import EncodingSet
+from featx.io.encodings import EncodingSet
 from featx.io.provenance import ENCODING_KEYS
 from featx.stages import FILE, Output, Stage
 from featx.configs import AUTO_C, AUTO_C_LOGISTIC, SOLVERS, TrainSVMConfig  # noqa: F401
