@@ -51,6 +51,17 @@ def assert_same_arrays(a: Path, b: Path) -> None:
         np.testing.assert_array_equal(x[k], y[k], err_msg=k)
 
 
+def one_line_error(res, *words, code: int | None = 1) -> None:
+    """``res`` (a CliRunner result) failed with exit status ``code`` (None: any non-zero) and
+    one ``Error:`` line on stderr holding each of ``words``."""
+    assert res.exit_code == code if code is not None else res.exit_code != 0, \
+        (res.exit_code, res.stdout, res.stderr)
+    err = res.stderr
+    assert err.startswith("Error: ") and len(err.strip().splitlines()) == 1, err
+    for w in words:
+        assert w in err, err
+
+
 def run_ok(*args) -> str:
     """featx ARGS in this process; asserts success and returns stdout."""
     res = CliRunner().invoke(main, ["-q", *map(str, args)], catch_exceptions=False)

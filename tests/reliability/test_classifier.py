@@ -11,16 +11,9 @@ import numpy as np
 import pytest
 
 from featx.errors import InputError
+from tests.reliability.conftest import one_line_error as _one_line_error
 
 pytestmark = pytest.mark.reliability
-
-
-def _one_line_error(res, *words):
-    assert res.exit_code == 1, (res.stdout, res.stderr)
-    err = res.stderr.strip()
-    assert err.startswith("Error: ") and len(err.splitlines()) == 1, err
-    for w in words:
-        assert w in err, err
 
 
 @pytest.mark.parametrize(("args", "words"), [

@@ -12,15 +12,9 @@ import numpy as np
 import pytest
 
 from featx.io import load_svm, read_header, save_svm
+from tests.reliability.conftest import one_line_error as _one_line_error
 
 pytestmark = pytest.mark.reliability
-
-
-def _one_line_error(res, *words):
-    assert res.exit_code == 1, res.stdout
-    assert res.stderr.startswith("Error: ") and len(res.stderr.strip().splitlines()) == 1, res.stderr
-    for w in words:
-        assert w in res.stderr, res.stderr
 
 
 def _copy(src, dst):

@@ -15,15 +15,9 @@ import pytest
 import featx.io.output
 from featx.io import read_header
 from tests.reliability.conftest import arrays_of, featx_process, wait_for
+from tests.reliability.conftest import one_line_error as _one_line_error
 
 pytestmark = pytest.mark.reliability
-
-
-def _one_line_error(res, *words):
-    assert res.exit_code == 1, res.stdout
-    assert res.stderr.startswith("Error: ") and len(res.stderr.strip().splitlines()) == 1
-    for w in words:
-        assert w in res.stderr, res.stderr
 
 
 def test_a_run_into_a_held_output_is_refused_naming_the_holder(make_images, tmp_path):

@@ -8,16 +8,13 @@ import pytest
 
 from tests.cli.test_scheme2_maps import chain  # noqa: F401  (the module fixture)
 from tests.conftest import smooth_image
+from tests.reliability.conftest import one_line_error
 
 pytestmark = pytest.mark.reliability
 
 
 def _one_line_error(res, *words):
-    assert res.exit_code != 0, res.stdout
-    lines = res.stderr.strip().splitlines()
-    assert res.stderr.startswith("Error: ") and len(lines) == 1, res.stderr
-    for w in words:
-        assert w in res.stderr, res.stderr
+    one_line_error(res, *words, code=None)
 
 
 def test_fit_guidance_refuses_unlabelled_shards(cli, make_images, tmp_path, alexnet_weights):
