@@ -133,12 +133,9 @@ def warn_copies(digests: np.ndarray, mattrs: dict, model: str) -> int:
 
 
 def probabilities_of(scores: np.ndarray, mattrs: dict) -> np.ndarray | None:
-    """The class probabilities of the model's scores (featx.svm.probabilities), or None when
-    the model carries none (an SVM trained without --calibrate)."""
-    kind = mattrs.get("probability") or ""
-    if not kind:
-        return None
-    return svm.probabilities(scores, kind, bool(mattrs.get("multilabel")), mattrs.get("platt"))
+    """The class probabilities of the model's scores, or None when it carries none
+    (:func:`featx.svm.model_probabilities`)."""
+    return svm.model_probabilities(scores, mattrs)
 
 
 def score_rows(enc: EncodingSet, scores: np.ndarray, prob: np.ndarray | None,

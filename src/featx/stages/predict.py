@@ -220,7 +220,7 @@ def write_table(shards: list[Path], target: Path, classes: list[str], top_k: int
         with PredictionShard(path) as shard:
             scores, paths = shard.scores(), shard.paths
             skipped += len(shard.skipped)
-        prob = _probabilities(scores, model, multilabel)
+        prob = svm.model_probabilities(scores, {**model, "multilabel": multilabel})
         for i, image in enumerate(paths):
             rows.append(label_row(image, scores[i], None if prob is None else prob[i], classes,
                                   top_k, multilabel))
@@ -230,13 +230,6 @@ def write_table(shards: list[Path], target: Path, classes: list[str], top_k: int
     if target.suffix == ".jsonl":
         return save_text(target, "".join(json.dumps(r) + "\n" for r in rows))
     return save_csv(target, *_csv(rows, top_k, multilabel, bool(model.get("probability"))))
-
-
-def _probabilities(scores: np.ndarray, model: dict, multilabel: bool) -> np.ndarray | None:
-    kind = model.get("probability") or ""
-    if not kind or not len(scores):
-        return None
-    return svm.probabilities(scores, kind, multilabel, model.get("platt"))
 
 
 def label_row(path: str, scores: np.ndarray, prob: np.ndarray | None, classes: list[str],

@@ -28,7 +28,7 @@ from featx.svm.dual import binary_targets, fit_dual, gram, gram_blocks, primal, 
 from featx.svm.losses import LOSSES, Hinge, Logistic, Loss, Multinomial, SquaredHinge
 from featx.svm.newton import PRIMAL_TOL, KernelProblem, PrimalProblem, check_both_labels
 from featx.svm.newton import fit_primal, primal_objective
-from featx.svm.probability import platt, probabilities
+from featx.svm.probability import of_model as model_probabilities, platt, probabilities
 from featx.svm.scaling import fold_standardization, moments, standardized
 from featx.svm.scoring import row_digests, scores
 from featx.svm.selection import best_c, choose, choose_c, choose_c_primal, cv_score, cv_splits
@@ -38,5 +38,5 @@ __all__ = ["AUTO_C", "LOSSES", "PRIMAL_TOL", "Hinge", "KernelProblem", "Logistic
            "Multinomial", "PrimalProblem", "SquaredHinge", "best_c", "binary_targets",
            "check_both_labels", "choose", "choose_c", "choose_c_primal", "cv_score", "cv_splits",
            "fit_dual", "fit_primal", "fold_count", "fold_standardization", "gram", "gram_blocks",
-           "held_out_loss", "moments", "platt", "primal", "primal_objective", "probabilities",
+           "held_out_loss", "model_probabilities", "moments", "platt", "primal", "primal_objective", "probabilities",
            "row_digests", "scores", "standardized", "targets", "train_ovr"]

@@ -70,3 +70,13 @@ def probabilities(decision: np.ndarray, kind: str, multilabel: bool,
         return p
     total = p.sum(1, keepdims=True)
     return np.where(total > 0, p / np.where(total > 0, total, 1), 1 / p.shape[1])
+
+
+def of_model(scores: np.ndarray, mattrs: dict) -> np.ndarray | None:
+    """The class probabilities of a model's scores (:func:`probabilities` with the kind,
+    multi-label flag and Platt parameters its attributes ``mattrs`` hold), or None when the
+    model carries none (an SVM trained without --calibrate)."""
+    kind = mattrs.get("probability") or ""
+    if not kind:
+        return None
+    return probabilities(scores, kind, bool(mattrs.get("multilabel")), mattrs.get("platt"))
