@@ -31,6 +31,7 @@ class Interrupted(Terminated):
 
 
 _requested: type[Terminated] | None = None
+_delivered = False  # a check() has raised the request
 _polling = 0
 
 
@@ -48,21 +49,27 @@ def request(signum=None, frame=None) -> None:
 
 @contextmanager
 def polling() -> Iterator[None]:
-    """A loop that calls :func:`check` at each step: requests only set the flag inside it."""
+    """A loop that calls :func:`check` at each step: requests only set the flag inside it.
+    A request that came after the loop's last check (while it wound down: a DataLoader's
+    workers stopping) is raised as the loop is left, not lost."""
     global _polling
     _polling += 1
     try:
         yield
     finally:
         _polling -= 1
+    if _requested is not None and not _delivered:
+        check()
 
 
 def check() -> None:
     """Raise :class:`Terminated` (or :class:`Interrupted`) if one was requested."""
+    global _delivered
     if _requested is not None:
+        _delivered = True
         raise _requested
 
 
 def reset() -> None:
-    global _requested
-    _requested = None
+    global _requested, _delivered
+    _requested, _delivered = None, False
