@@ -4,6 +4,7 @@ runs), and a small AlexNet activation folder."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -22,8 +23,13 @@ from tests.conftest import class_folders
 def featx_process(*args, **kwargs) -> subprocess.Popen:
     """``featx ARGS`` in a new process (stdout and stderr captured as text)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # Ctrl-C as a terminal gives it: a suite started in the background of a non-interactive
+    # shell (`cmd &`) ignores SIGINT, and a child would inherit that (and never see the Ctrl-C
+    # the interrupt tests send)
     return subprocess.Popen([sys.executable, "-m", "featx", *map(str, args)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+                            **kwargs)
 
 
 def wait_for(predicate, timeout: float = 120.0) -> None:
